@@ -1,0 +1,48 @@
+// Package configfile decodes the YAML configuration files of both binaries strictly: an unknown key, a value
+// of the wrong type or a second document is an error that names the key and its line.
+package configfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxSize bounds a configuration file; anything larger is a mistake, not a config.
+const MaxSize = 1 << 20
+
+// Decode decodes data into dst, which holds the defaults on entry.
+func Decode(data []byte, dst any) error {
+	if len(data) > MaxSize {
+		return fmt.Errorf("config is %d bytes, more than the %d allowed", len(data), MaxSize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(dst); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file keeps the defaults
+		}
+		return err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("config holds more than one YAML document")
+	}
+	return nil
+}
+
+// Load reads and decodes the file at path into dst.
+func Load(path string, dst any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if err := Decode(data, dst); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+// Package hubapi is the hub's HTTPS API as both sides see it: the request and response bodies, the error
+// envelope, strict decoding with size limits, and the client that connectors and the operator CLI use.
+package hubapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/mydatafed/mydata/pkg/fedid"
+)
+
+// Paths of the API.
+const (
+	PathEnroll        = "/v1/enroll"
+	PathRenew         = "/v1/renew"
+	PathDirectory     = "/v1/directory"
+	PathBundle        = "/v1/bundle"
+	PathHealth        = "/v1/health"
+	PathOrgs          = "/v1/admin/orgs"
+	PathConnectors    = "/v1/admin/connectors"
+	PathTokens        = "/v1/admin/tokens"
+	PathIntermediates = "/v1/admin/intermediates"
+)
+
+// MaxBody bounds every request body the hub reads.
+const MaxBody = 64 << 10
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Status  int    `json:"-"`
+	Message string `json:"error"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("hub: %s (HTTP %d)", e.Message, e.Status) }
+
+// Organisation types, from the kinds of bodies that join the real platform.
+var OrgTypes = []string{"central-agency", "local-government", "university", "state-owned-enterprise", "financial-institution", "other"}
+
+// Connector states.
+const (
+	StatusActive    = "active"
+	StatusSuspended = "suspended"
+	StatusRevoked   = "revoked"
+)
+
+// Connector roles.
+const (
+	RoleDP = "dp"
+	RoleSP = "sp"
+)
+
+// Org is an organisation of the federation.
+type Org struct {
+	Code      string    `json:"code"`
+	NameZh    string    `json:"name_zh"`
+	NameEn    string    `json:"name_en"`
+	Type      string    `json:"type"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate checks an org as an operator submits it.
+func (o Org) Validate() error {
+	if err := fedid.ValidName(o.Code); err != nil {
+		return fmt.Errorf("code: %w", err)
+	}
+	if o.NameZh == "" || len(o.NameZh) > 200 {
+		return errors.New("name_zh: required, at most 200 bytes")
+	}
+	if o.NameEn == "" || len(o.NameEn) > 200 {
+		return errors.New("name_en: required, at most 200 bytes")
+	}
+	for _, t := range OrgTypes {
+		if o.Type == t {
+			return nil
+		}
+	}
+	return fmt.Errorf("type: %q is not one of %v", o.Type, OrgTypes)
+}
+
+// Connector is a connector of an organisation.
+type Connector struct {
+	Org       string    `json:"org"`
+	Name      string    `json:"name"`
+	Roles     []string  `json:"roles"`
+	Address   string    `json:"address"`
+	Status    string    `json:"status"`
+	SPIFFEID  string    `json:"spiffe_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Validate checks a connector as an operator submits it.
+func (c Connector) Validate() error {
+	if err := fedid.ValidName(c.Org); err != nil {
+		return fmt.Errorf("org: %w", err)
+	}
+	if err := fedid.ValidName(c.Name); err != nil {
+		return fmt.Errorf("name: %w", err)
+	}
+	if len(c.Roles) == 0 || len(c.Roles) > 2 {
+		return errors.New("roles: give dp, sp or both")
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Roles {
+		if r != RoleDP && r != RoleSP || seen[r] {
+			return fmt.Errorf("roles: %q is not dp or sp, or is repeated", r)
+		}
+		seen[r] = true
+	}
+	if err := ValidAddress(c.Address); err != nil {
+		return fmt.Errorf("address: %w", err)
+	}
+	return nil
+}
+
+// ValidAddress checks a QUIC address host:port.
+func ValidAddress(a string) error {
+	if len(a) == 0 || len(a) > 255 {
+		return errors.New("want host:port")
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" || port == "" {
+		return errors.New("want host:port")
+	}
+	return nil
+}
+
+// ConnectorStatusRequest changes a connector's status.
+type ConnectorStatusRequest struct {
+	Status string `json:"status"`
+}
+
+// TokenRequest asks for a join token.
+type TokenRequest struct {
+	Org        string `json:"org"`
+	Connector  string `json:"connector"`
+	TTLSeconds int64  `json:"ttl_seconds,omitempty"`
+}
+
+// TokenResponse carries the token; it is shown once and kept by the hub only as a hash.
+type TokenResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// EnrollRequest is what a connector sends with its join token.
+type EnrollRequest struct {
+	Token     string `json:"token"`
+	Org       string `json:"org"`
+	Connector string `json:"connector"`
+	// CSR is DER; it must ask for the connector's SPIFFE ID only.
+	CSR []byte `json:"csr"`
+}
+
+// RenewRequest is what an enrolled connector sends over mTLS to renew its SVID.
+type RenewRequest struct {
+	CSR []byte `json:"csr"`
+}
+
+// SVIDResponse answers enroll and renew: the SVID chain and the trust bundle, DER each.
+type SVIDResponse struct {
+	SPIFFEID    string   `json:"spiffe_id"`
+	Chain       [][]byte `json:"chain"`
+	Bundle      [][]byte `json:"bundle"`
+	TrustDomain string   `json:"trust_domain"`
+}
+
+// IntermediateRequest asks for an intermediate CA for an agency's SPIRE server.
+type IntermediateRequest struct {
+	// PublicKey is a PKIX DER public key.
+	PublicKey  []byte `json:"public_key"`
+	TTLSeconds int64  `json:"ttl_seconds,omitempty"`
+}
+
+// IntermediateResponse carries the intermediate CA and the root, DER each.
+type IntermediateResponse struct {
+	Certificate []byte   `json:"certificate"`
+	Bundle      [][]byte `json:"bundle"`
+}
+
+// Health is the hub's view of itself.
+type Health struct {
+	Node      string `json:"node"`
+	RaftState string `json:"raft_state"`
+	Leader    string `json:"leader"`
+}
+
+// Decode reads one JSON value of at most max bytes from r into v, refusing unknown fields and trailing data.
+func Decode(r io.Reader, max int64, v any) error {
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	return DecodeBytes(data, max, v)
+}
+
+// DecodeBytes is Decode on a byte slice.
+func DecodeBytes(data []byte, max int64, v any) error {
+	if int64(len(data)) > max {
+		return fmt.Errorf("body is larger than %d bytes", max)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	if dec.More() {
+		return errors.New("invalid JSON: trailing data after the object")
+	}
+	return nil
+}

@@ -1,0 +1,298 @@
+// Package fsm is the hub's replicated state machine: the registry of organisations, connectors, join tokens
+// and issued certificates, kept in SQLite and changed only by commands applied from the raft log.
+package fsm
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	"github.com/mattn/go-sqlite3"
+)
+
+// FSM applies commands to the SQLite database and answers reads from it.
+type FSM struct {
+	db   *sql.DB
+	path string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	applied uint64
+	// changed is closed and replaced whenever the directory version moves, to wake long-polls.
+	changed chan struct{}
+}
+
+// Open opens (or creates) the state database at path.
+func Open(path string, log *slog.Logger) (*FSM, error) {
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	f := &FSM{db: db, path: path, log: log, changed: make(chan struct{})}
+	if err := f.loadApplied(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func openDB(path string) (*sql.DB, error) {
+	// WAL lets reads run beside the apply loop's writes; synchronous=NORMAL is safe here because the raft
+	// log is the durable record and entries after the stored applied index are applied again on start.
+	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate"
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state schema: %w", err)
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (f *FSM) Close() error { return f.db.Close() }
+
+func (f *FSM) loadApplied() error {
+	var v int64
+	err := f.db.QueryRow(`SELECT value FROM meta WHERE key = ?`, metaApplied).Scan(&v)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read applied index: %w", err)
+	}
+	f.mu.Lock()
+	f.applied = uint64(v)
+	f.mu.Unlock()
+	return nil
+}
+
+// AppliedIndex is the index of the last raft entry in the database.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
+}
+
+// Changed returns a channel that is closed at the next change of the directory.
+func (f *FSM) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+func (f *FSM) notify() {
+	f.mu.Lock()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// ignorable marks a command type that an older hub may skip; every type we have today changes state that
+// later commands depend on, so none carries it yet.
+const ignorable = 0x80
+
+type handler func(tx *sql.Tx, payload []byte) (Result, bool, error)
+
+var handlers = map[Type]handler{
+	TypeOrgAdd:          decodeThen(applyOrgAdd),
+	TypeConnectorAdd:    decodeThen(applyConnectorAdd),
+	TypeConnectorStatus: decodeThen(applyConnectorStatus),
+	TypeTokenCreate:     decodeThen(applyTokenCreate),
+	TypeEnroll:          decodeThen(applyEnroll),
+	TypeCertRecord:      decodeThen(applyCertRecord),
+	TypeTokenPurge:      decodeThen(applyTokenPurge),
+}
+
+// decodeThen adapts a typed apply function. The bool it returns says whether the directory changed.
+func decodeThen[T any](fn func(tx *sql.Tx, cmd *T) (Result, bool, error)) handler {
+	return func(tx *sql.Tx, payload []byte) (Result, bool, error) {
+		var cmd T
+		if err := json.Unmarshal(payload, &cmd); err != nil {
+			return Result{}, false, fmt.Errorf("decode %T: %w", cmd, err)
+		}
+		return fn(tx, &cmd)
+	}
+}
+
+// Apply applies one raft log entry. It panics on what can only be a bug or a broken disk, because a node
+// that skipped an entry would silently diverge from the others.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	if l.Index <= f.AppliedIndex() {
+		return Result{} // already in the database from before a restart
+	}
+	if len(l.Data) < 2 {
+		panic(fmt.Sprintf("fsm: entry %d is %d bytes, too short for a command", l.Index, len(l.Data)))
+	}
+	t, version := Type(l.Data[0]), l.Data[1]
+	h, known := handlers[t&^ignorable]
+	if !known || version > payloadV1 {
+		if t&ignorable != 0 {
+			f.log.Warn("skipping unknown ignorable command; upgrade this hub", "type", t, "version", version, "index", l.Index)
+			if err := f.setApplied(l.Index); err != nil {
+				panic(err)
+			}
+			return Result{}
+		}
+		panic(fmt.Sprintf("fsm: entry %d has command type %d version %d, which this hub does not know: upgrade it", l.Index, t, version))
+	}
+	tx, err := f.db.Begin()
+	if err != nil {
+		panic(fmt.Sprintf("fsm: begin: %v", err))
+	}
+	res, changed, err := h(tx, l.Data[2:])
+	if err != nil {
+		_ = tx.Rollback()
+		panic(fmt.Sprintf("fsm: apply entry %d (type %d): %v", l.Index, t, err))
+	}
+	if changed {
+		if err := setMeta(tx, metaDirectory, l.Index); err != nil {
+			panic(fmt.Sprintf("fsm: directory version: %v", err))
+		}
+	}
+	if err := setMeta(tx, metaApplied, l.Index); err != nil {
+		panic(fmt.Sprintf("fsm: applied index: %v", err))
+	}
+	if err := tx.Commit(); err != nil {
+		panic(fmt.Sprintf("fsm: commit entry %d: %v", l.Index, err))
+	}
+	f.mu.Lock()
+	f.applied = l.Index
+	f.mu.Unlock()
+	if changed {
+		f.notify()
+	}
+	return res
+}
+
+type execer interface {
+	Exec(query string, args ...any) (sql.Result, error)
+}
+
+func setMeta(db execer, key string, value uint64) error {
+	_, err := db.Exec(`INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, int64(value))
+	return err
+}
+
+func (f *FSM) setApplied(index uint64) error {
+	if err := setMeta(f.db, metaApplied, index); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.applied = index
+	f.mu.Unlock()
+	return nil
+}
+
+// Snapshot copies the database with SQLite's online backup into a file beside it; raft persists that file
+// while later entries are applied to the live database.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(f.path), ".snapshot-*.db")
+	if err != nil {
+		return nil, err
+	}
+	tmp.Close()
+	if err := backupFile(f.db, tmp.Name(), toFile); err != nil {
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return &snapshot{path: tmp.Name()}, nil
+}
+
+// Restore replaces the database with a snapshot's, using the online backup in the other direction so that
+// open connections stay valid.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(f.path), ".restore-*.db")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, rc); err != nil {
+		tmp.Close()
+		return fmt.Errorf("restore: read snapshot: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := backupFile(f.db, tmp.Name(), fromFile); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := f.loadApplied(); err != nil {
+		return err
+	}
+	f.notify()
+	return nil
+}
+
+type direction int
+
+const (
+	toFile direction = iota
+	fromFile
+)
+
+// backupFile copies the live database to the SQLite file at path, or the file into the live database.
+func backupFile(live *sql.DB, path string, dir direction) error {
+	ctx := context.Background()
+	other, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		return err
+	}
+	defer other.Close()
+	oc, err := other.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer oc.Close()
+	lc, err := live.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	return lc.Raw(func(liveRaw any) error {
+		return oc.Raw(func(otherRaw any) error {
+			src, dst := liveRaw.(*sqlite3.SQLiteConn), otherRaw.(*sqlite3.SQLiteConn)
+			if dir == fromFile {
+				src, dst = dst, src
+			}
+			b, err := dst.Backup("main", src, "main")
+			if err != nil {
+				return err
+			}
+			if _, err := b.Step(-1); err != nil {
+				b.Close()
+				return err
+			}
+			return b.Finish()
+		})
+	})
+}
+
+type snapshot struct{ path string }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(sink, f); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() { os.Remove(s.path) }

@@ -1,0 +1,166 @@
+package fsm
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+type applier struct {
+	t     *testing.T
+	f     *FSM
+	index uint64
+}
+
+func (a *applier) apply(cmd any) Result {
+	a.t.Helper()
+	data, err := Encode(cmd)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.index++
+	return a.f.Apply(&raft.Log{Index: a.index, Type: raft.LogCommand, Data: data}).(Result)
+}
+
+func open(t *testing.T, path string) *FSM {
+	t.Helper()
+	f, err := Open(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func TestCommands(t *testing.T) {
+	a := &applier{t: t, f: open(t, filepath.Join(t.TempDir(), "state.db"))}
+	now := time.Now().UTC()
+	steps := []struct {
+		name string
+		cmd  any
+		want Code
+		msg  string
+	}{
+		{"org", &OrgAdd{Code: "moi", NameZh: "內政部", NameEn: "Ministry of the Interior", Type: "central-agency", Now: now}, OK, ""},
+		{"org again", &OrgAdd{Code: "moi", NameZh: "x", NameEn: "x", Type: "other", Now: now}, Conflict, "already exists"},
+		{"org invalid", &OrgAdd{Code: "x", NameZh: "x", NameEn: "x", Type: "club", Now: now}, Invalid, "type"},
+		{"connector", &ConnectorAdd{Org: "moi", Name: "dp1", Roles: []string{"dp"}, Address: "127.0.0.1:7001", Now: now}, OK, ""},
+		{"connector of unknown org", &ConnectorAdd{Org: "fia", Name: "dp1", Roles: []string{"dp"}, Address: "a:1", Now: now}, NotFound, "fia"},
+		{"token", &TokenCreate{Hash: "h1", Org: "moi", Connector: "dp1", ExpiresAt: now.Add(time.Hour), Now: now}, OK, ""},
+		{"token for unknown connector", &TokenCreate{Hash: "h2", Org: "moi", Connector: "dp9", ExpiresAt: now.Add(time.Hour), Now: now}, NotFound, "dp9"},
+		{"expired token", &TokenCreate{Hash: "h3", Org: "moi", Connector: "dp1", ExpiresAt: now.Add(-time.Second), Now: now}, Invalid, "expire"},
+		{"enroll", &Enroll{TokenHash: "h1", Cert: CertRecord{Serial: "1", SPIFFEID: "spiffe://t/org/moi/connector/dp1", Kind: "enroll", Now: now}}, OK, ""},
+		{"enroll replay", &Enroll{TokenHash: "h1", Cert: CertRecord{Serial: "2", Now: now}}, Forbidden, "already used"},
+		{"suspend", &ConnectorStatus{Org: "moi", Name: "dp1", Status: "suspended", Now: now}, OK, ""},
+		{"suspend again", &ConnectorStatus{Org: "moi", Name: "dp1", Status: "suspended", Now: now}, Conflict, "already"},
+		{"token while suspended", &TokenCreate{Hash: "h4", Org: "moi", Connector: "dp1", ExpiresAt: now.Add(time.Hour), Now: now}, OK, ""},
+		{"enroll while suspended", &Enroll{TokenHash: "h4", Cert: CertRecord{Serial: "3", Now: now}}, Forbidden, "suspended"},
+		{"revoke", &ConnectorStatus{Org: "moi", Name: "dp1", Status: "revoked", Now: now}, OK, ""},
+		{"unrevoke", &ConnectorStatus{Org: "moi", Name: "dp1", Status: "active", Now: now}, Gone, "revoked"},
+		{"token after revoke", &TokenCreate{Hash: "h5", Org: "moi", Connector: "dp1", ExpiresAt: now.Add(time.Hour), Now: now}, Gone, "revoked"},
+	}
+	for _, s := range steps {
+		r := a.apply(s.cmd)
+		if r.Code != s.want || !strings.Contains(r.Message, s.msg) {
+			t.Fatalf("%s: got %+v, want code %d with %q", s.name, r, s.want, s.msg)
+		}
+	}
+	if tok, _ := a.f.Token("h4"); tok != nil {
+		t.Fatal("revocation kept the connector's tokens")
+	}
+	c, err := a.f.Connector("moi", "dp1")
+	if err != nil || c.Status != "revoked" {
+		t.Fatalf("connector %+v %v", c, err)
+	}
+	certs, _ := a.f.Certificates("spiffe://t/org/moi/connector/dp1")
+	if len(certs) != 1 {
+		t.Fatalf("certificates: %v", certs)
+	}
+}
+
+func TestReplayAfterRestartIsSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	f := open(t, path)
+	a := &applier{t: t, f: f}
+	a.apply(&OrgAdd{Code: "moi", NameZh: "x", NameEn: "x", Type: "other"})
+	f.Close()
+
+	f2 := open(t, path)
+	if f2.AppliedIndex() != 1 {
+		t.Fatalf("applied index %d after reopen", f2.AppliedIndex())
+	}
+	// Raft hands the same entry again after a restart; it must not be refused as a duplicate.
+	data, _ := Encode(&OrgAdd{Code: "moi", NameZh: "x", NameEn: "x", Type: "other"})
+	if r := f2.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data}).(Result); r.Code != OK {
+		t.Fatalf("replayed entry: %+v", r)
+	}
+}
+
+func TestUnknownCommandStopsTheNode(t *testing.T) {
+	f := open(t, filepath.Join(t.TempDir(), "state.db"))
+	defer func() {
+		if recover() == nil {
+			t.Fatal("unknown command applied silently")
+		}
+	}()
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{0x7f, 1, '{', '}'}})
+}
+
+func TestIgnorableUnknownCommandIsSkipped(t *testing.T) {
+	f := open(t, filepath.Join(t.TempDir(), "state.db"))
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{0x7f | ignorable, 1, '{', '}'}})
+	if f.AppliedIndex() != 1 {
+		t.Fatal("ignorable entry not recorded as applied")
+	}
+}
+
+type sink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (s *sink) ID() string    { return "test" }
+func (s *sink) Cancel() error { s.cancelled = true; return nil }
+func (s *sink) Close() error  { return nil }
+
+func TestSnapshotRestore(t *testing.T) {
+	src := open(t, filepath.Join(t.TempDir(), "state.db"))
+	a := &applier{t: t, f: src}
+	a.apply(&OrgAdd{Code: "moi", NameZh: "內政部", NameEn: "MOI", Type: "central-agency"})
+	a.apply(&ConnectorAdd{Org: "moi", Name: "dp1", Roles: []string{"dp"}, Address: "a:1"})
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Changes after the snapshot must not leak into it.
+	a.apply(&ConnectorAdd{Org: "moi", Name: "dp2", Roles: []string{"dp"}, Address: "a:2"})
+	var s sink
+	if err := snap.Persist(&s); err != nil || s.cancelled {
+		t.Fatalf("persist: %v", err)
+	}
+	snap.Release()
+
+	dst := open(t, filepath.Join(t.TempDir(), "state.db"))
+	changed := dst.Changed()
+	if err := dst.Restore(io.NopCloser(&s)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("restore did not wake watchers")
+	}
+	cs, _ := dst.Connectors()
+	if len(cs) != 1 || cs[0].Name != "dp1" || dst.AppliedIndex() != 2 {
+		t.Fatalf("restored %+v at %d", cs, dst.AppliedIndex())
+	}
+	if o, _ := dst.Org("moi"); o == nil || o.NameZh != "內政部" {
+		t.Fatalf("restored org %+v", o)
+	}
+}

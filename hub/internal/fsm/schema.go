@@ -1,0 +1,50 @@
+package fsm
+
+// schema is applied on open. Every statement is idempotent so that opening an existing database is safe.
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orgs (
+	code       TEXT PRIMARY KEY,
+	name_zh    TEXT NOT NULL,
+	name_en    TEXT NOT NULL,
+	type       TEXT NOT NULL,
+	status     TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS connectors (
+	org        TEXT NOT NULL REFERENCES orgs(code),
+	name       TEXT NOT NULL,
+	roles      TEXT NOT NULL,
+	address    TEXT NOT NULL,
+	status     TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	PRIMARY KEY (org, name)
+);
+CREATE TABLE IF NOT EXISTS join_tokens (
+	hash       TEXT PRIMARY KEY,
+	org        TEXT NOT NULL,
+	connector  TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL,
+	FOREIGN KEY (org, connector) REFERENCES connectors(org, name)
+);
+CREATE TABLE IF NOT EXISTS certificates (
+	serial     TEXT PRIMARY KEY,
+	spiffe_id  TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	not_before INTEGER NOT NULL,
+	not_after  INTEGER NOT NULL,
+	issued_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certificates_by_id ON certificates(spiffe_id, not_after);
+`
+
+// Keys of the meta table.
+const (
+	metaApplied   = "applied_index"
+	metaDirectory = "directory_version"
+)

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mydatafed/mydata/hub/internal/config"
+	"github.com/mydatafed/mydata/hub/internal/server"
+	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/pemfile"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+const adminUsage = `Usage: mydata-hub admin [--config FILE] [--hub URL] [--cert F --key F --bundle F] [--json] COMMAND
+
+Commands:
+  org add --code C --name-zh N --name-en N --type T    register an organisation
+      types: central-agency, local-government, university, state-owned-enterprise, financial-institution, other
+  org list
+  connector add --org O --name N --roles dp,sp --address HOST:PORT
+  connector list
+  connector suspend|activate|revoke --org O --name N
+  token create --org O --connector C [--ttl D]         print a single-use join token, alone, on stdout
+  ca intermediate --cert-out F --key-out F --bundle-out F [--ttl D]
+                                                       make an intermediate CA for an agency's SPIRE server
+
+The operator credential defaults to the one the hub made under its data_dir/operator on first start.
+`
+
+type adminCtx struct {
+	client *hubapi.Client
+	json   bool
+	out    io.Writer
+}
+
+func admin(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("admin", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), adminUsage) }
+	path := fs.String("config", "/etc/mydata/hub.yaml", "hub configuration file (finds the API and the operator credential)")
+	hub := fs.String("hub", "", "hub API URL (default: api.public_url from the config)")
+	certFile := fs.String("cert", "", "operator SVID certificate (default: data_dir/operator/admin.crt)")
+	keyFile := fs.String("key", "", "operator SVID key")
+	bundleFile := fs.String("bundle", "", "trust bundle")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		fmt.Fprint(out, adminUsage)
+		return errors.New("admin: give a command")
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	defCert, defKey, defBundle := server.OperatorFiles(cfg)
+	pick := func(v, def string) string {
+		if v != "" {
+			return v
+		}
+		return def
+	}
+	svid, err := x509svid.Load(pick(*certFile, defCert), pick(*keyFile, defKey))
+	if err != nil {
+		return fmt.Errorf("operator credential: %w", err)
+	}
+	roots, err := pemfile.ReadCertificates(pick(*bundleFile, defBundle))
+	if err != nil {
+		return fmt.Errorf("trust bundle: %w", err)
+	}
+	td := cfg.TD()
+	tlsConf := tlsconfig.MTLSClientConfig(svid, x509bundle.FromX509Authorities(td, roots), tlsconfig.AdaptMatcher(fedid.MatchKind(td, fedid.KindHub)))
+	a := &adminCtx{client: hubapi.NewClient(pick(*hub, cfg.API.PublicURL), tlsConf), json: *asJSON, out: out}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	cmd, sub := rest[0], rest[1]
+	args = rest[2:]
+	switch cmd + " " + sub {
+	case "org add":
+		return a.orgAdd(ctx, args)
+	case "org list":
+		return a.orgList(ctx)
+	case "connector add":
+		return a.connectorAdd(ctx, args)
+	case "connector list":
+		return a.connectorList(ctx)
+	case "connector suspend", "connector activate", "connector revoke":
+		return a.connectorStatus(ctx, sub, args)
+	case "token create":
+		return a.tokenCreate(ctx, args)
+	case "ca intermediate":
+		return a.intermediate(ctx, args)
+	}
+	fmt.Fprint(out, adminUsage)
+	return fmt.Errorf("admin: unknown command %q", cmd+" "+sub)
+}
+
+func (a *adminCtx) print(v any, table func(w *tabwriter.Writer)) error {
+	if a.json {
+		enc := json.NewEncoder(a.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	w := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	table(w)
+	return w.Flush()
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, required ...string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, name := range required {
+		if fs.Lookup(name).Value.String() == "" {
+			return fmt.Errorf("%s: --%s is required", fs.Name(), name)
+		}
+	}
+	return nil
+}
+
+func (a *adminCtx) orgAdd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("org add", flag.ContinueOnError)
+	var o hubapi.Org
+	fs.StringVar(&o.Code, "code", "", "organisation code (a-z, 0-9, '-')")
+	fs.StringVar(&o.NameZh, "name-zh", "", "name in Chinese")
+	fs.StringVar(&o.NameEn, "name-en", "", "name in English")
+	fs.StringVar(&o.Type, "type", "", "organisation type")
+	if err := parseFlags(fs, args, "code", "name-zh", "name-en", "type"); err != nil {
+		return err
+	}
+	var saved hubapi.Org
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathOrgs, o, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *tabwriter.Writer) { fmt.Fprintf(w, "added organisation %s (%s / %s)\n", saved.Code, saved.NameZh, saved.NameEn) })
+}
+
+func (a *adminCtx) orgList(ctx context.Context) error {
+	var orgs []hubapi.Org
+	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathOrgs, nil, &orgs); err != nil {
+		return err
+	}
+	return a.print(orgs, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "CODE\tTYPE\tSTATUS\tNAME (ZH)\tNAME (EN)")
+		for _, o := range orgs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", o.Code, o.Type, o.Status, o.NameZh, o.NameEn)
+		}
+	})
+}
+
+func (a *adminCtx) connectorAdd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("connector add", flag.ContinueOnError)
+	var c hubapi.Connector
+	var roles string
+	fs.StringVar(&c.Org, "org", "", "organisation code")
+	fs.StringVar(&c.Name, "name", "", "connector name")
+	fs.StringVar(&roles, "roles", "", "dp, sp or dp,sp")
+	fs.StringVar(&c.Address, "address", "", "QUIC address host:port that peers dial")
+	if err := parseFlags(fs, args, "org", "name", "roles", "address"); err != nil {
+		return err
+	}
+	c.Roles = strings.Split(roles, ",")
+	var saved hubapi.Connector
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathConnectors, c, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *tabwriter.Writer) { fmt.Fprintf(w, "added connector %s\n", saved.SPIFFEID) })
+}
+
+func (a *adminCtx) connectorList(ctx context.Context) error {
+	var cs []hubapi.Connector
+	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathConnectors, nil, &cs); err != nil {
+		return err
+	}
+	return a.print(cs, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "ORG\tNAME\tROLES\tADDRESS\tSTATUS\tSPIFFE ID")
+		for _, c := range cs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Org, c.Name, strings.Join(c.Roles, ","), c.Address, c.Status, c.SPIFFEID)
+		}
+	})
+}
+
+func (a *adminCtx) connectorStatus(ctx context.Context, verb string, args []string) error {
+	fs := flag.NewFlagSet("connector "+verb, flag.ContinueOnError)
+	org := fs.String("org", "", "organisation code")
+	name := fs.String("name", "", "connector name")
+	if err := parseFlags(fs, args, "org", "name"); err != nil {
+		return err
+	}
+	status := map[string]string{"suspend": hubapi.StatusSuspended, "activate": hubapi.StatusActive, "revoke": hubapi.StatusRevoked}[verb]
+	var saved hubapi.Connector
+	path := fmt.Sprintf("%s/%s/%s/status", hubapi.PathConnectors, *org, *name)
+	if err := a.client.Do(ctx, http.MethodPost, path, hubapi.ConnectorStatusRequest{Status: status}, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *tabwriter.Writer) { fmt.Fprintf(w, "connector %s/%s is now %s\n", saved.Org, saved.Name, saved.Status) })
+}
+
+func (a *adminCtx) tokenCreate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	var req hubapi.TokenRequest
+	fs.StringVar(&req.Org, "org", "", "organisation code")
+	fs.StringVar(&req.Connector, "connector", "", "connector name")
+	ttl := fs.Duration("ttl", 0, "token lifetime (default: the hub's tokens.default_ttl)")
+	if err := parseFlags(fs, args, "org", "connector"); err != nil {
+		return err
+	}
+	if *ttl < 0 || *ttl > 0 && *ttl < time.Second {
+		return errors.New("token create: --ttl must be at least 1s")
+	}
+	req.TTLSeconds = int64(*ttl / time.Second)
+	var resp hubapi.TokenResponse
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathTokens, req, &resp); err != nil {
+		return err
+	}
+	if a.json {
+		return a.print(resp, nil)
+	}
+	// The token alone, so that scripts can capture it.
+	_, err := fmt.Fprintln(a.out, resp.Token)
+	return err
+}
+
+func (a *adminCtx) intermediate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ca intermediate", flag.ContinueOnError)
+	certOut := fs.String("cert-out", "", "where to write the intermediate CA certificate")
+	keyOut := fs.String("key-out", "", "where to write its private key (mode 0600)")
+	bundleOut := fs.String("bundle-out", "", "where to write the federation root")
+	ttl := fs.Duration("ttl", 30*24*time.Hour, "lifetime")
+	if err := parseFlags(fs, args, "cert-out", "key-out", "bundle-out"); err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return err
+	}
+	var resp hubapi.IntermediateResponse
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathIntermediates, hubapi.IntermediateRequest{PublicKey: pub, TTLSeconds: int64(*ttl / time.Second)}, &resp); err != nil {
+		return err
+	}
+	cert, err := x509.ParseCertificate(resp.Certificate)
+	if err != nil {
+		return err
+	}
+	var roots []*x509.Certificate
+	for _, der := range resp.Bundle {
+		r, err := x509.ParseCertificate(der)
+		if err != nil {
+			return err
+		}
+		roots = append(roots, r)
+	}
+	keyPEM, err := pemfile.EncodeKey(key)
+	if err != nil {
+		return err
+	}
+	if err := pemfile.WriteAtomic(*keyOut, keyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := pemfile.WriteAtomic(*certOut, pemfile.EncodeCertificates([]*x509.Certificate{cert}), 0o644); err != nil {
+		return err
+	}
+	if err := pemfile.WriteAtomic(*bundleOut, pemfile.EncodeCertificates(roots), 0o644); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(a.out, "wrote intermediate CA %s (valid until %s)\n", *certOut, cert.NotAfter.Format(time.RFC3339))
+	return err
+}

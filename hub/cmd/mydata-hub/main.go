@@ -1,0 +1,45 @@
+// Command mydata-hub runs a node of the MyData Federation hub and administers the federation.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `mydata-hub: the MyData Federation hub
+
+Usage:
+  mydata-hub serve  --config FILE        run a hub node
+  mydata-hub admin  [--config FILE] ...  administer the federation (run 'mydata-hub admin' for its commands)
+  mydata-hub ca fingerprint --config FILE
+                                         print the root CA fingerprint connectors pin (--hub-ca)
+  mydata-hub version                     print the version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "admin":
+		err = admin(os.Args[2:], os.Stdout)
+	case "ca":
+		err = caCmd(os.Args[2:], os.Stdout)
+	case "version":
+		err = version(os.Stdout)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "mydata-hub: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mydata-hub:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/mydatafed/mydata/hub/internal/config"
+	"github.com/mydatafed/mydata/hub/internal/server"
+	"github.com/mydatafed/mydata/pkg/telemetry"
+)
+
+func loadConfig(fs *flag.FlagSet, args []string) (config.Config, error) {
+	path := fs.String("config", "/etc/mydata/hub.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	return config.Load(*path)
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	log := telemetry.NewLogger(os.Stderr, cfg.Log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := server.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+func version(w io.Writer) error {
+	goVersion := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+	}
+	_, err := fmt.Fprintf(w, "mydata-hub %s (%s)\n", telemetry.Version, goVersion)
+	return err
+}

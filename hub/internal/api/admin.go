@@ -1,0 +1,165 @@
+package api
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/jointoken"
+)
+
+func (s *Server) audit(r *http.Request, op string, attrs ...any) {
+	s.log.Info("admin "+op, append([]any{"operator", peer(r).Name}, attrs...)...)
+}
+
+func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
+	orgs, err := s.cfg.State.Orgs()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, orgs)
+}
+
+func (s *Server) addOrg(w http.ResponseWriter, r *http.Request) {
+	var o hubapi.Org
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &o); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := o.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.cfg.Cluster.Apply(&fsm.OrgAdd{Code: o.Code, NameZh: o.NameZh, NameEn: o.NameEn, Type: o.Type, Now: s.now()}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "org add", "org", o.Code)
+	saved, err := s.cfg.State.Org(o.Code)
+	if err != nil || saved == nil {
+		s.fail(w, r, fmt.Errorf("read back org: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, saved)
+}
+
+func (s *Server) listConnectors(w http.ResponseWriter, r *http.Request) {
+	cs, err := s.cfg.State.Connectors()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for i := range cs {
+		id, _ := fedid.Connector(s.td, cs[i].Org, cs[i].Name)
+		cs[i].SPIFFEID = id.String()
+	}
+	writeJSON(w, http.StatusOK, cs)
+}
+
+func (s *Server) respondConnector(w http.ResponseWriter, r *http.Request, status int, org, name string) {
+	c, err := s.cfg.State.Connector(org, name)
+	if err != nil || c == nil {
+		s.fail(w, r, fmt.Errorf("read back connector: %v", err))
+		return
+	}
+	id, _ := fedid.Connector(s.td, org, name)
+	c.SPIFFEID = id.String()
+	writeJSON(w, status, c)
+}
+
+func (s *Server) addConnector(w http.ResponseWriter, r *http.Request) {
+	var c hubapi.Connector
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &c); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := c.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.cfg.Cluster.Apply(&fsm.ConnectorAdd{Org: c.Org, Name: c.Name, Roles: c.Roles, Address: c.Address, Now: s.now()}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "connector add", "org", c.Org, "connector", c.Name)
+	s.respondConnector(w, r, http.StatusCreated, c.Org, c.Name)
+}
+
+func (s *Server) setConnectorStatus(w http.ResponseWriter, r *http.Request) {
+	org, name := r.PathValue("org"), r.PathValue("name")
+	var req hubapi.ConnectorStatusRequest
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.cfg.Cluster.Apply(&fsm.ConnectorStatus{Org: org, Name: name, Status: req.Status, Now: s.now()}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "connector status", "org", org, "connector", name, "status", req.Status)
+	s.respondConnector(w, r, http.StatusOK, org, name)
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req hubapi.TokenRequest
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ttl := s.cfg.TokenDefaultTTL
+	if req.TTLSeconds != 0 {
+		ttl = time.Duration(req.TTLSeconds) * time.Second
+	}
+	if ttl <= 0 || ttl > s.cfg.TokenMaxTTL {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl_seconds: must be between 1 and %d", int64(s.cfg.TokenMaxTTL/time.Second)))
+		return
+	}
+	tok := jointoken.New(s.cfg.CA.Fingerprint())
+	now := s.now()
+	exp := now.Add(ttl)
+	if err := s.cfg.Cluster.Apply(&fsm.TokenCreate{Hash: tok.Hash(), Org: req.Org, Connector: req.Connector, ExpiresAt: exp, Now: now}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "token create", "org", req.Org, "connector", req.Connector, "expires_at", exp)
+	writeJSON(w, http.StatusCreated, hubapi.TokenResponse{Token: tok.String(), ExpiresAt: exp.UTC()})
+}
+
+func (s *Server) issueIntermediate(w http.ResponseWriter, r *http.Request) {
+	var req hubapi.IntermediateRequest
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	pub, err := x509.ParsePKIXPublicKey(req.PublicKey)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "public_key: "+err.Error())
+		return
+	}
+	ttl := 30 * 24 * time.Hour
+	if req.TTLSeconds != 0 {
+		ttl = time.Duration(req.TTLSeconds) * time.Second
+	}
+	if ttl < time.Hour {
+		writeError(w, http.StatusBadRequest, "ttl_seconds: at least 3600")
+		return
+	}
+	cert, err := s.cfg.CA.IssueIntermediate(pub, ttl)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rec := certRecord(cert, s.td.IDString(), "intermediate", s.now())
+	if err := s.cfg.Cluster.Apply(&rec); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "intermediate issue", "serial", rec.Serial, "not_after", cert.NotAfter)
+	writeJSON(w, http.StatusCreated, hubapi.IntermediateResponse{Certificate: cert.Raw, Bundle: [][]byte{s.cfg.CA.Root().Raw}})
+}
+

@@ -1,0 +1,164 @@
+// Package api is the hub's HTTPS API: enrollment with join tokens, SVID renewal and the signed directory for
+// connectors, and the admin endpoints for operators. Every endpoint but enrollment and the bundle requires an
+// SVID of the federation's trust domain.
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/mydatafed/mydata/hub/internal/ca"
+	"github.com/mydatafed/mydata/hub/internal/cluster"
+	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Config wires the API to the rest of the hub.
+type Config struct {
+	NodeID          string
+	CA              *ca.CA
+	SVID            x509svid.Source
+	Cluster         *cluster.Cluster
+	State           *fsm.FSM
+	SVIDTTL         time.Duration
+	TokenDefaultTTL time.Duration
+	TokenMaxTTL     time.Duration
+	DirectoryTTL    time.Duration
+	MaxLongPoll     time.Duration
+	Log             *slog.Logger
+	Registerer      prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves the API.
+type Server struct {
+	cfg     Config
+	td      spiffeid.TrustDomain
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	dir     *directoryCache
+	srv     *http.Server
+}
+
+// New makes the server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, td: cfg.CA.TrustDomain(), log: cfg.Log, now: cfg.Now, metrics: m}
+	s.dir = &directoryCache{s: s}
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		TLSConfig:         s.TLSConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// TLSConfig serves the hub's SVID and asks for, but does not require, a client SVID: enrollment comes
+// before the connector has one. A certificate that is presented must be an SVID of our trust domain, or the
+// handshake fails.
+func (s *Server) TLSConfig() *tls.Config {
+	c := tlsconfig.TLSServerConfig(s.cfg.SVID)
+	c.MinVersion = tls.VersionTLS13
+	c.ClientAuth = tls.RequestClientCert
+	verify := tlsconfig.VerifyPeerCertificate(s.cfg.CA.Bundle(), tlsconfig.AuthorizeMemberOf(s.td))
+	c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return nil
+		}
+		return verify(raw, chains)
+	}
+	// Without session tickets every connection proves its certificate again, so a revocation or a new SVID
+	// takes effect at once.
+	c.SessionTicketsDisabled = true
+	return c
+}
+
+// Handler routes the API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+hubapi.PathEnroll, s.enroll)
+	mux.HandleFunc("GET "+hubapi.PathBundle, s.bundle)
+	mux.HandleFunc("GET "+hubapi.PathHealth, s.health)
+	mux.Handle("POST "+hubapi.PathRenew, s.require(fedid.KindConnector, s.renew))
+	mux.Handle("GET "+hubapi.PathDirectory, s.require(anyKind, s.directory))
+	mux.Handle("GET "+hubapi.PathOrgs, s.require(fedid.KindOperator, s.listOrgs))
+	mux.Handle("POST "+hubapi.PathOrgs, s.require(fedid.KindOperator, s.addOrg))
+	mux.Handle("GET "+hubapi.PathConnectors, s.require(fedid.KindOperator, s.listConnectors))
+	mux.Handle("POST "+hubapi.PathConnectors, s.require(fedid.KindOperator, s.addConnector))
+	mux.Handle("POST "+hubapi.PathConnectors+"/{org}/{name}/status", s.require(fedid.KindOperator, s.setConnectorStatus))
+	mux.Handle("POST "+hubapi.PathTokens, s.require(fedid.KindOperator, s.createToken))
+	mux.Handle("POST "+hubapi.PathIntermediates, s.require(fedid.KindOperator, s.issueIntermediate))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// Serve serves on ln (a plain TCP listener; TLS is added here) until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+	}()
+	if err := s.srv.Serve(tls.NewListener(ln, s.srv.TLSConfig)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+const anyKind = fedid.KindUnknown
+
+type peerKey struct{}
+
+// require lets through callers whose SVID is of the given kind (any federation ID for anyKind).
+func (s *Server) require(kind fedid.Kind, next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			writeError(w, http.StatusUnauthorized, "client certificate required: present an SVID of "+s.td.IDString())
+			return
+		}
+		id, err := x509svid.IDFromCert(r.TLS.PeerCertificates[0])
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, "client certificate is not an SVID: "+err.Error())
+			return
+		}
+		p, err := fedid.Parse(id)
+		if err != nil {
+			writeError(w, http.StatusForbidden, err.Error())
+			return
+		}
+		if kind != anyKind && p.Kind != kind {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("%s is a %s; this endpoint is for a %s", id, p.Kind, kind))
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, p)))
+	})
+}
+
+func peer(r *http.Request) fedid.Parsed {
+	p, _ := r.Context().Value(peerKey{}).(fedid.Parsed)
+	return p
+}

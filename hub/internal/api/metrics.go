@@ -1,0 +1,34 @@
+package api
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	enrollments *prometheus.CounterVec
+	renewals    *prometheus.CounterVec
+	dirServed   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mydata_hub_enrollments_total",
+			Help: "Enrollment requests by outcome (ok, invalid_request, invalid_token, expired_token, wrong_connector, wrong_spiffe_id, connector_not_active, refused, internal).",
+		}, []string{"outcome"}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mydata_hub_svid_renewals_total",
+			Help: "SVID renewal requests by outcome.",
+		}, []string{"outcome"}),
+		dirServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mydata_hub_directory_requests_total",
+			Help: "Directory requests by result (full, not_modified).",
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.enrollments, m.renewals, m.dirServed} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

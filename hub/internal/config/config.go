@@ -1,0 +1,165 @@
+// Package config is the hub's configuration: defaults, the YAML file and flags, decoded into a typed Config
+// and validated before anything starts.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/mydatafed/mydata/pkg/configfile"
+	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/telemetry"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Config is the hub's configuration. conf/hub.yaml documents every key.
+type Config struct {
+	TrustDomain string `yaml:"trust_domain"`
+	NodeID      string `yaml:"node_id"`
+	DataDir     string `yaml:"data_dir"`
+
+	API struct {
+		Listen    string `yaml:"listen"`
+		PublicURL string `yaml:"public_url"`
+	} `yaml:"api"`
+
+	Raft struct {
+		Listen    string        `yaml:"listen"`
+		Advertise string        `yaml:"advertise"`
+		Bootstrap bool          `yaml:"bootstrap"`
+		Snapshot  time.Duration `yaml:"snapshot_interval"`
+		Threshold uint64        `yaml:"snapshot_threshold"`
+	} `yaml:"raft"`
+
+	CA struct {
+		RootTTL     time.Duration `yaml:"root_ttl"`
+		SVIDTTL     time.Duration `yaml:"svid_ttl"`
+		OperatorTTL time.Duration `yaml:"operator_ttl"`
+	} `yaml:"ca"`
+
+	Tokens struct {
+		DefaultTTL time.Duration `yaml:"default_ttl"`
+		MaxTTL     time.Duration `yaml:"max_ttl"`
+	} `yaml:"tokens"`
+
+	Directory struct {
+		TTL         time.Duration `yaml:"ttl"`
+		MaxLongPoll time.Duration `yaml:"max_long_poll"`
+	} `yaml:"directory"`
+
+	Telemetry struct {
+		Listen string `yaml:"listen"`
+	} `yaml:"telemetry"`
+
+	Log telemetry.LogConfig `yaml:"log"`
+}
+
+// Default is the embedded default: a one-node hub on loopback.
+func Default() Config {
+	var c Config
+	c.TrustDomain = "mydata.example"
+	c.NodeID = "hub-1"
+	c.DataDir = "/var/lib/mydata/hub"
+	c.API.Listen = "127.0.0.1:8443"
+	c.Raft.Listen = "127.0.0.1:8300"
+	c.Raft.Bootstrap = true
+	c.Raft.Snapshot = 2 * time.Minute
+	c.Raft.Threshold = 1024
+	c.CA.RootTTL = 10 * 365 * 24 * time.Hour
+	c.CA.SVIDTTL = 24 * time.Hour
+	c.CA.OperatorTTL = 90 * 24 * time.Hour
+	c.Tokens.DefaultTTL = time.Hour
+	c.Tokens.MaxTTL = 7 * 24 * time.Hour
+	c.Directory.TTL = 72 * time.Hour
+	c.Directory.MaxLongPoll = 30 * time.Second
+	c.Telemetry.Listen = "127.0.0.1:9443"
+	c.Log = telemetry.LogConfig{Format: "text", Level: "info"}
+	return c
+}
+
+// Load reads the file at path over the defaults and validates the result.
+func Load(path string) (Config, error) {
+	c := Default()
+	if err := configfile.Load(path, &c); err != nil {
+		return c, err
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate reports the first bad value with its key.
+func (c *Config) Validate() error {
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
+		return fmt.Errorf("trust_domain: %w", err)
+	}
+	if err := fedid.ValidName(c.NodeID); err != nil {
+		return fmt.Errorf("node_id: %w", err)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: required")
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		abs, err := filepath.Abs(c.DataDir)
+		if err != nil {
+			return fmt.Errorf("data_dir: %w", err)
+		}
+		c.DataDir = abs
+	}
+	for key, addr := range map[string]string{"api.listen": c.API.Listen, "raft.listen": c.Raft.Listen, "telemetry.listen": c.Telemetry.Listen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port", key, addr)
+		}
+	}
+	if c.Raft.Advertise == "" {
+		c.Raft.Advertise = c.Raft.Listen
+	}
+	if host, _, err := net.SplitHostPort(c.Raft.Advertise); err != nil || host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		return fmt.Errorf("raft.advertise: %q must be a host:port that other nodes can reach", c.Raft.Advertise)
+	}
+	if c.API.PublicURL == "" {
+		c.API.PublicURL = "https://" + c.API.Listen
+	}
+	if u, err := url.Parse(c.API.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("api.public_url: %q is not an https:// URL", c.API.PublicURL)
+	}
+	checks := []struct {
+		key      string
+		v, least time.Duration
+	}{
+		{"ca.root_ttl", c.CA.RootTTL, 24 * time.Hour},
+		{"ca.svid_ttl", c.CA.SVIDTTL, 10 * time.Second},
+		{"ca.operator_ttl", c.CA.OperatorTTL, time.Hour},
+		{"tokens.default_ttl", c.Tokens.DefaultTTL, time.Second},
+		{"tokens.max_ttl", c.Tokens.MaxTTL, time.Second},
+		{"directory.ttl", c.Directory.TTL, time.Minute},
+		{"directory.max_long_poll", c.Directory.MaxLongPoll, time.Second},
+		{"raft.snapshot_interval", c.Raft.Snapshot, time.Second},
+	}
+	for _, ch := range checks {
+		if ch.v < ch.least {
+			return fmt.Errorf("%s: %s is shorter than the least allowed, %s", ch.key, ch.v, ch.least)
+		}
+	}
+	if c.CA.SVIDTTL > c.CA.RootTTL/2 {
+		return fmt.Errorf("ca.svid_ttl: %s must be at most half of ca.root_ttl", c.CA.SVIDTTL)
+	}
+	if c.Tokens.DefaultTTL > c.Tokens.MaxTTL {
+		return fmt.Errorf("tokens.default_ttl: %s is longer than tokens.max_ttl %s", c.Tokens.DefaultTTL, c.Tokens.MaxTTL)
+	}
+	return c.Log.Validate()
+}
+
+// TD is the parsed trust domain; call after Validate.
+func (c *Config) TD() spiffeid.TrustDomain { return spiffeid.RequireTrustDomainFromString(c.TrustDomain) }
+
+// Paths under the data directory.
+func (c *Config) CADir() string       { return filepath.Join(c.DataDir, "ca") }
+func (c *Config) StatePath() string   { return filepath.Join(c.DataDir, "state.db") }
+func (c *Config) RaftDir() string     { return filepath.Join(c.DataDir, "raft") }
+func (c *Config) OperatorDir() string { return filepath.Join(c.DataDir, "operator") }

@@ -1,0 +1,228 @@
+// Package server wires the hub's subsystems together and runs them: CA, node SVID, state machine, raft,
+// API and telemetry.
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mydatafed/mydata/hub/internal/api"
+	"github.com/mydatafed/mydata/hub/internal/ca"
+	"github.com/mydatafed/mydata/hub/internal/cluster"
+	"github.com/mydatafed/mydata/hub/internal/config"
+	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/pemfile"
+	"github.com/mydatafed/mydata/pkg/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"golang.org/x/sync/errgroup"
+)
+
+// Server is a running hub node.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	ca      *ca.CA
+	node    *ca.NodeSource
+	state   *fsm.FSM
+	cluster *cluster.Cluster
+	api     *api.Server
+	apiLn   net.Listener
+	tel     *telemetry.Server
+}
+
+// New opens everything a hub node needs, creating the CA and the operator credential on first start.
+// Nothing serves until Run.
+func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	td := cfg.TD()
+	s = &Server{cfg: cfg, log: log}
+	// On any failure below, release what was opened so a retry in the same process can bind again.
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	var created bool
+	s.ca, created, err = ca.LoadOrCreate(cfg.CADir(), td, cfg.CA.RootTTL)
+	if err != nil {
+		return nil, fmt.Errorf("CA: %w", err)
+	}
+	if created {
+		log.Info("created the federation root CA", "trust_domain", td.Name(), "fingerprint", fingerprint(s.ca))
+	}
+	nodeID, err := fedid.Hub(td, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	if s.node, err = ca.NewNodeSource(s.ca, nodeID, cfg.CA.SVIDTTL); err != nil {
+		return nil, fmt.Errorf("node SVID: %w", err)
+	}
+	if err := EnsureOperator(cfg, s.ca, log); err != nil {
+		return nil, err
+	}
+	if s.state, err = fsm.Open(cfg.StatePath(), log.With(telemetry.KeyComponent, "fsm")); err != nil {
+		return nil, err
+	}
+	reg := telemetry.NewRegistry("hub")
+	hubOnly := tlsconfig.AdaptMatcher(fedid.MatchKind(td, fedid.KindHub))
+	serverTLS := tlsconfig.MTLSServerConfig(s.node, s.ca.Bundle(), hubOnly)
+	clientTLS := tlsconfig.MTLSClientConfig(s.node, s.ca.Bundle(), hubOnly)
+	s.cluster, err = cluster.New(cluster.Config{
+		NodeID: cfg.NodeID, Listen: cfg.Raft.Listen, Advertise: cfg.Raft.Advertise, Dir: cfg.RaftDir(),
+		Bootstrap: cfg.Raft.Bootstrap, ServerTLS: serverTLS, ClientTLS: clientTLS,
+		SnapshotInterval: cfg.Raft.Snapshot, SnapshotThreshold: cfg.Raft.Threshold,
+		Log: log, Registerer: reg,
+	}, s.state)
+	if err != nil {
+		return nil, err
+	}
+	s.api, err = api.New(api.Config{
+		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state,
+		SVIDTTL: cfg.CA.SVIDTTL, TokenDefaultTTL: cfg.Tokens.DefaultTTL, TokenMaxTTL: cfg.Tokens.MaxTTL,
+		DirectoryTTL: cfg.Directory.TTL, MaxLongPoll: cfg.Directory.MaxLongPoll,
+		Log: log.With(telemetry.KeyComponent, "api"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
+		return nil, fmt.Errorf("api listen %s: %w", cfg.API.Listen, err)
+	}
+	s.tel, err = telemetry.Listen(cfg.Telemetry.Listen, reg, s.ready)
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mydata_hub_svid_expiry_seconds",
+		Help: "Seconds until this hub node's SVID expires.",
+	}, func() float64 { return time.Until(s.node.Leaf().NotAfter).Seconds() }))
+	return s, nil
+}
+
+func fingerprint(c *ca.CA) string {
+	fp := c.Fingerprint()
+	return fmt.Sprintf("sha256:%x", fp[:])
+}
+
+func (s *Server) ready() error {
+	if s.cluster.Leader() == "" {
+		return errors.New("no raft leader")
+	}
+	return nil
+}
+
+// APIAddr is the bound API address.
+func (s *Server) APIAddr() net.Addr { return s.apiLn.Addr() }
+
+// TelemetryAddr is the bound telemetry address.
+func (s *Server) TelemetryAddr() net.Addr { return s.tel.Addr() }
+
+// CA is the node's CA.
+func (s *Server) CA() *ca.CA { return s.ca }
+
+// Run serves until ctx ends, then shuts down raft and closes the state.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.api.Serve(gctx, s.apiLn) })
+	g.Go(func() error { return s.tel.Run(gctx) })
+	g.Go(func() error { return s.node.Run(gctx) })
+	g.Go(func() error { return s.purgeTokens(gctx) })
+	s.log.Info("hub serving", "node", s.cfg.NodeID, "api", s.apiLn.Addr().String(), "telemetry", s.tel.Addr().String(),
+		"trust_domain", s.cfg.TrustDomain, "ca_fingerprint", fingerprint(s.ca))
+	return g.Wait()
+}
+
+// purgeTokens removes expired join tokens from the state now and then; only the leader proposes it.
+func (s *Server) purgeTokens(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := s.cluster.Apply(&fsm.TokenPurge{Now: time.Now()}); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
+			s.log.Warn("purge expired join tokens", telemetry.KeyError, err)
+		}
+	}
+}
+
+func (s *Server) close() {
+	if s.cluster != nil {
+		if err := s.cluster.Shutdown(); err != nil {
+			s.log.Warn("raft shutdown", telemetry.KeyError, err)
+		}
+	}
+	if s.apiLn != nil {
+		s.apiLn.Close()
+	}
+	if s.state != nil {
+		s.state.Close()
+	}
+}
+
+// Operator credential files under data_dir/operator.
+const (
+	OperatorName = "admin"
+	operatorCert = "admin.crt"
+	operatorKey  = "admin.key"
+	operatorCA   = "bundle.crt"
+)
+
+// OperatorFiles gives the paths of the bootstrap operator's certificate, key and trust bundle.
+func OperatorFiles(cfg config.Config) (cert, key, bundle string) {
+	d := cfg.OperatorDir()
+	return filepath.Join(d, operatorCert), filepath.Join(d, operatorKey), filepath.Join(d, operatorCA)
+}
+
+// EnsureOperator issues the bootstrap operator credential (spiffe://<td>/operator/admin) if there is none or
+// it has used up two thirds of its life, so that `mydata-hub admin` on this machine always has one.
+func EnsureOperator(cfg config.Config, c *ca.CA, log *slog.Logger) error {
+	certPath, keyPath, bundlePath := OperatorFiles(cfg)
+	if certs, err := pemfile.ReadCertificates(certPath); err == nil {
+		leaf := certs[0]
+		life := leaf.NotAfter.Sub(leaf.NotBefore)
+		if time.Until(leaf.NotAfter) > life/3 && leaf.CheckSignatureFrom(c.Root()) == nil {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(cfg.OperatorDir(), 0o700); err != nil {
+		return err
+	}
+	id, err := fedid.Operator(c.TrustDomain(), OperatorName)
+	if err != nil {
+		return err
+	}
+	certs, key, err := c.Issue(id, cfg.CA.OperatorTTL)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := pemfile.EncodeKey(key)
+	if err != nil {
+		return err
+	}
+	if err := pemfile.WriteAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := pemfile.WriteAtomic(certPath, pemfile.EncodeCertificates(certs), 0o600); err != nil {
+		return err
+	}
+	if err := pemfile.WriteAtomic(bundlePath, pemfile.EncodeCertificates([]*x509.Certificate{c.Root()}), 0o644); err != nil {
+		return err
+	}
+	log.Info("issued the bootstrap operator credential", telemetry.KeySPIFFEID, id.String(), "dir", cfg.OperatorDir())
+	return nil
+}

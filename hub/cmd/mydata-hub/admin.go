@@ -149,7 +149,9 @@ func (a *adminCtx) orgAdd(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathOrgs, o, &saved); err != nil {
 		return err
 	}
-	return a.print(saved, func(w *tabwriter.Writer) { fmt.Fprintf(w, "added organisation %s (%s / %s)\n", saved.Code, saved.NameZh, saved.NameEn) })
+	return a.print(saved, func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "added organisation %s (%s / %s)\n", saved.Code, saved.NameZh, saved.NameEn)
+	})
 }
 
 func (a *adminCtx) orgList(ctx context.Context) error {
@@ -210,7 +212,9 @@ func (a *adminCtx) connectorStatus(ctx context.Context, verb string, args []stri
 	if err := a.client.Do(ctx, http.MethodPost, path, hubapi.ConnectorStatusRequest{Status: status}, &saved); err != nil {
 		return err
 	}
-	return a.print(saved, func(w *tabwriter.Writer) { fmt.Fprintf(w, "connector %s/%s is now %s\n", saved.Org, saved.Name, saved.Status) })
+	return a.print(saved, func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "connector %s/%s is now %s\n", saved.Org, saved.Name, saved.Status)
+	})
 }
 
 func (a *adminCtx) tokenCreate(ctx context.Context, args []string) error {

@@ -162,4 +162,3 @@ func (s *Server) issueIntermediate(w http.ResponseWriter, r *http.Request) {
 	s.audit(r, "intermediate issue", "serial", rec.Serial, "not_after", cert.NotAfter)
 	writeJSON(w, http.StatusCreated, hubapi.IntermediateResponse{Certificate: cert.Raw, Bundle: [][]byte{s.cfg.CA.Root().Raw}})
 }
-

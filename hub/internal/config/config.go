@@ -156,7 +156,9 @@ func (c *Config) Validate() error {
 }
 
 // TD is the parsed trust domain; call after Validate.
-func (c *Config) TD() spiffeid.TrustDomain { return spiffeid.RequireTrustDomainFromString(c.TrustDomain) }
+func (c *Config) TD() spiffeid.TrustDomain {
+	return spiffeid.RequireTrustDomainFromString(c.TrustDomain)
+}
 
 // Paths under the data directory.
 func (c *Config) CADir() string       { return filepath.Join(c.DataDir, "ca") }

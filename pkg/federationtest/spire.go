@@ -134,14 +134,14 @@ func StartSPIRE(t testing.TB, cfg SPIREConfig) *SPIRE {
 	if err != nil {
 		t.Fatalf("federationtest: trust domain %q: %v", cfg.TrustDomain, err)
 	}
-	for name, path := range map[string]string{
-		"UpstreamCert": cfg.UpstreamCert, "UpstreamKey": cfg.UpstreamKey, "UpstreamBundle": cfg.UpstreamBundle,
+	for _, f := range []struct{ name, path string }{
+		{"UpstreamCert", cfg.UpstreamCert}, {"UpstreamKey", cfg.UpstreamKey}, {"UpstreamBundle", cfg.UpstreamBundle},
 	} {
-		if path == "" {
-			t.Fatalf("federationtest: SPIREConfig.%s is empty", name)
+		if f.path == "" {
+			t.Fatalf("federationtest: SPIREConfig.%s is empty", f.name)
 		}
-		if _, err := os.Stat(path); err != nil {
-			t.Fatalf("federationtest: SPIREConfig.%s: %v", name, err)
+		if _, err := os.Stat(f.path); err != nil {
+			t.Fatalf("federationtest: SPIREConfig.%s: %v", f.name, err)
 		}
 	}
 	svidTTL := cfg.SVIDTTL
@@ -192,6 +192,10 @@ func StartSPIRE(t testing.TB, cfg SPIREConfig) *SPIRE {
     log_level = "DEBUG"
     default_x509_svid_ttl = %q
     ca_ttl = %q
+    experimental {
+        # Load new registration entries within a second (default 5s).
+        cache_reload_interval = "1s"
+    }
 }
 
 plugins {
@@ -254,6 +258,10 @@ health_checks {
     data_dir = %q
     log_level = "DEBUG"
     join_token = %q
+    experimental {
+        # Fetch new registration entries every second (default 5s).
+        sync_interval = "1s"
+    }
 }
 
 plugins {

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/mydatafed/mydata/connector/internal/config"
+	"github.com/mydatafed/mydata/connector/internal/identity"
+	"github.com/mydatafed/mydata/pkg/jointoken"
+)
+
+func enroll(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
+	path := configFlag(fs)
+	hub := fs.String("hub", "", "hub API URL (default: hub.url from the config)")
+	token := fs.String("token", "", "single-use join token from the operator (required)")
+	hubCA := fs.String("hub-ca", "", "SHA-256 fingerprint of the hub's root CA (default: hub.ca_fingerprint, else the token's)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *token == "" {
+		return errors.New("enroll: --token is required")
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if cfg.Identity.Source != config.SourceLocal {
+		return fmt.Errorf("enroll: identity.source is %q; only a local identity enrolls with a token", cfg.Identity.Source)
+	}
+	tok, err := jointoken.Parse(*token)
+	if err != nil {
+		return err
+	}
+	req := identity.EnrollRequest{Dir: cfg.IdentityDir(), HubURL: cfg.Hub.URL, Token: tok, Org: cfg.Org, Name: cfg.Name, ID: cfg.ID()}
+	if *hub != "" {
+		req.HubURL = *hub
+	}
+	pin := cfg.Hub.CAFingerprint
+	if *hubCA != "" {
+		pin = *hubCA
+	}
+	if pin != "" {
+		if req.Pin, err = jointoken.ParseFingerprint(pin); err != nil {
+			return fmt.Errorf("--hub-ca: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svid, err := identity.Enroll(ctx, req)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "enrolled %s; SVID valid until %s, stored in %s\n", svid.ID, svid.Certificates[0].NotAfter.Format(time.RFC3339), cfg.IdentityDir())
+	return err
+}

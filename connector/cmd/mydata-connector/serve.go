@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/mydatafed/mydata/connector/internal/agent"
+	"github.com/mydatafed/mydata/connector/internal/config"
+	"github.com/mydatafed/mydata/pkg/telemetry"
+)
+
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "/etc/mydata/connector.yaml", "configuration file")
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log := telemetry.NewLogger(os.Stderr, cfg.Log)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := agent.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func version(w io.Writer) error {
+	goVersion := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+	}
+	_, err := fmt.Fprintf(w, "mydata-connector %s (%s)\n", telemetry.Version, goVersion)
+	return err
+}

@@ -1,0 +1,135 @@
+// Package agent wires the connector's subsystems together and runs them: identity, hub directory sync, QUIC
+// endpoint and telemetry.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/mydatafed/mydata/connector/internal/config"
+	"github.com/mydatafed/mydata/connector/internal/dirsync"
+	"github.com/mydatafed/mydata/connector/internal/identity"
+	"github.com/mydatafed/mydata/connector/internal/peer"
+	"github.com/mydatafed/mydata/pkg/directory"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+)
+
+// Agent is a running connector.
+type Agent struct {
+	cfg  config.Config
+	log  *slog.Logger
+	id   identity.Source
+	hub  *hubapi.Client
+	dir  *dirsync.Sync
+	node *peer.Node
+	tel  *telemetry.Server
+}
+
+// OpenIdentity opens the configured identity source. reg may be nil.
+func OpenIdentity(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (identity.Source, *hubapi.Client, error) {
+	switch cfg.Identity.Source {
+	case config.SourceSPIRE:
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		src, err := identity.NewSPIRE(sctx, cfg.Identity.SPIRESocket, cfg.ID())
+		if err != nil {
+			return nil, nil, err
+		}
+		return src, identity.HubClient(cfg.Hub.URL, src, cfg.TD()), nil
+	default:
+		src, err := identity.LoadLocal(cfg.IdentityDir(), cfg.ID(), log.With(telemetry.KeyComponent, "identity"))
+		if err != nil {
+			return nil, nil, err
+		}
+		hub := identity.HubClient(cfg.Hub.URL, src, cfg.TD())
+		if err := src.SetHub(hub, reg); err != nil {
+			return nil, nil, err
+		}
+		return src, hub, nil
+	}
+}
+
+// New opens the identity and the stored directory and binds the listeners. Nothing serves until Run.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *Agent, err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	reg := telemetry.NewRegistry("connector")
+	a = &Agent{cfg: cfg, log: log}
+	defer func() {
+		if err != nil && a.id != nil {
+			a.id.Close()
+		}
+	}()
+	if a.id, a.hub, err = OpenIdentity(ctx, cfg, log, reg); err != nil {
+		return nil, err
+	}
+	a.dir, err = dirsync.New(dirsync.Config{
+		TD: cfg.TD(), Path: cfg.DirectoryPath(), Hub: a.hub, Bundles: a.id,
+		SyncInterval: cfg.Directory.SyncInterval, MaxBackoff: cfg.Directory.MaxBackoff,
+		Refresh: cfg.Directory.Refresh, ExpiryWarning: cfg.Directory.ExpiryWarning,
+		Log: log.With(telemetry.KeyComponent, "directory"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.node, err = peer.Listen(peer.Config{
+		Listen: cfg.QUIC.Listen, SVID: a.id, Bundles: a.id, IdleTimeout: cfg.QUIC.IdleTimeout,
+		Authorize: a.dir.Authorize, Log: log.With(telemetry.KeyComponent, "quic"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.dir.OnChange(func(*directory.Document) { a.node.Recheck() })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mydata_connector_svid_expiry_seconds",
+		Help: "Seconds until this connector's SVID expires.",
+	}, func() float64 {
+		svid, err := a.id.GetX509SVID()
+		if err != nil {
+			return 0
+		}
+		return time.Until(svid.Certificates[0].NotAfter).Seconds()
+	}))
+	if a.tel, err = telemetry.Listen(cfg.Telemetry.Listen, reg, a.ready); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) ready() error {
+	svid, err := a.id.GetX509SVID()
+	if err != nil {
+		return err
+	}
+	if time.Now().After(svid.Certificates[0].NotAfter) {
+		return errors.New("SVID expired")
+	}
+	return a.dir.Ready()
+}
+
+// Node is the QUIC endpoint.
+func (a *Agent) Node() *peer.Node { return a.node }
+
+// Directory is the directory copy.
+func (a *Agent) Directory() *dirsync.Sync { return a.dir }
+
+// Run serves until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.id.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.id.Run(gctx) })
+	g.Go(func() error { return a.dir.Run(gctx) })
+	g.Go(func() error { return a.node.Run(gctx) })
+	g.Go(func() error { return a.tel.Run(gctx) })
+	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),
+		"telemetry", a.tel.Addr().String(), "hub", a.cfg.Hub.URL)
+	return g.Wait()
+}

@@ -1,0 +1,158 @@
+// Package config is the connector's configuration: defaults, the YAML file and flags, decoded into a typed
+// Config and validated before anything starts.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mydatafed/mydata/pkg/configfile"
+	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/telemetry"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Identity sources.
+const (
+	SourceLocal = "local"
+	SourceSPIRE = "spire"
+)
+
+// Config is the connector's configuration. conf/connector.yaml documents every key.
+type Config struct {
+	TrustDomain string `yaml:"trust_domain"`
+	Org         string `yaml:"org"`
+	Name        string `yaml:"name"`
+	DataDir     string `yaml:"data_dir"`
+
+	Hub struct {
+		URL           string `yaml:"url"`
+		CAFingerprint string `yaml:"ca_fingerprint"`
+	} `yaml:"hub"`
+
+	Identity struct {
+		Source      string `yaml:"source"`
+		SPIRESocket string `yaml:"spire_socket"`
+	} `yaml:"identity"`
+
+	QUIC struct {
+		Listen      string        `yaml:"listen"`
+		IdleTimeout time.Duration `yaml:"idle_timeout"`
+	} `yaml:"quic"`
+
+	Directory struct {
+		SyncInterval  time.Duration `yaml:"sync_interval"`
+		MaxBackoff    time.Duration `yaml:"max_backoff"`
+		Refresh       time.Duration `yaml:"refresh"`
+		ExpiryWarning time.Duration `yaml:"expiry_warning"`
+	} `yaml:"directory"`
+
+	Telemetry struct {
+		Listen string `yaml:"listen"`
+	} `yaml:"telemetry"`
+
+	Log telemetry.LogConfig `yaml:"log"`
+}
+
+// Default is the embedded default.
+func Default() Config {
+	var c Config
+	c.TrustDomain = "mydata.example"
+	c.DataDir = "/var/lib/mydata/connector"
+	c.Hub.URL = "https://127.0.0.1:8443"
+	c.Identity.Source = SourceLocal
+	c.Identity.SPIRESocket = "unix:///run/spire/agent/public/api.sock"
+	c.QUIC.Listen = "0.0.0.0:7443"
+	c.QUIC.IdleTimeout = time.Minute
+	c.Directory.SyncInterval = 10 * time.Second
+	c.Directory.MaxBackoff = 10 * time.Second
+	c.Directory.Refresh = time.Hour
+	c.Directory.ExpiryWarning = 24 * time.Hour
+	c.Telemetry.Listen = "127.0.0.1:9444"
+	c.Log = telemetry.LogConfig{Format: "text", Level: "info"}
+	return c
+}
+
+// Load reads the file at path over the defaults and validates the result.
+func Load(path string) (Config, error) {
+	c := Default()
+	if err := configfile.Load(path, &c); err != nil {
+		return c, err
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate reports the first bad value with its key.
+func (c *Config) Validate() error {
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
+		return fmt.Errorf("trust_domain: %w", err)
+	}
+	if err := fedid.ValidName(c.Org); err != nil {
+		return fmt.Errorf("org: %w", err)
+	}
+	if err := fedid.ValidName(c.Name); err != nil {
+		return fmt.Errorf("name: %w", err)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: required")
+	}
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
+	}
+	if u, err := url.Parse(c.Hub.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("hub.url: %q is not an https:// URL", c.Hub.URL)
+	}
+	switch c.Identity.Source {
+	case SourceLocal:
+	case SourceSPIRE:
+		if !strings.HasPrefix(c.Identity.SPIRESocket, "unix://") && !strings.HasPrefix(c.Identity.SPIRESocket, "tcp://") {
+			return fmt.Errorf("identity.spire_socket: %q must start with unix:// or tcp://", c.Identity.SPIRESocket)
+		}
+	default:
+		return fmt.Errorf("identity.source: %q is neither local nor spire", c.Identity.Source)
+	}
+	for key, addr := range map[string]string{"quic.listen": c.QUIC.Listen, "telemetry.listen": c.Telemetry.Listen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port", key, addr)
+		}
+	}
+	checks := []struct {
+		key      string
+		v, least time.Duration
+	}{
+		{"quic.idle_timeout", c.QUIC.IdleTimeout, time.Second},
+		{"directory.sync_interval", c.Directory.SyncInterval, 100 * time.Millisecond},
+		{"directory.max_backoff", c.Directory.MaxBackoff, 100 * time.Millisecond},
+		{"directory.refresh", c.Directory.Refresh, time.Second},
+		{"directory.expiry_warning", c.Directory.ExpiryWarning, 0},
+	}
+	for _, ch := range checks {
+		if ch.v < ch.least {
+			return fmt.Errorf("%s: %s is shorter than the least allowed, %s", ch.key, ch.v, ch.least)
+		}
+	}
+	return c.Log.Validate()
+}
+
+// TD is the parsed trust domain; call after Validate.
+func (c *Config) TD() spiffeid.TrustDomain { return spiffeid.RequireTrustDomainFromString(c.TrustDomain) }
+
+// ID is this connector's SPIFFE ID; call after Validate.
+func (c *Config) ID() spiffeid.ID {
+	id, _ := fedid.Connector(c.TD(), c.Org, c.Name)
+	return id
+}
+
+// DirectoryPath is where the copy of the hub's directory is kept.
+func (c *Config) DirectoryPath() string { return filepath.Join(c.DataDir, "directory.json") }
+
+// IdentityDir is where the local SVID, key and bundle are kept.
+func (c *Config) IdentityDir() string { return filepath.Join(c.DataDir, "identity") }

@@ -1,0 +1,67 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoad(t *testing.T) {
+	base := "org: moi\nname: dp1\ndata_dir: /tmp/c\n"
+	tests := []struct{ name, yaml, wantErr string }{
+		{"minimal", base, ""},
+		{"spire", base + "identity:\n  source: spire\n  spire_socket: unix:///tmp/agent.sock\n", ""},
+		{"no org", "name: dp1\n", "org"},
+		{"bad name", "org: moi\nname: DP\n", "name"},
+		{"unknown key", base + "colour: red\n", "field colour not found"},
+		{"bad source", base + "identity:\n  source: vault\n", "identity.source"},
+		{"bad socket", base + "identity:\n  source: spire\n  spire_socket: /tmp/x\n", "identity.spire_socket"},
+		{"http hub", base + "hub:\n  url: http://hub:8443\n", "hub.url"},
+		{"bad quic", base + "quic:\n  listen: nope\n", "quic.listen"},
+		{"tiny interval", base + "directory:\n  sync_interval: 1ms\n", "directory.sync_interval"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(p, []byte(tt.yaml), 0o644)
+			c, err := Load(p)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.ID().String() != "spiffe://mydata.example/org/moi/connector/dp1" {
+					t.Fatalf("ID %s", c.ID())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	if _, err := Load(filepath.Join("..", "..", "..", "conf", "connector.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte("org: moi\nname: dp1\n"))
+	if b, err := os.ReadFile(filepath.Join("..", "..", "..", "conf", "connector.yaml")); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("quic: {listen: 1}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p)
+		if err == nil && c.Validate() != nil {
+			t.Fatal("Load accepted a config that does not validate")
+		}
+	})
+}

@@ -1,0 +1,123 @@
+// Package identity gives the connector its X.509-SVID and trust bundle: either kept on local disk after
+// enrolling with a join token and renewed at half-life over mTLS, or taken from a SPIRE agent's Workload API.
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+
+	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/pemfile"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Source is what the rest of the connector needs of an identity.
+type Source interface {
+	x509svid.Source
+	x509bundle.Source
+	// Run keeps the SVID fresh until ctx ends.
+	Run(ctx context.Context) error
+	// Close releases the source.
+	Close() error
+}
+
+// Files kept under the identity directory.
+const (
+	certFile   = "svid.crt"
+	keyFile    = "svid.key"
+	bundleFile = "bundle.crt"
+)
+
+// Paths of the local identity files.
+func Paths(dir string) (cert, key, bundle string) {
+	return filepath.Join(dir, certFile), filepath.Join(dir, keyFile), filepath.Join(dir, bundleFile)
+}
+
+// HubClient is a client of the hub's API that presents src's SVID, taken per handshake so a renewal needs
+// no restart, and accepts only a hub node of td.
+func HubClient(hubURL string, src Source, td spiffeid.TrustDomain) *hubapi.Client {
+	conf := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AdaptMatcher(fedid.MatchKind(td, fedid.KindHub)))
+	conf.MinVersion = tls.VersionTLS13
+	return hubapi.NewClient(hubURL, conf)
+}
+
+// newCSR makes a key and a CSR for id. The key stays in this process until it is written to disk.
+func newCSR(id spiffeid.ID) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, der, nil
+}
+
+// checkResponse checks an SVID the hub sent back for our key and ID, and returns it with the bundle.
+func checkResponse(resp *hubapi.SVIDResponse, key *ecdsa.PrivateKey, id spiffeid.ID) (*x509svid.SVID, []*x509.Certificate, error) {
+	if len(resp.Chain) == 0 || len(resp.Bundle) == 0 {
+		return nil, nil, errors.New("hub answer lacks the SVID or the bundle")
+	}
+	var chain, roots []*x509.Certificate
+	for _, der := range resp.Chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, nil, fmt.Errorf("SVID from hub: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	for _, der := range resp.Bundle {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bundle from hub: %w", err)
+		}
+		roots = append(roots, c)
+	}
+	if !key.PublicKey.Equal(chain[0].PublicKey) {
+		return nil, nil, errors.New("hub issued an SVID for another key")
+	}
+	got, _, err := x509svid.Verify(chain, x509bundle.FromX509Authorities(id.TrustDomain(), roots))
+	if err != nil {
+		return nil, nil, fmt.Errorf("SVID from hub does not verify: %w", err)
+	}
+	if got != id {
+		return nil, nil, fmt.Errorf("hub issued %s, want %s", got, id)
+	}
+	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, roots, nil
+}
+
+// save writes the SVID, key and bundle; the key first and with mode 0600.
+func save(dir string, svid *x509svid.SVID, roots []*x509.Certificate) error {
+	certPath, keyPath, bundlePath := Paths(dir)
+	keyPEM, err := pemfile.EncodeKey(svid.PrivateKey)
+	if err != nil {
+		return err
+	}
+	if err := pemfile.WriteAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := pemfile.WriteAtomic(bundlePath, pemfile.EncodeCertificates(roots), 0o644); err != nil {
+		return err
+	}
+	return pemfile.WriteAtomic(certPath, pemfile.EncodeCertificates(svid.Certificates), 0o644)
+}
+
+// IsRefusal reports whether err is the hub refusing (4xx) rather than failing to answer.
+func IsRefusal(err error) bool {
+	var he *hubapi.Error
+	return errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && he.Status != http.StatusTooManyRequests
+}

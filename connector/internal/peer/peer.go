@@ -1,0 +1,285 @@
+// Package peer is the connector's QUIC endpoint: it accepts and dials connections to other connectors with
+// mutual TLS on SPIFFE SVIDs (ALPN mydata/1), authorises every peer against the directory, drops
+// connections of peers that stop being active, and serves the stream protocol.
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mydatafed/mydata/pkg/wire"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Application error codes on QUIC connections.
+const (
+	CodeNoError quic.ApplicationErrorCode = 0
+	CodeRevoked quic.ApplicationErrorCode = 0x10
+)
+
+// Config configures the endpoint.
+type Config struct {
+	Listen      string
+	SVID        x509svid.Source
+	Bundles     x509bundle.Source
+	IdleTimeout time.Duration
+	// Authorize accepts a peer's ID or says why not; it is asked at every handshake and again for open
+	// connections by Recheck.
+	Authorize  func(spiffeid.ID) error
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Node is a listening QUIC endpoint.
+type Node struct {
+	cfg     Config
+	ln      *quic.Listener
+	tr      *quic.Transport
+	metrics *metrics
+
+	mu    sync.Mutex
+	conns map[*quic.Conn]spiffeid.ID
+}
+
+// Listen binds the QUIC listener.
+func Listen(cfg Config) (*Node, error) {
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, metrics: m, conns: map[*quic.Conn]spiffeid.ID{}}
+	m.open = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mydata_connector_quic_connections_open",
+		Help: "Open QUIC connections with peers, both directions.",
+	}, func() float64 {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return float64(len(n.conns))
+	})
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(m.open); err != nil {
+			return nil, err
+		}
+	}
+	udpAddr, err := net.ResolveUDPAddr("udp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("quic.listen %s: %w", cfg.Listen, err)
+	}
+	udp, err := net.ListenUDP("udp", udpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("quic.listen %s: %w", cfg.Listen, err)
+	}
+	n.tr = &quic.Transport{Conn: udp}
+	ln, err := n.tr.Listen(n.serverTLS(), n.quicConfig())
+	if err != nil {
+		udp.Close()
+		return nil, err
+	}
+	n.ln = ln
+	return n, nil
+}
+
+// Addr is the bound UDP address.
+func (n *Node) Addr() net.Addr { return n.ln.Addr() }
+
+func (n *Node) quicConfig() *quic.Config {
+	return &quic.Config{
+		MaxIdleTimeout:       n.cfg.IdleTimeout,
+		KeepAlivePeriod:      n.cfg.IdleTimeout / 3,
+		HandshakeIdleTimeout: 10 * time.Second,
+		MaxIncomingStreams:   256,
+	}
+}
+
+// serverTLS authorises clients per handshake; the certificate is taken from the source per handshake too,
+// so a renewed SVID is used without a restart.
+func (n *Node) serverTLS() *tls.Config {
+	authorize := tlsconfig.AdaptMatcher(n.cfg.Authorize)
+	c := tlsconfig.MTLSServerConfig(n.cfg.SVID, n.cfg.Bundles, authorize)
+	verify := c.VerifyPeerCertificate
+	c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+		if err := verify(raw, chains); err != nil {
+			n.metrics.handshakes.WithLabelValues("in", "refused").Inc()
+			n.cfg.Log.Warn("refused a QUIC peer", "err", err)
+			return err
+		}
+		return nil
+	}
+	c.NextProtos = []string{wire.ALPN}
+	c.MinVersion = tls.VersionTLS13
+	c.SessionTicketsDisabled = true
+	return c
+}
+
+// clientTLS accepts exactly the peer we meant to reach, and only while it is active.
+func (n *Node) clientTLS(want spiffeid.ID) *tls.Config {
+	authorize := tlsconfig.AdaptMatcher(func(id spiffeid.ID) error {
+		if id != want {
+			return fmt.Errorf("peer presented %s, want %s", id, want)
+		}
+		return n.cfg.Authorize(id)
+	})
+	c := tlsconfig.MTLSClientConfig(n.cfg.SVID, n.cfg.Bundles, authorize)
+	c.NextProtos = []string{wire.ALPN}
+	c.MinVersion = tls.VersionTLS13
+	return c
+}
+
+// Run accepts connections until ctx ends, then closes them all.
+func (n *Node) Run(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		n.ln.Close()
+		n.mu.Lock()
+		for c := range n.conns {
+			c.CloseWithError(CodeNoError, "shutting down")
+		}
+		n.mu.Unlock()
+		n.tr.Close()
+	}()
+	for {
+		conn, err := n.ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("quic accept: %w", err)
+		}
+		id, err := peerID(conn)
+		if err != nil {
+			conn.CloseWithError(CodeRevoked, err.Error())
+			continue
+		}
+		n.metrics.handshakes.WithLabelValues("in", "ok").Inc()
+		n.track(conn, id)
+		go n.serveConn(ctx, conn, id)
+	}
+}
+
+func peerID(conn *quic.Conn) (spiffeid.ID, error) {
+	certs := conn.ConnectionState().TLS.PeerCertificates
+	if len(certs) == 0 {
+		return spiffeid.ID{}, errors.New("peer sent no certificate")
+	}
+	return x509svid.IDFromCert(certs[0])
+}
+
+func (n *Node) track(conn *quic.Conn, id spiffeid.ID) {
+	n.mu.Lock()
+	n.conns[conn] = id
+	n.mu.Unlock()
+	go func() {
+		<-conn.Context().Done()
+		n.mu.Lock()
+		delete(n.conns, conn)
+		n.mu.Unlock()
+	}()
+}
+
+// Recheck closes connections whose peer is no longer authorised; call it when the directory changes.
+func (n *Node) Recheck() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for c, id := range n.conns {
+		if err := n.cfg.Authorize(id); err != nil {
+			n.cfg.Log.Info("closing connection of a peer no longer authorised", "peer", id.String(), "reason", err)
+			c.CloseWithError(CodeRevoked, "peer no longer authorised: "+err.Error())
+		}
+	}
+}
+
+func (n *Node) serveConn(ctx context.Context, conn *quic.Conn, id spiffeid.ID) {
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go n.serveStream(st, id)
+	}
+}
+
+// serveStream answers one request on a stream.
+func (n *Node) serveStream(st *quic.Stream, id spiffeid.ID) {
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(30 * time.Second))
+	f, err := wire.Read(st)
+	if err != nil {
+		n.cfg.Log.Debug("bad request frame", "peer", id.String(), "err", err)
+		writeError(st, "bad request: "+err.Error())
+		return
+	}
+	switch f.Type {
+	case wire.TypePing:
+		_ = wire.Write(st, wire.Frame{Type: wire.TypePong, Payload: f.Payload})
+	default:
+		writeError(st, fmt.Sprintf("unexpected frame type 0x%02x", uint8(f.Type)))
+	}
+}
+
+func writeError(w io.Writer, msg string) {
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	_ = wire.Write(w, wire.Frame{Type: wire.TypeError, Payload: []byte(msg)})
+}
+
+// Dial connects to the connector want at addr.
+func (n *Node) Dial(ctx context.Context, addr string, want spiffeid.ID) (*quic.Conn, error) {
+	udpAddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := n.tr.Dial(ctx, udpAddr, n.clientTLS(want), n.quicConfig())
+	if err != nil {
+		n.metrics.handshakes.WithLabelValues("out", "error").Inc()
+		return nil, fmt.Errorf("dial %s at %s: %w", want, addr, err)
+	}
+	n.metrics.handshakes.WithLabelValues("out", "ok").Inc()
+	n.track(conn, want)
+	go n.serveConn(conn.Context(), conn, want)
+	return conn, nil
+}
+
+// Ping sends a ping on a new stream of conn and waits for the pong.
+func Ping(ctx context.Context, conn *quic.Conn) (time.Duration, error) {
+	start := time.Now()
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("open stream: %w", err)
+	}
+	defer st.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		st.SetDeadline(dl)
+	}
+	nonce := make([]byte, 16)
+	_, _ = rand.Read(nonce)
+	if err := wire.Write(st, wire.Frame{Type: wire.TypePing, Payload: nonce}); err != nil {
+		return 0, err
+	}
+	f, err := wire.Read(st)
+	if err != nil {
+		return 0, fmt.Errorf("read pong: %w", err)
+	}
+	if f.Type == wire.TypeError {
+		return 0, fmt.Errorf("peer: %s", f.Payload)
+	}
+	if f.Type != wire.TypePong || !bytes.Equal(f.Payload, nonce) {
+		return 0, errors.New("peer answered the ping with something else")
+	}
+	return time.Since(start), nil
+}

@@ -1,0 +1,92 @@
+// Package wire is the framing of the connector-to-connector protocol on QUIC streams (ALPN mydata/1): each
+// message is a frame of a one-byte type, a four-byte big-endian length and the payload. Every type has its
+// own length limit, checked before anything is allocated, so a peer cannot make us buffer more than that.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ALPN is the protocol name negotiated in the QUIC handshake.
+const ALPN = "mydata/1"
+
+// Type is a frame type.
+type Type uint8
+
+// Frame types. Values are never reused.
+const (
+	TypePing  Type = 0x01
+	TypePong  Type = 0x02
+	TypeError Type = 0x7f
+)
+
+// limits bounds each type's payload; a type not listed here is unknown and refused.
+var limits = map[Type]uint32{
+	TypePing:  64,
+	TypePong:  64,
+	TypeError: 1024,
+}
+
+// HeaderSize is the size of a frame header.
+const HeaderSize = 5
+
+// Frame is one message.
+type Frame struct {
+	Type    Type
+	Payload []byte
+}
+
+// Errors a reader can branch on.
+var (
+	ErrUnknownType = errors.New("wire: unknown frame type")
+	ErrTooLarge    = errors.New("wire: frame larger than its type allows")
+	ErrTruncated   = errors.New("wire: stream ended inside a frame")
+)
+
+// Write writes one frame.
+func Write(w io.Writer, f Frame) error {
+	limit, ok := limits[f.Type]
+	if !ok {
+		return fmt.Errorf("%w 0x%02x", ErrUnknownType, uint8(f.Type))
+	}
+	if uint64(len(f.Payload)) > uint64(limit) {
+		return fmt.Errorf("%w: %d bytes for type 0x%02x (limit %d)", ErrTooLarge, len(f.Payload), uint8(f.Type), limit)
+	}
+	buf := make([]byte, HeaderSize+len(f.Payload))
+	buf[0] = byte(f.Type)
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(f.Payload)))
+	copy(buf[HeaderSize:], f.Payload)
+	_, err := w.Write(buf)
+	return err
+}
+
+// Read reads one frame. io.EOF means the stream ended cleanly between frames.
+func Read(r io.Reader) (Frame, error) {
+	var hdr [HeaderSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return Frame{}, ErrTruncated
+		}
+		return Frame{}, err
+	}
+	t := Type(hdr[0])
+	limit, ok := limits[t]
+	if !ok {
+		return Frame{}, fmt.Errorf("%w 0x%02x", ErrUnknownType, hdr[0])
+	}
+	n := binary.BigEndian.Uint32(hdr[1:5])
+	if n > limit {
+		return Frame{}, fmt.Errorf("%w: %d bytes for type 0x%02x (limit %d)", ErrTooLarge, n, hdr[0], limit)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return Frame{}, ErrTruncated
+		}
+		return Frame{}, err
+	}
+	return Frame{Type: t, Payload: payload}, nil
+}

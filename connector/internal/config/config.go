@@ -143,7 +143,9 @@ func (c *Config) Validate() error {
 }
 
 // TD is the parsed trust domain; call after Validate.
-func (c *Config) TD() spiffeid.TrustDomain { return spiffeid.RequireTrustDomainFromString(c.TrustDomain) }
+func (c *Config) TD() spiffeid.TrustDomain {
+	return spiffeid.RequireTrustDomainFromString(c.TrustDomain)
+}
 
 // ID is this connector's SPIFFE ID; call after Validate.
 func (c *Config) ID() spiffeid.ID {

@@ -89,6 +89,29 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// Download GETs path and copies a 2xx body to w; a non-2xx answer is an *Error.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponse))
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(data, e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(data))
+		}
+		return e
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
 // PinnedTLSConfig trusts a hub whose chain contains the root with the given SHA-256 fingerprint and whose
 // leaf is a hub SVID under that root. It is for first contact, before the connector holds the bundle.
 func PinnedTLSConfig(fingerprint [32]byte) *tls.Config {

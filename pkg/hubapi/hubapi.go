@@ -25,6 +25,8 @@ const (
 	PathConnectors    = "/v1/admin/connectors"
 	PathTokens        = "/v1/admin/tokens"
 	PathIntermediates = "/v1/admin/intermediates"
+	PathCertificates  = "/v1/admin/certificates"
+	PathBackup        = "/v1/admin/backup"
 )
 
 // MaxBody bounds every request body the hub reads.
@@ -182,6 +184,15 @@ type IntermediateRequest struct {
 type IntermediateResponse struct {
 	Certificate []byte   `json:"certificate"`
 	Bundle      [][]byte `json:"bundle"`
+}
+
+// Certificate is the record of an issued certificate.
+type Certificate struct {
+	Serial    string    `json:"serial"`
+	SPIFFEID  string    `json:"spiffe_id"`
+	Kind      string    `json:"kind"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
 }
 
 // Health is the hub's view of itself.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,6 +37,7 @@ Commands:
   connector list
   connector suspend|activate|revoke --org O --name N
   token create --org O --connector C [--ttl D]         print a single-use join token, alone, on stdout
+  cert list [--spiffe-id ID]                           list issued certificates
   ca intermediate --cert-out F --key-out F --bundle-out F [--ttl D]
                                                        make an intermediate CA for an agency's SPIRE server
 
@@ -48,14 +50,51 @@ type adminCtx struct {
 	out    io.Writer
 }
 
+// operatorFlags are the flags that say how to reach the hub as an operator.
+type operatorFlags struct {
+	config, hub, cert, key, bundle *string
+}
+
+func addOperatorFlags(fs *flag.FlagSet) operatorFlags {
+	return operatorFlags{
+		config: fs.String("config", "/etc/mydata/hub.yaml", "hub configuration file (finds the API and the operator credential)"),
+		hub:    fs.String("hub", "", "hub API URL (default: api.public_url from the config)"),
+		cert:   fs.String("cert", "", "operator SVID certificate (default: data_dir/operator/admin.crt)"),
+		key:    fs.String("key", "", "operator SVID key"),
+		bundle: fs.String("bundle", "", "trust bundle"),
+	}
+}
+
+// client makes an API client that presents the operator's SVID and accepts only a hub node.
+func (f operatorFlags) client() (*hubapi.Client, error) {
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		return nil, err
+	}
+	defCert, defKey, defBundle := server.OperatorFiles(cfg)
+	pick := func(v, def string) string {
+		if v != "" {
+			return v
+		}
+		return def
+	}
+	svid, err := x509svid.Load(pick(*f.cert, defCert), pick(*f.key, defKey))
+	if err != nil {
+		return nil, fmt.Errorf("operator credential: %w", err)
+	}
+	roots, err := pemfile.ReadCertificates(pick(*f.bundle, defBundle))
+	if err != nil {
+		return nil, fmt.Errorf("trust bundle: %w", err)
+	}
+	td := cfg.TD()
+	tlsConf := tlsconfig.MTLSClientConfig(svid, x509bundle.FromX509Authorities(td, roots), tlsconfig.AdaptMatcher(fedid.MatchKind(td, fedid.KindHub)))
+	return hubapi.NewClient(pick(*f.hub, cfg.API.PublicURL), tlsConf), nil
+}
+
 func admin(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("admin", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), adminUsage) }
-	path := fs.String("config", "/etc/mydata/hub.yaml", "hub configuration file (finds the API and the operator credential)")
-	hub := fs.String("hub", "", "hub API URL (default: api.public_url from the config)")
-	certFile := fs.String("cert", "", "operator SVID certificate (default: data_dir/operator/admin.crt)")
-	keyFile := fs.String("key", "", "operator SVID key")
-	bundleFile := fs.String("bundle", "", "trust bundle")
+	op := addOperatorFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -65,28 +104,11 @@ func admin(args []string, out io.Writer) error {
 		fmt.Fprint(out, adminUsage)
 		return errors.New("admin: give a command")
 	}
-	cfg, err := config.Load(*path)
+	client, err := op.client()
 	if err != nil {
 		return err
 	}
-	defCert, defKey, defBundle := server.OperatorFiles(cfg)
-	pick := func(v, def string) string {
-		if v != "" {
-			return v
-		}
-		return def
-	}
-	svid, err := x509svid.Load(pick(*certFile, defCert), pick(*keyFile, defKey))
-	if err != nil {
-		return fmt.Errorf("operator credential: %w", err)
-	}
-	roots, err := pemfile.ReadCertificates(pick(*bundleFile, defBundle))
-	if err != nil {
-		return fmt.Errorf("trust bundle: %w", err)
-	}
-	td := cfg.TD()
-	tlsConf := tlsconfig.MTLSClientConfig(svid, x509bundle.FromX509Authorities(td, roots), tlsconfig.AdaptMatcher(fedid.MatchKind(td, fedid.KindHub)))
-	a := &adminCtx{client: hubapi.NewClient(pick(*hub, cfg.API.PublicURL), tlsConf), json: *asJSON, out: out}
+	a := &adminCtx{client: client, json: *asJSON, out: out}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -107,6 +129,8 @@ func admin(args []string, out io.Writer) error {
 		return a.tokenCreate(ctx, args)
 	case "ca intermediate":
 		return a.intermediate(ctx, args)
+	case "cert list":
+		return a.certList(ctx, args)
 	}
 	fmt.Fprint(out, adminUsage)
 	return fmt.Errorf("admin: unknown command %q", cmd+" "+sub)
@@ -290,4 +314,22 @@ func (a *adminCtx) intermediate(ctx context.Context, args []string) error {
 	}
 	_, err = fmt.Fprintf(a.out, "wrote intermediate CA %s (valid until %s)\n", *certOut, cert.NotAfter.Format(time.RFC3339))
 	return err
+}
+
+func (a *adminCtx) certList(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cert list", flag.ContinueOnError)
+	id := fs.String("spiffe-id", "", "only certificates of this SPIFFE ID")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var certs []hubapi.Certificate
+	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathCertificates+"?spiffe_id="+url.QueryEscape(*id), nil, &certs); err != nil {
+		return err
+	}
+	return a.print(certs, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "SERIAL\tKIND\tNOT AFTER\tSPIFFE ID")
+		for _, c := range certs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Serial, c.Kind, c.NotAfter.Format(time.RFC3339), c.SPIFFEID)
+		}
+	})
 }

@@ -11,6 +11,10 @@ const usage = `mydata-hub: the MyData Federation hub
 Usage:
   mydata-hub serve  --config FILE        run a hub node
   mydata-hub admin  [--config FILE] ...  administer the federation (run 'mydata-hub admin' for its commands)
+  mydata-hub backup --config FILE --out F
+                                         write a backup (state and CA; keep it secret) of the running hub
+  mydata-hub restore --config FILE --in F
+                                         unpack a backup onto a fresh node's data_dir, then serve
   mydata-hub ca fingerprint --config FILE
                                          print the root CA fingerprint connectors pin (--hub-ca)
   mydata-hub version                     print the version
@@ -27,6 +31,10 @@ func main() {
 		err = serve(os.Args[2:])
 	case "admin":
 		err = admin(os.Args[2:], os.Stdout)
+	case "backup":
+		err = backupCmd(os.Args[2:], os.Stdout)
+	case "restore":
+		err = restoreCmd(os.Args[2:], os.Stdout)
 	case "ca":
 		err = caCmd(os.Args[2:], os.Stdout)
 	case "version":

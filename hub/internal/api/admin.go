@@ -162,3 +162,47 @@ func (s *Server) issueIntermediate(w http.ResponseWriter, r *http.Request) {
 	s.audit(r, "intermediate issue", "serial", rec.Serial, "not_after", cert.NotAfter)
 	writeJSON(w, http.StatusCreated, hubapi.IntermediateResponse{Certificate: cert.Raw, Bundle: [][]byte{s.cfg.CA.Root().Raw}})
 }
+
+func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request) {
+	certs, err := s.cfg.State.Certificates(r.URL.Query().Get("spiffe_id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, certs)
+}
+
+// backup streams a backup. Errors after the first byte can only cut the stream short, which the gzip
+// trailer makes visible to the client.
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	cw := &countingWriter{w: w, header: func() {
+		w.Header().Set("Content-Type", "application/gzip")
+		w.Header().Set("Content-Disposition", `attachment; filename="mydata-hub-backup.tar.gz"`)
+	}}
+	if err := s.cfg.Backup(cw); err != nil {
+		if cw.n == 0 {
+			s.fail(w, r, err)
+			return
+		}
+		s.log.Error("backup failed after it started", "err", err)
+		return
+	}
+	s.audit(r, "backup")
+}
+
+// countingWriter sets the success headers on the first write, so that a failure before it can still be
+// answered with an error status.
+type countingWriter struct {
+	w      http.ResponseWriter
+	header func()
+	n      int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.n == 0 && len(p) > 0 {
+		c.header()
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,8 +38,10 @@ type Config struct {
 	TokenMaxTTL     time.Duration
 	DirectoryTTL    time.Duration
 	MaxLongPoll     time.Duration
-	Log             *slog.Logger
-	Registerer      prometheus.Registerer
+	// Backup writes a backup of the node to w.
+	Backup     func(w io.Writer) error
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -109,6 +112,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+hubapi.PathConnectors+"/{org}/{name}/status", s.require(fedid.KindOperator, s.setConnectorStatus))
 	mux.Handle("POST "+hubapi.PathTokens, s.require(fedid.KindOperator, s.createToken))
 	mux.Handle("POST "+hubapi.PathIntermediates, s.require(fedid.KindOperator, s.issueIntermediate))
+	mux.Handle("GET "+hubapi.PathCertificates, s.require(fedid.KindOperator, s.listCertificates))
+	mux.Handle("GET "+hubapi.PathBackup, s.require(fedid.KindOperator, s.backup))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -296,3 +296,26 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *snapshot) Release() { os.Remove(s.path) }
+
+// BackupTo writes a consistent copy of the database to path, which must not exist yet, and returns the raft
+// index the copy holds.
+func (f *FSM) BackupTo(path string) (uint64, error) {
+	if err := backupFile(f.db, path, toFile); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	return AppliedIndexOf(path)
+}
+
+// AppliedIndexOf reads the applied raft index stored in the state database file at path.
+func AppliedIndexOf(path string) (uint64, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var v int64
+	if err := db.QueryRow(`SELECT value FROM meta WHERE key = ?`, metaApplied).Scan(&v); err != nil {
+		return 0, fmt.Errorf("%s is not a hub state database: %w", path, err)
+	}
+	return uint64(v), nil
+}

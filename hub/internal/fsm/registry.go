@@ -263,25 +263,16 @@ func (f *FSM) DirectoryVersion() (uint64, error) {
 	return uint64(v), err
 }
 
-// Certificate is an issued certificate's record.
-type Certificate struct {
-	Serial    string
-	SPIFFEID  string
-	Kind      string
-	NotBefore time.Time
-	NotAfter  time.Time
-}
-
-// Certificates lists the certificates issued to a SPIFFE ID, newest first.
-func (f *FSM) Certificates(spiffeID string) ([]Certificate, error) {
-	rows, err := f.db.Query(`SELECT serial, spiffe_id, kind, not_before, not_after FROM certificates WHERE spiffe_id = ? ORDER BY issued_at DESC`, spiffeID)
+// Certificates lists the certificates issued to a SPIFFE ID (all if empty), newest first.
+func (f *FSM) Certificates(spiffeID string) ([]hubapi.Certificate, error) {
+	rows, err := f.db.Query(`SELECT serial, spiffe_id, kind, not_before, not_after FROM certificates WHERE ? = '' OR spiffe_id = ? ORDER BY issued_at DESC, serial`, spiffeID, spiffeID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Certificate
+	out := []hubapi.Certificate{}
 	for rows.Next() {
-		var c Certificate
+		var c hubapi.Certificate
 		var nb, na int64
 		if err := rows.Scan(&c.Serial, &c.SPIFFEID, &c.Kind, &nb, &na); err != nil {
 			return nil, fmt.Errorf("certificates: %w", err)

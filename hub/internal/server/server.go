@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/api"
+	"github.com/mydatafed/mydata/hub/internal/backup"
 	"github.com/mydatafed/mydata/hub/internal/ca"
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/config"
@@ -91,6 +93,10 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state,
 		SVIDTTL: cfg.CA.SVIDTTL, TokenDefaultTTL: cfg.Tokens.DefaultTTL, TokenMaxTTL: cfg.Tokens.MaxTTL,
 		DirectoryTTL: cfg.Directory.TTL, MaxLongPoll: cfg.Directory.MaxLongPoll,
+		Backup: func(w io.Writer) error {
+			_, err := backup.Write(w, cfg, s.state)
+			return err
+		},
 		Log: log.With(telemetry.KeyComponent, "api"), Registerer: reg,
 	})
 	if err != nil {

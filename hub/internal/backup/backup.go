@@ -1,0 +1,197 @@
+// Package backup writes and restores hub backups: a gzip'd tar of the state database (a consistent online
+// copy), the root CA certificate and key, and a small manifest. A backup holds the CA key, so it is as
+// secret as the hub's data directory.
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mydatafed/mydata/hub/internal/cluster"
+	"github.com/mydatafed/mydata/hub/internal/config"
+	"github.com/mydatafed/mydata/hub/internal/fsm"
+)
+
+// Manifest describes a backup.
+type Manifest struct {
+	Format      int       `json:"format"`
+	TrustDomain string    `json:"trust_domain"`
+	Node        string    `json:"node"`
+	Index       uint64    `json:"index"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+const (
+	formatV1     = 1
+	manifestName = "manifest.json"
+	stateName    = "state.db"
+	rootCertName = "ca/root.crt"
+	rootKeyName  = "ca/root.key"
+	// maxEntry bounds what restore reads of one archive entry.
+	maxEntry = 1 << 30
+)
+
+// Write writes a backup of the running node to w.
+func Write(w io.Writer, cfg config.Config, state *fsm.FSM) (*Manifest, error) {
+	tmp, err := os.MkdirTemp(cfg.DataDir, ".backup-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	dbPath := filepath.Join(tmp, stateName)
+	index, err := state.BackupTo(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{Format: formatV1, TrustDomain: cfg.TrustDomain, Node: cfg.NodeID, Index: index, CreatedAt: time.Now().UTC()}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	add := func(name string, mode int64, r io.Reader, size int64) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: size, ModTime: m.CreatedAt, Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := io.Copy(tw, r)
+		return err
+	}
+	addFile := func(name, path string, mode int64) error {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		return add(name, mode, f, fi.Size())
+	}
+	if err := add(manifestName, 0o644, bytes.NewReader(mb), int64(len(mb))); err != nil {
+		return nil, err
+	}
+	if err := addFile(stateName, dbPath, 0o600); err != nil {
+		return nil, err
+	}
+	if err := addFile(rootCertName, filepath.Join(cfg.CADir(), "root.crt"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := addFile(rootKeyName, filepath.Join(cfg.CADir(), "root.key"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return m, gz.Close()
+}
+
+// Restore unpacks a backup into cfg's data directory, which must hold no hub yet, and seeds raft with the
+// state so that the next `serve` starts a one-node cluster with every record of the backup.
+func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
+	if cluster.HasState(cfg.RaftDir()) {
+		return nil, fmt.Errorf("%s already holds raft state: restore only onto a fresh node", cfg.DataDir)
+	}
+	for _, p := range []string{cfg.StatePath(), filepath.Join(cfg.CADir(), "root.key")} {
+		if _, err := os.Stat(p); err == nil {
+			return nil, fmt.Errorf("%s exists: restore only onto a fresh node", p)
+		}
+	}
+	if err := os.MkdirAll(cfg.CADir(), 0o700); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(cfg.DataDir, ".restore-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("backup is not gzip: %w", err)
+	}
+	tr := tar.NewReader(gz)
+	var m *Manifest
+	files := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read backup: %w", err)
+		}
+		switch h.Name {
+		case manifestName:
+			var mm Manifest
+			if err := json.NewDecoder(io.LimitReader(tr, 1<<16)).Decode(&mm); err != nil {
+				return nil, fmt.Errorf("backup manifest: %w", err)
+			}
+			m = &mm
+		case stateName, rootCertName, rootKeyName:
+			dst := filepath.Join(tmp, filepath.Base(h.Name))
+			if err := extract(dst, io.LimitReader(tr, maxEntry)); err != nil {
+				return nil, err
+			}
+			files[h.Name] = dst
+		default:
+			return nil, fmt.Errorf("backup holds an unexpected entry %q", h.Name)
+		}
+	}
+	if m == nil || m.Format != formatV1 {
+		return nil, errors.New("backup has no manifest of a known format")
+	}
+	if m.TrustDomain != cfg.TrustDomain {
+		return nil, fmt.Errorf("backup is of trust domain %q, but the config says %q", m.TrustDomain, cfg.TrustDomain)
+	}
+	for _, name := range []string{stateName, rootCertName, rootKeyName} {
+		if files[name] == "" {
+			return nil, fmt.Errorf("backup lacks %s", name)
+		}
+	}
+	index, err := fsm.AppliedIndexOf(files[stateName])
+	if err != nil {
+		return nil, err
+	}
+	if index != m.Index {
+		return nil, fmt.Errorf("backup state is at index %d but its manifest says %d", index, m.Index)
+	}
+	// The CA goes in place first: a node started after a failed seed then has a CA but no raft state, and
+	// a second restore attempt refuses clearly rather than mixing two backups.
+	if err := os.Rename(files[rootKeyName], filepath.Join(cfg.CADir(), "root.key")); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(files[rootCertName], filepath.Join(cfg.CADir(), "root.crt")); err != nil {
+		return nil, err
+	}
+	db, err := os.Open(files[stateName])
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if err := cluster.SeedSnapshot(cfg.RaftDir(), cfg.NodeID, cfg.Raft.Advertise, index, db); err != nil {
+		return nil, fmt.Errorf("seed raft: %w", err)
+	}
+	return m, nil
+}
+
+func extract(dst string, r io.Reader) error {
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,6 +1,3 @@
-// Package federationtest holds test helpers for MyData Federation: among
-// them a harness that runs a real SPIRE server and agent, so that tests can
-// take X.509-SVIDs from a genuine SPIFFE Workload API.
 package federationtest
 
 import (

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 // WriteAtomic writes data to a temporary file beside path, syncs it and renames it over path, so a
@@ -108,4 +110,46 @@ func EncodeKey(key crypto.Signer) ([]byte, error) {
 		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// ReadSVID reads an SVID kept as one PEM file of its private key and certificate chain. One file, replaced
+// atomically, means a reader never pairs a new key with an old certificate during a renewal.
+func ReadSVID(path string) (*x509svid.SVID, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var certs, key []byte
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		switch b.Type {
+		case "CERTIFICATE":
+			certs = append(certs, b.Bytes...)
+		case "PRIVATE KEY":
+			key = b.Bytes
+		default:
+			return nil, fmt.Errorf("%s: unexpected PEM block %q", path, b.Type)
+		}
+	}
+	if len(certs) == 0 || key == nil {
+		return nil, fmt.Errorf("%s: want a PRIVATE KEY and at least one CERTIFICATE", path)
+	}
+	svid, err := x509svid.ParseRaw(certs, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return svid, nil
+}
+
+// WriteSVID writes an SVID as one PEM file, mode 0600.
+func WriteSVID(path string, svid *x509svid.SVID) error {
+	keyPEM, err := EncodeKey(svid.PrivateKey)
+	if err != nil {
+		return err
+	}
+	return WriteAtomic(path, append(keyPEM, EncodeCertificates(svid.Certificates)...), 0o600)
 }

@@ -250,15 +250,21 @@ func (s *Sync) warnExpiry(last *time.Time) {
 	}
 }
 
+// stale says whether the copy should be fetched whole even if its version is current: it was issued more
+// than Refresh ago or has used up half its life. The hub re-signs often enough that a fresh copy pushes the
+// expiry away again.
+func (s *Sync) stale(doc *directory.Document) bool {
+	now := s.now()
+	return now.Sub(doc.IssuedAt) >= s.cfg.Refresh || doc.ExpiresAt.Sub(now) < doc.ExpiresAt.Sub(doc.IssuedAt)/2
+}
+
 // SyncOnce makes one request: a long-poll for a version newer than ours, or a full fetch when the copy is
 // missing or older than Refresh.
 func (s *Sync) SyncOnce(ctx context.Context) error {
 	q := url.Values{}
-	if doc := s.Document(); doc != nil {
-		if age, _ := s.Age(); age < s.cfg.Refresh {
-			q.Set("after", fmt.Sprint(doc.Version))
-			q.Set("wait", s.cfg.SyncInterval.String())
-		}
+	if doc := s.Document(); doc != nil && !s.stale(doc) {
+		q.Set("after", fmt.Sprint(doc.Version))
+		q.Set("wait", s.cfg.SyncInterval.String())
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.SyncInterval+15*time.Second)
 	defer cancel()
@@ -293,6 +299,9 @@ func (s *Sync) SyncOnce(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	changed := s.doc == nil || s.doc.Version != doc.Version
+	if s.doc != nil && !changed && !doc.IssuedAt.After(s.doc.IssuedAt) {
+		doc = s.doc // a replayed copy of the same version must not reset the expiry backwards
+	}
 	s.doc, s.fetched, s.reachable = doc, s.now(), true
 	listeners := append([]func(*directory.Document){}, s.listeners...)
 	s.mu.Unlock()

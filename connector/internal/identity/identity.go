@@ -34,16 +34,16 @@ type Source interface {
 	Close() error
 }
 
-// Files kept under the identity directory.
+// Files kept under the identity directory: the SVID as one file of key and chain (mode 0600), replaced
+// atomically on renewal, and the trust bundle.
 const (
-	certFile   = "svid.crt"
-	keyFile    = "svid.key"
+	svidFile   = "svid.pem"
 	bundleFile = "bundle.crt"
 )
 
 // Paths of the local identity files.
-func Paths(dir string) (cert, key, bundle string) {
-	return filepath.Join(dir, certFile), filepath.Join(dir, keyFile), filepath.Join(dir, bundleFile)
+func Paths(dir string) (svid, bundle string) {
+	return filepath.Join(dir, svidFile), filepath.Join(dir, bundleFile)
 }
 
 // HubClient is a client of the hub's API that presents src's SVID, taken per handshake so a renewal needs
@@ -100,20 +100,13 @@ func checkResponse(resp *hubapi.SVIDResponse, key *ecdsa.PrivateKey, id spiffeid
 	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}, roots, nil
 }
 
-// save writes the SVID, key and bundle; the key first and with mode 0600.
+// save writes the bundle, then the SVID.
 func save(dir string, svid *x509svid.SVID, roots []*x509.Certificate) error {
-	certPath, keyPath, bundlePath := Paths(dir)
-	keyPEM, err := pemfile.EncodeKey(svid.PrivateKey)
-	if err != nil {
-		return err
-	}
-	if err := pemfile.WriteAtomic(keyPath, keyPEM, 0o600); err != nil {
-		return err
-	}
+	svidPath, bundlePath := Paths(dir)
 	if err := pemfile.WriteAtomic(bundlePath, pemfile.EncodeCertificates(roots), 0o644); err != nil {
 		return err
 	}
-	return pemfile.WriteAtomic(certPath, pemfile.EncodeCertificates(svid.Certificates), 0o644)
+	return pemfile.WriteSVID(svidPath, svid)
 }
 
 // IsRefusal reports whether err is the hub refusing (4xx) rather than failing to answer.

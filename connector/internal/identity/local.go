@@ -39,10 +39,10 @@ type Local struct {
 
 // LoadLocal reads the SVID, key and bundle from dir. The SVID must be for id.
 func LoadLocal(dir string, id spiffeid.ID, log *slog.Logger) (*Local, error) {
-	certPath, keyPath, bundlePath := Paths(dir)
-	svid, err := x509svid.Load(certPath, keyPath)
+	svidPath, bundlePath := Paths(dir)
+	svid, err := pemfile.ReadSVID(svidPath)
 	if err != nil {
-		if _, serr := os.Stat(certPath); errors.Is(serr, os.ErrNotExist) {
+		if _, serr := os.Stat(svidPath); errors.Is(serr, os.ErrNotExist) {
 			return nil, ErrNotEnrolled
 		}
 		return nil, fmt.Errorf("load SVID: %w", err)

@@ -72,14 +72,10 @@ func applyConnectorStatus(tx *sql.Tx, c *ConnectorStatus) (Result, bool, error) 
 	case cur == c.Status:
 		return refuse(Conflict, "connector %s/%s is already %s", c.Org, c.Name, cur), false, nil
 	}
+	// Tokens of a revoked connector stay until they expire, so that using one gets "connector is revoked"
+	// rather than a puzzling "unknown token"; enrollment checks the status.
 	if _, err := tx.Exec(`UPDATE connectors SET status = ?, updated_at = ? WHERE org = ? AND name = ?`, c.Status, ms(c.Now), c.Org, c.Name); err != nil {
 		return Result{}, false, err
-	}
-	if c.Status == hubapi.StatusRevoked {
-		// Tokens of a revoked connector can never be used; drop them now.
-		if _, err := tx.Exec(`DELETE FROM join_tokens WHERE org = ? AND connector = ?`, c.Org, c.Name); err != nil {
-			return Result{}, false, err
-		}
 	}
 	return Result{}, true, nil
 }

@@ -1,0 +1,383 @@
+package federationtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TrustDomain is the trust domain of test federations.
+const TrustDomain = "mydata.test"
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Binaries builds mydata-hub and mydata-connector once per test process and returns their paths.
+func Binaries(t testing.TB) (hub, connector string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "mydata-bin-")
+		if buildErr != nil {
+			return
+		}
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./hub/cmd/mydata-hub", "./connector/cmd/mydata-connector")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "mydata-hub"), filepath.Join(buildDir, "mydata-connector")
+}
+
+// FreeTCP returns a loopback TCP address that was free a moment ago.
+func FreeTCP(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// FreeUDP returns a loopback UDP address that was free a moment ago.
+func FreeUDP(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// Process is a started binary whose output goes to a log file.
+type Process struct {
+	Name    string
+	LogPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+func start(t testing.TB, name, logPath, bin string, args ...string) *Process {
+	t.Helper()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Stop(t)
+		if t.Failed() {
+			t.Logf("--- %s log (%s) ---\n%s", name, logPath, tailFile(logPath, 6000))
+		}
+	})
+	return p
+}
+
+// Stop stops the process with SIGTERM, then SIGKILL after 10 s.
+func (p *Process) Stop(t testing.TB) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Logf("%s did not stop on SIGTERM; killing it", p.Name)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Exited says whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// Run runs a binary to completion and returns its stdout; stderr is in the error.
+func Run(bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("%s %s: %v: %s", filepath.Base(bin), strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// WaitHTTP polls url until it answers 200 or the timeout passes.
+func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready after %s: %s", url, timeout, last)
+}
+
+// Eventually polls cond until it returns nil or the timeout passes, and returns how long it took.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = cond(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+	return 0
+}
+
+// HubOptions adjusts a test hub.
+type HubOptions struct {
+	// Extra is appended to the generated YAML (keys not set by the harness).
+	Extra string
+}
+
+// Hub is a hub node run as a process.
+type Hub struct {
+	Bin, ConnectorBin string
+	Dir               string
+	ConfigPath        string
+	API, Raft, Telem  string
+	proc              *Process
+	t                 testing.TB
+}
+
+// NewHub writes a hub configuration with fresh loopback ports under a new temporary directory.
+func NewHub(t testing.TB, opts HubOptions) *Hub {
+	t.Helper()
+	hubBin, connBin := Binaries(t)
+	h := &Hub{Bin: hubBin, ConnectorBin: connBin, Dir: t.TempDir(), t: t}
+	h.API, h.Raft, h.Telem = FreeTCP(t), FreeTCP(t), FreeTCP(t)
+	h.ConfigPath = filepath.Join(h.Dir, "hub.yaml")
+	yaml := fmt.Sprintf("trust_domain: %s\nnode_id: hub-1\ndata_dir: %s\napi:\n  listen: %s\nraft:\n  listen: %s\ntelemetry:\n  listen: %s\nlog:\n  level: debug\n%s",
+		TrustDomain, filepath.Join(h.Dir, "data"), h.API, h.Raft, h.Telem, opts.Extra)
+	if err := os.WriteFile(h.ConfigPath, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// StartHub makes and starts a hub and waits until it is ready.
+func StartHub(t testing.TB, opts HubOptions) *Hub {
+	h := NewHub(t, opts)
+	h.Start()
+	return h
+}
+
+// Start starts (or restarts) the hub process and waits until it leads.
+func (h *Hub) Start() {
+	h.t.Helper()
+	h.proc = start(h.t, "hub", filepath.Join(h.Dir, "hub.log"), h.Bin, "serve", "--config", h.ConfigPath)
+	WaitHTTP(h.t, "http://"+h.Telem+"/readyz", 30*time.Second)
+}
+
+// Stop stops the hub process.
+func (h *Hub) Stop() { h.proc.Stop(h.t) }
+
+// URL is the hub API's base URL.
+func (h *Hub) URL() string { return "https://" + h.API }
+
+// DataDir is the hub's data directory.
+func (h *Hub) DataDir() string { return filepath.Join(h.Dir, "data") }
+
+// Admin runs `mydata-hub admin` and fails the test on error.
+func (h *Hub) Admin(args ...string) string {
+	h.t.Helper()
+	out, err := h.AdminErr(args...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// AdminErr runs `mydata-hub admin` and returns its error.
+func (h *Hub) AdminErr(args ...string) (string, error) {
+	return Run(h.Bin, append([]string{"admin", "--config", h.ConfigPath}, args...)...)
+}
+
+// Token creates a join token for a connector.
+func (h *Hub) Token(org, name string, extra ...string) string {
+	h.t.Helper()
+	return strings.TrimSpace(h.Admin(append([]string{"token", "create", "--org", org, "--connector", name}, extra...)...))
+}
+
+// AddOrg registers an organisation if it is not there yet.
+func (h *Hub) AddOrg(code string) {
+	h.t.Helper()
+	if strings.Contains(h.Admin("org", "list"), "\n"+code+" ") {
+		return
+	}
+	h.Admin("org", "add", "--code", code, "--name-zh", "測試機關 "+code, "--name-en", "Test agency "+code, "--type", "central-agency")
+}
+
+// ConnectorOptions adjusts a test connector.
+type ConnectorOptions struct {
+	Roles string
+	Extra string
+}
+
+// Connector is a connector run as a process.
+type Connector struct {
+	Hub        *Hub
+	Org, Name  string
+	Dir        string
+	ConfigPath string
+	QUIC       string
+	Telem      string
+	proc       *Process
+	t          testing.TB
+}
+
+// AddConnector registers a connector at the hub (and its organisation) and writes its configuration.
+func (h *Hub) AddConnector(org, name string, opts ConnectorOptions) *Connector {
+	h.t.Helper()
+	if opts.Roles == "" {
+		opts.Roles = "dp,sp"
+	}
+	c := &Connector{Hub: h, Org: org, Name: name, Dir: filepath.Join(h.Dir, "connector-"+org+"-"+name), t: h.t}
+	c.QUIC, c.Telem = FreeUDP(h.t), FreeTCP(h.t)
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		h.t.Fatal(err)
+	}
+	h.AddOrg(org)
+	h.Admin("connector", "add", "--org", org, "--name", name, "--roles", opts.Roles, "--address", c.QUIC)
+	c.ConfigPath = filepath.Join(c.Dir, "connector.yaml")
+	yaml := fmt.Sprintf("trust_domain: %s\norg: %s\nname: %s\ndata_dir: %s\nhub:\n  url: %s\nquic:\n  listen: %s\ntelemetry:\n  listen: %s\nlog:\n  level: debug\n%s",
+		TrustDomain, org, name, filepath.Join(c.Dir, "data"), h.URL(), c.QUIC, c.Telem, opts.Extra)
+	if err := os.WriteFile(c.ConfigPath, []byte(yaml), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+// EnrolledConnector registers, enrolls and starts a connector.
+func (h *Hub) EnrolledConnector(org, name string, opts ConnectorOptions) *Connector {
+	h.t.Helper()
+	c := h.AddConnector(org, name, opts)
+	if _, err := c.Enroll(h.Token(org, name)); err != nil {
+		h.t.Fatal(err)
+	}
+	c.Start()
+	return c
+}
+
+// Enroll runs `mydata-connector enroll`.
+func (c *Connector) Enroll(token string, extra ...string) (string, error) {
+	return Run(c.Hub.ConnectorBin, append([]string{"enroll", "--config", c.ConfigPath, "--token", token}, extra...)...)
+}
+
+// Start starts the connector and waits until it is ready (it holds a valid directory).
+func (c *Connector) Start() {
+	c.t.Helper()
+	c.proc = start(c.t, c.Org+"/"+c.Name, filepath.Join(c.Dir, "connector.log"), c.Hub.ConnectorBin, "serve", "--config", c.ConfigPath)
+	WaitHTTP(c.t, "http://"+c.Telem+"/readyz", 30*time.Second)
+}
+
+// Stop stops the connector.
+func (c *Connector) Stop() { c.proc.Stop(c.t) }
+
+// DataDir is the connector's data directory.
+func (c *Connector) DataDir() string { return filepath.Join(c.Dir, "data") }
+
+// Status runs `mydata-connector status` with extra arguments.
+func (c *Connector) Status(extra ...string) (string, error) {
+	return Run(c.Hub.ConnectorBin, append([]string{"status", "--config", c.ConfigPath}, extra...)...)
+}
+
+// Ping runs `status --peer` against another connector.
+func (c *Connector) Ping(peer *Connector) error {
+	_, err := c.Status("--peer", peer.Org+"/"+peer.Name)
+	return err
+}
+
+// ID is the connector's SPIFFE ID.
+func (c *Connector) ID() string {
+	return fmt.Sprintf("spiffe://%s/org/%s/connector/%s", TrustDomain, c.Org, c.Name)
+}
+
+// Metrics fetches the connector's /metrics text.
+func (c *Connector) Metrics() string { return fetch(c.t, "http://"+c.Telem+"/metrics") }
+
+// Metrics fetches the hub's /metrics text.
+func (h *Hub) Metrics() string { return fetch(h.t, "http://"+h.Telem+"/metrics") }
+
+func fetch(t testing.TB, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return b.String()
+}

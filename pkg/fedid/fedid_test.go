@@ -67,3 +67,31 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"spiffe://mydata.test/hub/h1", "spiffe://mydata.test/org/moi/connector/dp1", "spiffe://mydata.test/operator/a", "spiffe://x/y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := spiffeid.FromString(s)
+		if err != nil {
+			return
+		}
+		p, err := Parse(id)
+		if err != nil {
+			return
+		}
+		var back spiffeid.ID
+		switch p.Kind {
+		case KindHub:
+			back, err = Hub(id.TrustDomain(), p.Name)
+		case KindOperator:
+			back, err = Operator(id.TrustDomain(), p.Name)
+		case KindConnector:
+			back, err = Connector(id.TrustDomain(), p.Org, p.Name)
+		}
+		if err != nil || back != id {
+			t.Fatalf("%s parsed to %+v but rebuilds to %s (%v)", id, p, back, err)
+		}
+	})
+}

@@ -8,11 +8,9 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io"
-	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,8 +23,7 @@ import (
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/jointoken"
 	"github.com/mydatafed/mydata/pkg/pemfile"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/mydatafed/mydata/pkg/spiffetest"
 )
 
 func identityFiles(c *Connector) []string {
@@ -200,21 +197,11 @@ func TestAdminAPIAuth(t *testing.T) {
 	}
 }
 
-// foreignCert makes a self-signed CA and an SVID for id under it.
+// foreignCert makes a CA of its own and an SVID for id under it.
 func foreignCert(t *testing.T, id string) tls.Certificate {
-	t.Helper()
-	rk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	rt := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rogue"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	rder, _ := x509.CreateCertificate(rand.Reader, rt, rt, rk.Public(), rk)
-	root, _ := x509.ParseCertificate(rder)
-	lk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	u, _ := url.Parse(id)
-	lt := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), URIs: []*url.URL{u},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
-	lder, _ := x509.CreateCertificate(rand.Reader, lt, root, lk.Public(), rk)
-	leaf, _ := x509.ParseCertificate(lder)
-	return CertOf(&x509svid.SVID{ID: spiffeid.RequireFromString(id), Certificates: []*x509.Certificate{leaf}, PrivateKey: lk})
+	ca := spiffetest.New(t, u.Host)
+	return spiffetest.TLSCertificate(ca.SVID(t, id, time.Hour))
 }
 
 func TestForeignPeersRefusedAtHandshake(t *testing.T) {

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/mydatafed/mydata/pkg/pemfile"
+	"github.com/mydatafed/mydata/pkg/spiffetest"
 	"github.com/mydatafed/mydata/pkg/wire"
 	"github.com/quic-go/quic-go"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 // LoadSVID reads a connector's SVID and key from its data directory, as a TLS certificate.
@@ -23,16 +23,7 @@ func (c *Connector) LoadSVID(t testing.TB) tls.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return CertOf(svid)
-}
-
-// CertOf turns an SVID into a TLS certificate.
-func CertOf(svid *x509svid.SVID) tls.Certificate {
-	cert := tls.Certificate{PrivateKey: svid.PrivateKey, Leaf: svid.Certificates[0]}
-	for _, c := range svid.Certificates {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
-	return cert
+	return spiffetest.TLSCertificate(svid)
 }
 
 // DialRaw opens a QUIC connection to addr presenting cert, without checking the server: it plays a peer, or

@@ -36,7 +36,11 @@ func Binaries(t testing.TB) (hub, connector string) {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./hub/cmd/mydata-hub", "./connector/cmd/mydata-connector")
+		args := []string{"build", "-o", buildDir + "/"}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./hub/cmd/mydata-hub", "./connector/cmd/mydata-connector")...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -99,6 +103,9 @@ func start(t testing.TB, name, logPath, bin string, args ...string) *Process {
 	}()
 	t.Cleanup(func() {
 		p.Stop(t)
+		if log, _ := os.ReadFile(logPath); bytes.Contains(log, []byte("WARNING: DATA RACE")) {
+			t.Errorf("the race detector found a data race in %s; see %s", name, logPath)
+		}
 		if t.Failed() {
 			t.Logf("--- %s log (%s) ---\n%s", name, logPath, tailFile(logPath, 6000))
 		}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package federationtest
+
+const raceBuild = false

@@ -3,8 +3,6 @@
 package hubapi
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/strictjson"
 )
 
 // Paths of the API.
@@ -203,26 +202,7 @@ type Health struct {
 }
 
 // Decode reads one JSON value of at most max bytes from r into v, refusing unknown fields and trailing data.
-func Decode(r io.Reader, max int64, v any) error {
-	data, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return fmt.Errorf("read body: %w", err)
-	}
-	return DecodeBytes(data, max, v)
-}
+func Decode(r io.Reader, max int64, v any) error { return strictjson.Decode(r, max, v) }
 
 // DecodeBytes is Decode on a byte slice.
-func DecodeBytes(data []byte, max int64, v any) error {
-	if int64(len(data)) > max {
-		return fmt.Errorf("body is larger than %d bytes", max)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	if dec.More() {
-		return errors.New("invalid JSON: trailing data after the object")
-	}
-	return nil
-}
+func DecodeBytes(data []byte, max int64, v any) error { return strictjson.Unmarshal(data, max, v) }

@@ -18,16 +18,24 @@ type Type uint8
 
 // Frame types. Values are never reused.
 const (
-	TypePing  Type = 0x01
-	TypePong  Type = 0x02
-	TypeError Type = 0x7f
+	TypePing    Type = 0x01
+	TypePong    Type = 0x02
+	TypeTicket  Type = 0x10 // SP to DP: the transfer ticket
+	TypeHeader  Type = 0x11 // DP to SP: status and manifest
+	TypeChunk   Type = 0x12 // DP to SP: one sealed chunk of content
+	TypeTrailer Type = 0x13 // DP to SP: the sealed final chunk: size, digest and the DP's signature
+	TypeError   Type = 0x7f
 )
 
 // limits bounds each type's payload; a type not listed here is unknown and refused.
 var limits = map[Type]uint32{
-	TypePing:  64,
-	TypePong:  64,
-	TypeError: 1024,
+	TypePing:    64,
+	TypePong:    64,
+	TypeTicket:  8 << 10,
+	TypeHeader:  16 << 10,
+	TypeChunk:   64<<10 + 16,
+	TypeTrailer: 16 << 10,
+	TypeError:   1024,
 }
 
 // HeaderSize is the size of a frame header.

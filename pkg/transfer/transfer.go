@@ -1,0 +1,364 @@
+// Package transfer is the data plane's stream protocol between a data provider's connector and the party a
+// ticket names (an SP connector, or the hub relaying for a browser): ticket in; header with status and
+// manifest out; content sealed with HPKE in chunks; a sealed trailer with size, SHA-256 and the DP's
+// signature last. docs/protocol.md describes it for implementers.
+package transfer
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/hpke"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/mydatafed/mydata/pkg/seal"
+	"github.com/mydatafed/mydata/pkg/strictjson"
+	"github.com/mydatafed/mydata/pkg/ticket"
+	"github.com/mydatafed/mydata/pkg/wire"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Status is the DP's answer to a ticket.
+type Status string
+
+// Statuses. Every status but OK ends the stream after the header.
+const (
+	OK          Status = "ok"
+	NoRecord    Status = "no_record"   // the agency holds nothing for this citizen
+	NotReady    Status = "not_ready"   // the agency answers later: retry after RetryAfter seconds
+	Refused     Status = "refused"     // the ticket is not good here: expired, used, for another party
+	Unavailable Status = "unavailable" // the dataset is under maintenance or its backend is down
+	Failed      Status = "failed"      // the DP could not produce the data; details stay in its log
+)
+
+// Header is the DP's first answer.
+type Header struct {
+	Status     Status    `json:"status"`
+	Message    string    `json:"message,omitempty"`
+	RetryAfter int       `json:"retry_after,omitempty"`
+	Manifest   *Manifest `json:"manifest,omitempty"`
+}
+
+// Manifest describes the content that follows.
+type Manifest struct {
+	TicketID    string `json:"ticket_id"`
+	ConsentID   string `json:"consent_id"`
+	Dataset     string `json:"dataset"`
+	ContentType string `json:"content_type"`
+	// DeclaredSize is the size the backend announced, or -1.
+	DeclaredSize int64  `json:"declared_size"`
+	KEM          uint16 `json:"kem"`
+	Enc          []byte `json:"enc"`
+}
+
+// Trailer closes a delivery. It travels sealed, as the final chunk.
+type Trailer struct {
+	Size      int64    `json:"size"`
+	SHA256    []byte   `json:"sha256"`
+	Signature []byte   `json:"signature"`
+	Chain     [][]byte `json:"chain"`
+}
+
+// Errors the receiving side branches on.
+var (
+	ErrTruncated = errors.New("transfer: stream ended before the signed trailer")
+	ErrTooLarge  = errors.New("transfer: content larger than allowed")
+	ErrIntegrity = errors.New("transfer: content does not match the signed size and digest")
+	ErrSigner    = errors.New("transfer: trailer not signed by the data provider the ticket names")
+)
+
+// digest is what the DP signs: the manifest as sent, the size and the SHA-256 of the plaintext, under a
+// domain separator so the signature means nothing anywhere else.
+func digest(manifestJSON []byte, size int64, sum []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("mydata/1 delivery\x00"))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(manifestJSON)))
+	h.Write(n[:])
+	h.Write(manifestJSON)
+	binary.BigEndian.PutUint64(n[:], uint64(size))
+	h.Write(n[:])
+	h.Write(sum)
+	return h.Sum(nil)
+}
+
+// WriteTicket sends the ticket, the first frame of a transfer.
+func WriteTicket(w io.Writer, token string) error {
+	return wire.Write(w, wire.Frame{Type: wire.TypeTicket, Payload: []byte(token)})
+}
+
+// ReadTicket reads the first frame of a transfer.
+func ReadTicket(r io.Reader) (string, error) {
+	f, err := wire.Read(r)
+	if err != nil {
+		return "", err
+	}
+	if f.Type != wire.TypeTicket {
+		return "", fmt.Errorf("transfer: want a ticket frame, got type 0x%02x", uint8(f.Type))
+	}
+	return string(f.Payload), nil
+}
+
+// WriteStatus answers a ticket with anything but content.
+func WriteStatus(w io.Writer, st Status, msg string, retryAfter int) error {
+	if st == OK {
+		return errors.New("transfer: OK needs content; use Send")
+	}
+	return writeHeader(w, &Header{Status: st, Message: clip(msg, 512), RetryAfter: retryAfter})
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// wireHeader keeps the manifest as the exact bytes sent, which is what the signature covers, so that no
+// re-encoding on either side can change what was signed.
+type wireHeader struct {
+	Status     Status          `json:"status"`
+	Message    string          `json:"message,omitempty"`
+	RetryAfter int             `json:"retry_after,omitempty"`
+	Manifest   json.RawMessage `json:"manifest,omitempty"`
+}
+
+func writeHeader(w io.Writer, h *Header) error {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return wire.Write(w, wire.Frame{Type: wire.TypeHeader, Payload: b})
+}
+
+// Sender signs deliveries with the DP connector's SVID.
+type Sender interface {
+	GetX509SVID() (*x509svid.SVID, error)
+}
+
+// Send delivers content: header, sealed chunks, sealed signed trailer. It reads content to its end, or to
+// max+1 bytes, which is an error.
+func Send(w io.Writer, m Manifest, recipient hpke.PublicKey, content io.Reader, max int64, signer Sender) (int64, error) {
+	svid, err := signer.GetX509SVID()
+	if err != nil {
+		return 0, err
+	}
+	enc, sender, err := seal.NewSender(recipient, ticket.ContentInfo(m.TicketID))
+	if err != nil {
+		return 0, err
+	}
+	m.KEM, m.Enc = recipient.KEM().ID(), enc
+	mj, err := json.Marshal(&m)
+	if err != nil {
+		return 0, err
+	}
+	hj, err := json.Marshal(&wireHeader{Status: OK, Manifest: mj})
+	if err != nil {
+		return 0, err
+	}
+	if err := wire.Write(w, wire.Frame{Type: wire.TypeHeader, Payload: hj}); err != nil {
+		return 0, err
+	}
+	h := sha256.New()
+	buf := make([]byte, seal.ChunkSize)
+	frame := make([]byte, wire.HeaderSize, wire.HeaderSize+seal.ChunkSize+seal.Overhead)
+	var size int64
+	for {
+		n, rerr := io.ReadFull(content, buf)
+		if n > 0 {
+			size += int64(n)
+			if size > max {
+				return size, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
+			}
+			h.Write(buf[:n])
+			ct, err := sender.Seal(buf[:n], false)
+			if err != nil {
+				return size, err
+			}
+			if err := writeRaw(w, frame[:wire.HeaderSize], wire.TypeChunk, ct); err != nil {
+				return size, err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return size, fmt.Errorf("read content: %w", rerr)
+		}
+	}
+	sum := h.Sum(nil)
+	sig, err := svid.PrivateKey.Sign(rand.Reader, digest(mj, size, sum), crypto.SHA256)
+	if err != nil {
+		return size, err
+	}
+	tr := Trailer{Size: size, SHA256: sum, Signature: sig}
+	for _, c := range svid.Certificates {
+		tr.Chain = append(tr.Chain, c.Raw)
+	}
+	tj, err := json.Marshal(&tr)
+	if err != nil {
+		return size, err
+	}
+	ct, err := sender.Seal(tj, true)
+	if err != nil {
+		return size, err
+	}
+	return size, wire.Write(w, wire.Frame{Type: wire.TypeTrailer, Payload: ct})
+}
+
+// writeRaw writes a frame whose payload is already allocated, with one Write so QUIC sends it in as few
+// packets as it can; hdr is a reusable header buffer.
+func writeRaw(w io.Writer, hdr []byte, t wire.Type, payload []byte) error {
+	hdr[0] = byte(t)
+	binary.BigEndian.PutUint32(hdr[1:5], uint32(len(payload)))
+	if _, err := w.Write(hdr); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
+	return err
+}
+
+// Expect is what the receiving side knows before the answer.
+type Expect struct {
+	TicketID string
+	Dataset  string
+	// DP is the connector the ticket names; the trailer must be signed by it.
+	DP      spiffeid.ID
+	MaxSize int64
+	Bundles x509bundle.Source
+}
+
+// Result is a verified delivery, or a status without content.
+type Result struct {
+	Header Header
+	Size   int64
+	SHA256 []byte
+}
+
+// Receive reads the DP's answer. For OK it opens the chunks into dst and returns only after the trailer's
+// size, digest and signature check out; any error means dst holds partial data that must be discarded.
+func Receive(r io.Reader, dst io.Writer, exp Expect, key hpke.PrivateKey) (*Result, error) {
+	f, err := wire.Read(r)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, wire.ErrTruncated) {
+			return nil, ErrTruncated
+		}
+		return nil, err
+	}
+	if f.Type == wire.TypeError {
+		return nil, fmt.Errorf("transfer: peer error: %s", f.Payload)
+	}
+	if f.Type != wire.TypeHeader {
+		return nil, fmt.Errorf("transfer: want a header frame, got type 0x%02x", uint8(f.Type))
+	}
+	var wh wireHeader
+	if err := strictjson.Unmarshal(f.Payload, 16<<10, &wh); err != nil {
+		return nil, fmt.Errorf("transfer: header: %w", err)
+	}
+	res := &Result{Header: Header{Status: wh.Status, Message: wh.Message, RetryAfter: wh.RetryAfter}}
+	switch wh.Status {
+	case OK:
+	case NoRecord, NotReady, Refused, Unavailable, Failed:
+		if wh.Manifest != nil {
+			return nil, errors.New("transfer: a header without content carries a manifest")
+		}
+		if wh.RetryAfter < 0 || wh.RetryAfter > 24*3600 {
+			return nil, fmt.Errorf("transfer: retry_after %d out of range", wh.RetryAfter)
+		}
+		return res, nil
+	default:
+		return nil, fmt.Errorf("transfer: unknown status %q", wh.Status)
+	}
+	if wh.Manifest == nil {
+		return nil, errors.New("transfer: OK header without manifest")
+	}
+	mj := []byte(wh.Manifest)
+	m := new(Manifest)
+	if err := strictjson.Unmarshal(mj, 16<<10, m); err != nil {
+		return nil, fmt.Errorf("transfer: manifest: %w", err)
+	}
+	res.Header.Manifest = m
+	switch {
+	case m.TicketID != exp.TicketID || m.Dataset != exp.Dataset:
+		return nil, fmt.Errorf("transfer: manifest is for ticket %q dataset %q, want %q %q", m.TicketID, m.Dataset, exp.TicketID, exp.Dataset)
+	case m.DeclaredSize > exp.MaxSize:
+		return nil, fmt.Errorf("%w: declared %d bytes, limit %d", ErrTooLarge, m.DeclaredSize, exp.MaxSize)
+	case m.KEM != key.KEM().ID():
+		return nil, fmt.Errorf("transfer: content sealed with KEM 0x%04x, want 0x%04x", m.KEM, key.KEM().ID())
+	}
+	rcv, err := seal.NewReceiver(key, m.Enc, ticket.ContentInfo(m.TicketID))
+	if err != nil {
+		return nil, err
+	}
+	hash := sha256.New()
+	for {
+		f, err := wire.Read(r)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, wire.ErrTruncated) {
+				return nil, ErrTruncated
+			}
+			return nil, err
+		}
+		switch f.Type {
+		case wire.TypeChunk:
+			pt, err := rcv.Open(f.Payload, false)
+			if err != nil {
+				return nil, err
+			}
+			res.Size += int64(len(pt))
+			if res.Size > exp.MaxSize || m.DeclaredSize >= 0 && res.Size > m.DeclaredSize {
+				return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, min(exp.MaxSize, max(m.DeclaredSize, 0)))
+			}
+			hash.Write(pt)
+			if _, err := dst.Write(pt); err != nil {
+				return nil, err
+			}
+		case wire.TypeTrailer:
+			pt, err := rcv.Open(f.Payload, true)
+			if err != nil {
+				return nil, err
+			}
+			var tr Trailer
+			if err := strictjson.Unmarshal(pt, 16<<10, &tr); err != nil {
+				return nil, fmt.Errorf("transfer: trailer: %w", err)
+			}
+			res.SHA256 = hash.Sum(nil)
+			if tr.Size != res.Size || !bytes.Equal(tr.SHA256, res.SHA256) || m.DeclaredSize >= 0 && m.DeclaredSize != res.Size {
+				return nil, ErrIntegrity
+			}
+			if err := verifySigner(&tr, exp, digest(mj, tr.Size, tr.SHA256)); err != nil {
+				return nil, err
+			}
+			if _, err := wire.Read(r); !errors.Is(err, io.EOF) {
+				return nil, errors.New("transfer: data after the trailer")
+			}
+			return res, nil
+		default:
+			return nil, fmt.Errorf("transfer: unexpected frame type 0x%02x in content", uint8(f.Type))
+		}
+	}
+}
+
+func verifySigner(tr *Trailer, exp Expect, d []byte) error {
+	id, chains, err := x509svid.ParseAndVerify(tr.Chain, exp.Bundles)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrSigner, err)
+	}
+	if id != exp.DP {
+		return fmt.Errorf("%w: signed by %s, want %s", ErrSigner, id, exp.DP)
+	}
+	pub, ok := chains[0][0].PublicKey.(*ecdsa.PublicKey)
+	if !ok || !ecdsa.VerifyASN1(pub, d, tr.Signature) {
+		return fmt.Errorf("%w: signature does not verify", ErrSigner)
+	}
+	return nil
+}
+

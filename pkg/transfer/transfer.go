@@ -361,4 +361,3 @@ func verifySigner(tr *Trailer, exp Expect, d []byte) error {
 	}
 	return nil
 }
-

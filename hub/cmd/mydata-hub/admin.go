@@ -37,6 +37,14 @@ Commands:
   connector list
   connector suspend|activate|revoke --org O --name N
   token create --org O --connector C [--ttl D]         print a single-use join token, alone, on stdout
+  dataset add --id ORG.NAME --name-zh N --name-en N --dp ORG/CONNECTOR [--min-aal 1|2|3]
+      [--content-type T] [--async] [--description D]
+  dataset list
+  dataset maintenance|activate --id ID                put a dataset under maintenance, or back
+  service add --id CLIENT_ID --name-zh N --name-en N --sp ORG/CONNECTOR --datasets A,B
+      --purpose P --terms T|--terms-file F --terms-version V --redirect-uri U [--modes online,counter]
+      [--legal-basis L]
+  service list
   cert list [--spiffe-id ID]                           list issued certificates
   ca intermediate --cert-out F --key-out F --bundle-out F [--ttl D]
                                                        make an intermediate CA for an agency's SPIRE server
@@ -131,6 +139,16 @@ func admin(args []string, out io.Writer) error {
 		return a.intermediate(ctx, args)
 	case "cert list":
 		return a.certList(ctx, args)
+	case "dataset add":
+		return a.datasetAdd(ctx, args)
+	case "dataset list":
+		return a.datasetList(ctx)
+	case "dataset maintenance", "dataset activate":
+		return a.datasetStatus(ctx, sub, args)
+	case "service add":
+		return a.serviceAdd(ctx, args)
+	case "service list":
+		return a.serviceList(ctx)
 	}
 	fmt.Fprint(out, adminUsage)
 	return fmt.Errorf("admin: unknown command %q", cmd+" "+sub)

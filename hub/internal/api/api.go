@@ -114,6 +114,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+hubapi.PathIntermediates, s.require(fedid.KindOperator, s.issueIntermediate))
 	mux.Handle("GET "+hubapi.PathCertificates, s.require(fedid.KindOperator, s.listCertificates))
 	mux.Handle("GET "+hubapi.PathBackup, s.require(fedid.KindOperator, s.backup))
+	mux.Handle("GET "+hubapi.PathDatasets, s.require(fedid.KindOperator, s.listDatasets))
+	mux.Handle("POST "+hubapi.PathDatasets, s.require(fedid.KindOperator, s.addDataset))
+	mux.Handle("POST "+hubapi.PathDatasets+"/{id}/status", s.require(fedid.KindOperator, s.setDatasetStatus))
+	mux.Handle("GET "+hubapi.PathServices, s.require(fedid.KindOperator, s.listServices))
+	mux.Handle("POST "+hubapi.PathServices, s.require(fedid.KindOperator, s.addService))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

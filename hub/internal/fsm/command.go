@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/mydatafed/mydata/pkg/hubapi"
 )
 
 // Type identifies a command in the raft log. Values are never reused: a log written by an older hub must
@@ -19,6 +21,9 @@ const (
 	TypeEnroll
 	TypeCertRecord
 	TypeTokenPurge
+	TypeDatasetAdd
+	TypeDatasetStatus
+	TypeServiceAdd
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the
@@ -82,6 +87,25 @@ type TokenPurge struct {
 	Now time.Time `json:"now"`
 }
 
+// DatasetAdd registers a dataset.
+type DatasetAdd struct {
+	Dataset hubapi.Dataset `json:"dataset"`
+	Now     time.Time      `json:"now"`
+}
+
+// DatasetStatus puts a dataset under maintenance or back.
+type DatasetStatus struct {
+	ID     string    `json:"id"`
+	Status string    `json:"status"`
+	Now    time.Time `json:"now"`
+}
+
+// ServiceAdd registers a service.
+type ServiceAdd struct {
+	Service hubapi.Service `json:"service"`
+	Now     time.Time      `json:"now"`
+}
+
 // Encode makes the log entry for a command.
 func Encode(cmd any) ([]byte, error) {
 	var t Type
@@ -100,6 +124,12 @@ func Encode(cmd any) ([]byte, error) {
 		t = TypeCertRecord
 	case *TokenPurge:
 		t = TypeTokenPurge
+	case *DatasetAdd:
+		t = TypeDatasetAdd
+	case *DatasetStatus:
+		t = TypeDatasetStatus
+	case *ServiceAdd:
+		t = TypeServiceAdd
 	default:
 		return nil, fmt.Errorf("fsm: no command type for %T", cmd)
 	}

@@ -109,6 +109,9 @@ var handlers = map[Type]handler{
 	TypeEnroll:          decodeThen(applyEnroll),
 	TypeCertRecord:      decodeThen(applyCertRecord),
 	TypeTokenPurge:      decodeThen(applyTokenPurge),
+	TypeDatasetAdd:      decodeThen(applyDatasetAdd),
+	TypeDatasetStatus:   decodeThen(applyDatasetStatus),
+	TypeServiceAdd:      decodeThen(applyServiceAdd),
 }
 
 // decodeThen adapts a typed apply function. The bool it returns says whether the directory changed.

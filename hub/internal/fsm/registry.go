@@ -10,9 +10,10 @@ import (
 	"github.com/mydatafed/mydata/pkg/hubapi"
 )
 
-func ms(t time.Time) int64        { return t.UnixMilli() }
-func fromMS(v int64) time.Time    { return time.UnixMilli(v).UTC() }
-func joinRoles(r []string) string { return strings.Join(r, ",") }
+func ms(t time.Time) int64         { return t.UnixMilli() }
+func fromMS(v int64) time.Time     { return time.UnixMilli(v).UTC() }
+func joinRoles(r []string) string  { return strings.Join(r, ",") }
+func splitRoles(s string) []string { return strings.Split(s, ",") }
 
 func applyOrgAdd(tx *sql.Tx, c *OrgAdd) (Result, bool, error) {
 	o := hubapi.Org{Code: c.Code, NameZh: c.NameZh, NameEn: c.NameEn, Type: c.Type}
@@ -200,18 +201,20 @@ func (f *FSM) Orgs() ([]hubapi.Org, error) {
 	return out, rows.Err()
 }
 
-// Org finds one organisation.
+// Org finds one organisation; nil if there is none.
 func (f *FSM) Org(code string) (*hubapi.Org, error) {
-	orgs, err := f.Orgs()
+	var o hubapi.Org
+	var created int64
+	err := f.db.QueryRow(`SELECT code, name_zh, name_en, type, status, created_at FROM orgs WHERE code = ?`, code).
+		Scan(&o.Code, &o.NameZh, &o.NameEn, &o.Type, &o.Status, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range orgs {
-		if o.Code == code {
-			return &o, nil
-		}
-	}
-	return nil, nil
+	o.CreatedAt = fromMS(created)
+	return &o, nil
 }
 
 // Connectors lists the connectors.
@@ -242,7 +245,7 @@ func (f *FSM) connectors(where string, args ...any) ([]hubapi.Connector, error) 
 		if err := rows.Scan(&c.Org, &c.Name, &roles, &c.Address, &c.Status, &created, &updated); err != nil {
 			return nil, err
 		}
-		c.Roles = strings.Split(roles, ",")
+		c.Roles = splitRoles(roles)
 		c.CreatedAt, c.UpdatedAt = fromMS(created), fromMS(updated)
 		out = append(out, c)
 	}

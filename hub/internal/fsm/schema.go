@@ -41,6 +41,28 @@ CREATE TABLE IF NOT EXISTS certificates (
 	issued_at  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS certificates_by_id ON certificates(spiffe_id, not_after);
+CREATE TABLE IF NOT EXISTS datasets (
+	id           TEXT PRIMARY KEY,
+	name_zh      TEXT NOT NULL,
+	name_en      TEXT NOT NULL,
+	description  TEXT NOT NULL,
+	dp_org       TEXT NOT NULL,
+	dp_connector TEXT NOT NULL,
+	min_aal      INTEGER NOT NULL,
+	content_type TEXT NOT NULL,
+	async        INTEGER NOT NULL,
+	status       TEXT NOT NULL,
+	created_at   INTEGER NOT NULL,
+	FOREIGN KEY (dp_org, dp_connector) REFERENCES connectors(org, name)
+);
+CREATE TABLE IF NOT EXISTS services (
+	id            TEXT PRIMARY KEY,
+	body          TEXT NOT NULL, -- the hubapi.Service as JSON: read whole, never queried by field
+	sp_org        TEXT NOT NULL,
+	sp_connector  TEXT NOT NULL,
+	created_at    INTEGER NOT NULL,
+	FOREIGN KEY (sp_org, sp_connector) REFERENCES connectors(org, name)
+);
 `
 
 // Keys of the meta table.

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/mydatafed/mydata/pkg/hubapi"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// splitPair reads ORG/NAME.
+func splitPair(flagName, v string) (string, string, error) {
+	a, b, ok := strings.Cut(v, "/")
+	if !ok || a == "" || b == "" {
+		return "", "", fmt.Errorf("--%s: want ORG/CONNECTOR, got %q", flagName, v)
+	}
+	return a, b, nil
+}
+
+func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dataset add", flag.ContinueOnError)
+	var d hubapi.Dataset
+	var dp string
+	fs.StringVar(&d.ID, "id", "", "dataset id, <org>.<name> (e.g. moi.household)")
+	fs.StringVar(&d.NameZh, "name-zh", "", "name in Chinese")
+	fs.StringVar(&d.NameEn, "name-en", "", "name in English")
+	fs.StringVar(&d.Description, "description", "", "what the dataset holds")
+	fs.StringVar(&dp, "dp", "", "the DP connector that serves it, ORG/CONNECTOR")
+	fs.IntVar(&d.MinAAL, "min-aal", hubapi.AALMedium, "least identity assurance level: 1 low, 2 medium, 3 high")
+	fs.StringVar(&d.ContentType, "content-type", "application/json", "application/json, text/csv, application/pdf or application/xml")
+	fs.BoolVar(&d.Async, "async", false, "the agency may answer later (the SP retries for up to 90 minutes)")
+	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "dp"); err != nil {
+		return err
+	}
+	var err error
+	if d.DPOrg, d.DPConnector, err = splitPair("dp", dp); err != nil {
+		return err
+	}
+	var saved hubapi.Dataset
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathDatasets, d, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "added dataset %s served by %s/%s\n", saved.ID, saved.DPOrg, saved.DPConnector)
+	})
+}
+
+func (a *adminCtx) datasetList(ctx context.Context) error {
+	var ds []hubapi.Dataset
+	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathDatasets, nil, &ds); err != nil {
+		return err
+	}
+	return a.print(ds, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "ID\tDP\tMIN AAL\tTYPE\tASYNC\tSTATUS\tNAME (ZH)\tNAME (EN)")
+		for _, d := range ds {
+			fmt.Fprintf(w, "%s\t%s/%s\t%d\t%s\t%v\t%s\t%s\t%s\n", d.ID, d.DPOrg, d.DPConnector, d.MinAAL, d.ContentType, d.Async, d.Status, d.NameZh, d.NameEn)
+		}
+	})
+}
+
+func (a *adminCtx) datasetStatus(ctx context.Context, verb string, args []string) error {
+	fs := flag.NewFlagSet("dataset "+verb, flag.ContinueOnError)
+	id := fs.String("id", "", "dataset id")
+	if err := parseFlags(fs, args, "id"); err != nil {
+		return err
+	}
+	status := map[string]string{"maintenance": hubapi.DatasetMaintenance, "activate": hubapi.DatasetActive}[verb]
+	var saved hubapi.Dataset
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathDatasets+"/"+*id+"/status", hubapi.ConnectorStatusRequest{Status: status}, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *tabwriter.Writer) { fmt.Fprintf(w, "dataset %s is now %s\n", saved.ID, saved.Status) })
+}
+
+func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("service add", flag.ContinueOnError)
+	var s hubapi.Service
+	var sp, modes, datasets, termsFile string
+	var redirects stringList
+	fs.StringVar(&s.ID, "id", "", "service id, the OAuth client_id")
+	fs.StringVar(&s.NameZh, "name-zh", "", "name in Chinese")
+	fs.StringVar(&s.NameEn, "name-en", "", "name in English")
+	fs.StringVar(&sp, "sp", "", "the SP connector that redeems consents, ORG/CONNECTOR")
+	fs.StringVar(&modes, "modes", hubapi.ModeOnline, "online, counter or online,counter")
+	fs.StringVar(&datasets, "datasets", "", "comma-separated dataset ids (at most 5 without --legal-basis)")
+	fs.StringVar(&s.Purpose, "purpose", "", "why the service needs the data, shown to the citizen")
+	fs.StringVar(&s.Terms, "terms", "", "terms shown before consent")
+	fs.StringVar(&termsFile, "terms-file", "", "read the terms from this file instead")
+	fs.StringVar(&s.TermsVersion, "terms-version", "", "version of the terms")
+	fs.Var(&redirects, "redirect-uri", "exact redirect URI (repeat for several)")
+	fs.StringVar(&s.LegalBasis, "legal-basis", "", "the law that allows more than 5 datasets")
+	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
+		return err
+	}
+	if termsFile != "" {
+		b, err := os.ReadFile(termsFile)
+		if err != nil {
+			return err
+		}
+		s.Terms = string(b)
+	}
+	if s.Terms == "" {
+		return errors.New("service add: --terms or --terms-file is required")
+	}
+	var err error
+	if s.SPOrg, s.SPConnector, err = splitPair("sp", sp); err != nil {
+		return err
+	}
+	s.Modes = strings.Split(modes, ",")
+	s.Datasets = strings.Split(datasets, ",")
+	s.RedirectURIs = redirects
+	var saved hubapi.Service
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathServices, s, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *tabwriter.Writer) {
+		fmt.Fprintf(w, "added service %s (%s) for %s/%s: %s\n", saved.ID, saved.NameEn, saved.SPOrg, saved.SPConnector, strings.Join(saved.Datasets, ", "))
+	})
+}
+
+func (a *adminCtx) serviceList(ctx context.Context) error {
+	var ss []hubapi.Service
+	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathServices, nil, &ss); err != nil {
+		return err
+	}
+	return a.print(ss, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "ID\tSP\tMODES\tDATASETS\tTERMS\tNAME (EN)")
+		for _, s := range ss {
+			fmt.Fprintf(w, "%s\t%s/%s\t%s\t%s\tv%s\t%s\n", s.ID, s.SPOrg, s.SPConnector, strings.Join(s.Modes, ","), strings.Join(s.Datasets, ","), s.TermsVersion, s.NameEn)
+		}
+	})
+}

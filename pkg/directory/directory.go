@@ -32,6 +32,9 @@ type Document struct {
 	ExpiresAt   time.Time          `json:"expires_at"`
 	Bundle      [][]byte           `json:"bundle"`
 	Connectors  []hubapi.Connector `json:"connectors"`
+	// HubKeys are the hub nodes' ticket signing keys and HPKE keys. Connectors verify tickets offline
+	// against them.
+	HubKeys []hubapi.HubKey `json:"hub_keys"`
 }
 
 // Signed is the directory as it travels and rests: the payload as signed, the signature and the signer's

@@ -26,6 +26,7 @@ const (
 	PathIntermediates = "/v1/admin/intermediates"
 	PathCertificates  = "/v1/admin/certificates"
 	PathBackup        = "/v1/admin/backup"
+	PathKeys          = "/v1/keys"
 )
 
 // MaxBody bounds every request body the hub reads.
@@ -94,7 +95,32 @@ type Connector struct {
 	SPIFFEID  string    `json:"spiffe_id,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// HPKEKEM and HPKEKey are the connector's published HPKE key: hub-sealed subjects are sealed to it.
+	HPKEKEM uint16 `json:"hpke_kem,omitempty"`
+	HPKEKey []byte `json:"hpke_key,omitempty"`
 }
+
+// KeyRequest publishes a connector's HPKE public key.
+type KeyRequest struct {
+	KEM       uint16 `json:"kem"`
+	PublicKey []byte `json:"public_key"`
+}
+
+// HubKey is a public key of a hub node: a ticket signing key or an HPKE key for sealed login hints.
+type HubKey struct {
+	KID       string    `json:"kid"`
+	Node      string    `json:"node"`
+	Kind      string    `json:"kind"`
+	KEM       uint16    `json:"kem,omitempty"`
+	PublicKey []byte    `json:"public_key"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Kinds of hub keys.
+const (
+	HubKeyTicket = "ticket"
+	HubKeyHPKE   = "hpke"
+)
 
 // Validate checks a connector as an operator submits it.
 func (c Connector) Validate() error {

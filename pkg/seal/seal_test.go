@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"os"
 	"testing"
 )
 
@@ -114,5 +115,24 @@ func BenchmarkSealChunk(b *testing.B) {
 		if _, err := s.Seal(buf, false); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestLoadOrCreateKey(t *testing.T) {
+	path := t.TempDir() + "/hpke.key"
+	k1, err := LoadOrCreateKey(path, KEMHybrid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := LoadOrCreateKey(path, KEMX25519) // the stored key wins over the argument
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(k1.PublicKey().Bytes(), k2.PublicKey().Bytes()) || k2.KEM().ID() != KEMHybrid {
+		t.Fatal("reloaded another key")
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode())
 	}
 }

@@ -3,11 +3,15 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"crypto/hpke"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/mydatafed/mydata/connector/internal/config"
@@ -16,6 +20,7 @@ import (
 	"github.com/mydatafed/mydata/connector/internal/peer"
 	"github.com/mydatafed/mydata/pkg/directory"
 	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -30,6 +35,9 @@ type Agent struct {
 	dir  *dirsync.Sync
 	node *peer.Node
 	tel  *telemetry.Server
+	hpke hpke.PrivateKey
+	// dirChanged wakes the key publisher after each directory change.
+	dirChanged chan struct{}
 }
 
 // OpenIdentity opens the configured identity source. reg may be nil.
@@ -87,7 +95,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *Agent, er
 	if err != nil {
 		return nil, err
 	}
-	a.dir.OnChange(func(*directory.Document) { a.node.Recheck() })
+	if a.hpke, err = seal.LoadOrCreateKey(filepath.Join(cfg.DataDir, "hpke.key"), seal.KEMHybrid); err != nil {
+		return nil, fmt.Errorf("HPKE key: %w", err)
+	}
+	a.dirChanged = make(chan struct{}, 1)
+	a.dir.OnChange(func(*directory.Document) {
+		a.node.Recheck()
+		select {
+		case a.dirChanged <- struct{}{}:
+		default:
+		}
+	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mydata_connector_svid_expiry_seconds",
 		Help: "Seconds until this connector's SVID expires.",
@@ -129,7 +147,42 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.dir.Run(gctx) })
 	g.Go(func() error { return a.node.Run(gctx) })
 	g.Go(func() error { return a.tel.Run(gctx) })
+	g.Go(func() error { return a.publishKey(gctx, a.dirChanged) })
 	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),
 		"telemetry", a.tel.Addr().String(), "hub", a.cfg.Hub.URL)
 	return g.Wait()
+}
+
+// publishKey publishes the connector's HPKE public key to the hub, and again whenever the directory shows
+// another key for this connector (after a hub restore, say). It retries until the hub takes it.
+func (a *Agent) publishKey(ctx context.Context, changed <-chan struct{}) error {
+	pub := a.hpke.PublicKey()
+	for {
+		if !a.keyPublished(pub.Bytes()) {
+			err := a.hub.Do(ctx, http.MethodPost, hubapi.PathKeys, hubapi.KeyRequest{KEM: pub.KEM().ID(), PublicKey: pub.Bytes()}, nil)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				a.log.Warn("publish HPKE key", telemetry.KeyError, err)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(2 * time.Second):
+				}
+				continue
+			}
+			a.log.Info("published HPKE key", "kem", fmt.Sprintf("0x%04x", pub.KEM().ID()))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func (a *Agent) keyPublished(pub []byte) bool {
+	c, ok := a.dir.Lookup(a.cfg.Org, a.cfg.Name)
+	return ok && bytes.Equal(c.HPKEKey, pub)
 }

@@ -5,6 +5,8 @@ package dirsync
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -196,6 +198,26 @@ func (s *Sync) Authorize(id spiffeid.ID) error {
 		return fmt.Errorf("%s is %s", id, c.Status)
 	}
 	return nil
+}
+
+// TicketKey implements ticket.KeySet from the directory's hub keys, so that tickets verify offline.
+func (s *Sync) TicketKey(kid string) (*ecdsa.PublicKey, bool) {
+	doc := s.Document()
+	if doc == nil {
+		return nil, false
+	}
+	for _, k := range doc.HubKeys {
+		if k.KID != kid || k.Kind != hubapi.HubKeyTicket {
+			continue
+		}
+		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
+		if err != nil {
+			return nil, false
+		}
+		ec, ok := pub.(*ecdsa.PublicKey)
+		return ec, ok
+	}
+	return nil, false
 }
 
 // Lookup finds a connector by organisation and name.

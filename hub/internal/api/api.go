@@ -18,6 +18,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/ca"
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ type Config struct {
 	SVID            x509svid.Source
 	Cluster         *cluster.Cluster
 	State           *fsm.FSM
+	Keys            *nodekeys.Keys
 	SVIDTTL         time.Duration
 	TokenDefaultTTL time.Duration
 	TokenMaxTTL     time.Duration
@@ -104,6 +106,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+hubapi.PathBundle, s.bundle)
 	mux.HandleFunc("GET "+hubapi.PathHealth, s.health)
 	mux.Handle("POST "+hubapi.PathRenew, s.require(fedid.KindConnector, s.renew))
+	mux.Handle("POST "+hubapi.PathKeys, s.require(fedid.KindConnector, s.publishKey))
 	mux.Handle("GET "+hubapi.PathDirectory, s.require(anyKind, s.directory))
 	mux.Handle("GET "+hubapi.PathOrgs, s.require(fedid.KindOperator, s.listOrgs))
 	mux.Handle("POST "+hubapi.PathOrgs, s.require(fedid.KindOperator, s.addOrg))

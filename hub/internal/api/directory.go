@@ -43,7 +43,12 @@ func (d *directoryCache) get(version uint64) ([]byte, error) {
 		}
 		conns[i].SPIFFEID = id.String()
 	}
+	hubKeys, err := d.s.cfg.State.HubKeys()
+	if err != nil {
+		return nil, err
+	}
 	doc := &directory.Document{
+		HubKeys:     hubKeys,
 		Version:     version,
 		TrustDomain: d.s.td.Name(),
 		IssuedAt:    now.UTC(),

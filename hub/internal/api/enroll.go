@@ -13,6 +13,7 @@ import (
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/pemfile"
+	"github.com/mydatafed/mydata/pkg/seal"
 )
 
 // enroll exchanges a join token and a CSR for an SVID. Every check runs before the one state change, which
@@ -158,4 +159,23 @@ func (s *Server) bundle(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, hubapi.Health{Node: s.cfg.NodeID, RaftState: s.cfg.Cluster.State().String(), Leader: s.cfg.Cluster.Leader()})
+}
+
+// publishKey records the caller's HPKE public key, to which the hub seals subjects in its tickets.
+func (s *Server) publishKey(w http.ResponseWriter, r *http.Request) {
+	p := peer(r)
+	var req hubapi.KeyRequest
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if _, err := seal.ParsePublicKey(req.KEM, req.PublicKey); err != nil {
+		writeError(w, http.StatusBadRequest, "public_key: "+err.Error())
+		return
+	}
+	if err := s.cfg.Cluster.Apply(&fsm.ConnectorKey{Org: p.Org, Name: p.Name, KEM: req.KEM, Key: req.PublicKey, Now: s.now()}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

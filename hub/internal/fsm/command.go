@@ -24,6 +24,8 @@ const (
 	TypeDatasetAdd
 	TypeDatasetStatus
 	TypeServiceAdd
+	TypeConnectorKey
+	TypeHubKey
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the
@@ -106,6 +108,20 @@ type ServiceAdd struct {
 	Now     time.Time      `json:"now"`
 }
 
+// ConnectorKey publishes a connector's HPKE key.
+type ConnectorKey struct {
+	Org  string    `json:"org"`
+	Name string    `json:"name"`
+	KEM  uint16    `json:"kem"`
+	Key  []byte    `json:"key"`
+	Now  time.Time `json:"now"`
+}
+
+// HubKey publishes a hub node's public key.
+type HubKey struct {
+	Key hubapi.HubKey `json:"key"`
+}
+
 // Encode makes the log entry for a command.
 func Encode(cmd any) ([]byte, error) {
 	var t Type
@@ -130,6 +146,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = TypeDatasetStatus
 	case *ServiceAdd:
 		t = TypeServiceAdd
+	case *ConnectorKey:
+		t = TypeConnectorKey
+	case *HubKey:
+		t = TypeHubKey
 	default:
 		return nil, fmt.Errorf("fsm: no command type for %T", cmd)
 	}

@@ -112,6 +112,8 @@ var handlers = map[Type]handler{
 	TypeDatasetAdd:      decodeThen(applyDatasetAdd),
 	TypeDatasetStatus:   decodeThen(applyDatasetStatus),
 	TypeServiceAdd:      decodeThen(applyServiceAdd),
+	TypeConnectorKey:    decodeThen(applyConnectorKey),
+	TypeHubKey:          decodeThen(applyHubKey),
 }
 
 // decodeThen adapts a typed apply function. The bool it returns says whether the directory changed.

@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS connectors (
 	status     TEXT NOT NULL,
 	created_at INTEGER NOT NULL,
 	updated_at INTEGER NOT NULL,
+	hpke_kem   INTEGER NOT NULL DEFAULT 0,
+	hpke_key   BLOB,
 	PRIMARY KEY (org, name)
 );
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -41,6 +43,14 @@ CREATE TABLE IF NOT EXISTS certificates (
 	issued_at  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS certificates_by_id ON certificates(spiffe_id, not_after);
+CREATE TABLE IF NOT EXISTS hub_keys (
+	kid        TEXT PRIMARY KEY,
+	node       TEXT NOT NULL,
+	kind       TEXT NOT NULL, -- ticket (ECDSA P-256, PKIX) or hpke (KEM public key)
+	kem        INTEGER NOT NULL,
+	public     BLOB NOT NULL,
+	created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS datasets (
 	id           TEXT PRIMARY KEY,
 	name_zh      TEXT NOT NULL,

@@ -20,6 +20,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/config"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/mydatafed/mydata/pkg/telemetry"
@@ -39,6 +40,7 @@ type Server struct {
 	api     *api.Server
 	apiLn   net.Listener
 	tel     *telemetry.Server
+	keys    *nodekeys.Keys
 }
 
 // New opens everything a hub node needs, creating the CA and the operator credential on first start.
@@ -89,8 +91,11 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.keys, err = nodekeys.LoadOrCreate(filepath.Join(cfg.DataDir, "keys"), cfg.NodeID); err != nil {
+		return nil, err
+	}
 	s.api, err = api.New(api.Config{
-		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state,
+		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state, Keys: s.keys,
 		SVIDTTL: cfg.CA.SVIDTTL, TokenDefaultTTL: cfg.Tokens.DefaultTTL, TokenMaxTTL: cfg.Tokens.MaxTTL,
 		DirectoryTTL: cfg.Directory.TTL, MaxLongPoll: cfg.Directory.MaxLongPoll,
 		Backup: func(w io.Writer) error {
@@ -145,9 +150,35 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.tel.Run(gctx) })
 	g.Go(func() error { return s.node.Run(gctx) })
 	g.Go(func() error { return s.purgeTokens(gctx) })
+	g.Go(func() error { return s.publishKeys(gctx) })
 	s.log.Info("hub serving", "node", s.cfg.NodeID, "api", s.apiLn.Addr().String(), "telemetry", s.tel.Addr().String(),
 		"trust_domain", s.cfg.TrustDomain, "ca_fingerprint", fingerprint(s.ca))
 	return g.Wait()
+}
+
+// publishKeys puts this node's public keys into the replicated state, retrying until a leader takes them.
+func (s *Server) publishKeys(ctx context.Context) error {
+	keys, err := s.keys.Public()
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		for {
+			err := s.cluster.Apply(&fsm.HubKey{Key: k})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, cluster.ErrNotLeader) {
+				s.log.Warn("publish hub key", "kid", k.KID, telemetry.KeyError, err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // purgeTokens removes expired join tokens from the state now and then; only the leader proposes it.

@@ -26,6 +26,11 @@ const (
 	TypeServiceAdd
 	TypeConnectorKey
 	TypeHubKey
+	TypeConsentCreate
+	TypeConsentDecide
+	TypeConsentUse
+	TypeConsentRevoke
+	TypeReceiptAdd
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the
@@ -122,6 +127,39 @@ type HubKey struct {
 	Key hubapi.HubKey `json:"key"`
 }
 
+// ConsentCreate records a pending consent: a valid authorization request shown to a logged-in citizen.
+type ConsentCreate struct {
+	Consent Consent `json:"consent"`
+}
+
+// ConsentDecide records the citizen's answer. On approval CodeHash and CodeExpiresAt are set.
+type ConsentDecide struct {
+	ID            string    `json:"id"`
+	Subject       string    `json:"subject"`
+	Approve       bool      `json:"approve"`
+	CodeHash      string    `json:"code_hash,omitempty"`
+	CodeExpiresAt time.Time `json:"code_expires_at"`
+	Now           time.Time `json:"now"`
+}
+
+// ConsentUse spends a granted consent: the one redemption its code allows.
+type ConsentUse struct {
+	ID  string    `json:"id"`
+	Now time.Time `json:"now"`
+}
+
+// ConsentRevoke is the citizen withdrawing a consent not yet used.
+type ConsentRevoke struct {
+	ID      string    `json:"id"`
+	Subject string    `json:"subject"`
+	Now     time.Time `json:"now"`
+}
+
+// ReceiptAdd records a connector's receipt of one transfer (metadata only).
+type ReceiptAdd struct {
+	Receipt Receipt `json:"receipt"`
+}
+
 // Encode makes the log entry for a command.
 func Encode(cmd any) ([]byte, error) {
 	var t Type
@@ -150,6 +188,16 @@ func Encode(cmd any) ([]byte, error) {
 		t = TypeConnectorKey
 	case *HubKey:
 		t = TypeHubKey
+	case *ConsentCreate:
+		t = TypeConsentCreate
+	case *ConsentDecide:
+		t = TypeConsentDecide
+	case *ConsentUse:
+		t = TypeConsentUse
+	case *ConsentRevoke:
+		t = TypeConsentRevoke
+	case *ReceiptAdd:
+		t = TypeReceiptAdd
 	default:
 		return nil, fmt.Errorf("fsm: no command type for %T", cmd)
 	}

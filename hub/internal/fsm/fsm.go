@@ -114,6 +114,11 @@ var handlers = map[Type]handler{
 	TypeServiceAdd:      decodeThen(applyServiceAdd),
 	TypeConnectorKey:    decodeThen(applyConnectorKey),
 	TypeHubKey:          decodeThen(applyHubKey),
+	TypeConsentCreate:   decodeThen(applyConsentCreate),
+	TypeConsentDecide:   decodeThen(applyConsentDecide),
+	TypeConsentUse:      decodeThen(applyConsentUse),
+	TypeConsentRevoke:   decodeThen(applyConsentRevoke),
+	TypeReceiptAdd:      decodeThen(applyReceiptAdd),
 }
 
 // decodeThen adapts a typed apply function. The bool it returns says whether the directory changed.

@@ -51,6 +51,40 @@ CREATE TABLE IF NOT EXISTS hub_keys (
 	public     BLOB NOT NULL,
 	created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS consents (
+	id              TEXT PRIMARY KEY,
+	service         TEXT NOT NULL,
+	subject         TEXT NOT NULL,
+	datasets        TEXT NOT NULL, -- JSON array of dataset ids
+	terms_version   TEXT NOT NULL,
+	aal             INTEGER NOT NULL,
+	login_method    TEXT NOT NULL,
+	redirect_uri    TEXT NOT NULL,
+	code_challenge  TEXT NOT NULL,
+	state           TEXT NOT NULL,
+	created_at      INTEGER NOT NULL,
+	expires_at      INTEGER NOT NULL,
+	decided_at      INTEGER NOT NULL DEFAULT 0,
+	used_at         INTEGER NOT NULL DEFAULT 0,
+	code_hash       TEXT,
+	code_expires_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS consents_by_code ON consents(code_hash) WHERE code_hash IS NOT NULL;
+CREATE INDEX IF NOT EXISTS consents_by_subject ON consents(subject, created_at);
+CREATE TABLE IF NOT EXISTS receipts (
+	ticket_id   TEXT NOT NULL,
+	role        TEXT NOT NULL, -- dp or sp: who reported
+	consent_id  TEXT NOT NULL REFERENCES consents(id),
+	dataset     TEXT NOT NULL,
+	reporter    TEXT NOT NULL, -- SPIFFE ID
+	counterpart TEXT NOT NULL,
+	outcome     TEXT NOT NULL,
+	bytes       INTEGER NOT NULL,
+	at          INTEGER NOT NULL,
+	recorded_at INTEGER NOT NULL,
+	PRIMARY KEY (ticket_id, role)
+);
+CREATE INDEX IF NOT EXISTS receipts_by_consent ON receipts(consent_id);
 CREATE TABLE IF NOT EXISTS datasets (
 	id           TEXT PRIMARY KEY,
 	name_zh      TEXT NOT NULL,

@@ -1,0 +1,239 @@
+package fsm
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Consent states. A consent is single use: pending, then granted, then used; or it ends denied, expired
+// (not decided or not redeemed in time) or revoked (by the citizen, before use).
+const (
+	ConsentPending = "pending"
+	ConsentGranted = "granted"
+	ConsentUsed    = "used"
+	ConsentDenied  = "denied"
+	ConsentExpired = "expired"
+	ConsentRevoked = "revoked"
+)
+
+// Consent is a citizen's agreement to one service's request.
+type Consent struct {
+	ID            string    `json:"id"`
+	Service       string    `json:"service"`
+	Subject       string    `json:"subject"`
+	Datasets      []string  `json:"datasets"`
+	TermsVersion  string    `json:"terms_version"`
+	AAL           int       `json:"aal"`
+	LoginMethod   string    `json:"login_method"`
+	RedirectURI   string    `json:"redirect_uri"`
+	CodeChallenge string    `json:"code_challenge"`
+	State         string    `json:"state"`
+	CreatedAt     time.Time `json:"created_at"`
+	// ExpiresAt ends a pending consent that nobody decides.
+	ExpiresAt     time.Time `json:"expires_at"`
+	DecidedAt     time.Time `json:"decided_at"`
+	UsedAt        time.Time `json:"used_at"`
+	CodeExpiresAt time.Time `json:"code_expires_at"`
+}
+
+// EffectiveState is the state with time applied: a pending consent past its expiry, or a granted one
+// whose code has expired unredeemed, is expired.
+func (c *Consent) EffectiveState(now time.Time) string {
+	switch {
+	case c.State == ConsentPending && !now.Before(c.ExpiresAt):
+		return ConsentExpired
+	case c.State == ConsentGranted && !now.Before(c.CodeExpiresAt):
+		return ConsentExpired
+	}
+	return c.State
+}
+
+func applyConsentCreate(tx *sql.Tx, c *ConsentCreate) (Result, bool, error) {
+	k := c.Consent
+	if k.ID == "" || k.Service == "" || k.Subject == "" || len(k.Datasets) == 0 || k.CodeChallenge == "" || k.RedirectURI == "" {
+		return refuse(Invalid, "consent: id, service, subject, datasets, code challenge and redirect URI are required"), false, nil
+	}
+	ds, err := json.Marshal(k.Datasets)
+	if err != nil {
+		return Result{}, false, err
+	}
+	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, state, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
+		k.CodeChallenge, ConsentPending, ms(k.CreatedAt), ms(k.ExpiresAt))
+	return Result{}, false, err
+}
+
+func consentByID(q queryRower, id string) (*Consent, error) {
+	return scanConsent(q.QueryRow(`SELECT `+consentCols+` FROM consents WHERE id = ?`, id))
+}
+
+const consentCols = `id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, state, created_at, expires_at, decided_at, used_at, code_expires_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanConsent(row scanner) (*Consent, error) {
+	var k Consent
+	var ds string
+	var created, expires, decided, used, codeExp int64
+	err := row.Scan(&k.ID, &k.Service, &k.Subject, &ds, &k.TermsVersion, &k.AAL, &k.LoginMethod, &k.RedirectURI, &k.CodeChallenge, &k.State,
+		&created, &expires, &decided, &used, &codeExp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(ds), &k.Datasets); err != nil {
+		return nil, err
+	}
+	k.CreatedAt, k.ExpiresAt = fromMS(created), fromMS(expires)
+	if decided > 0 {
+		k.DecidedAt = fromMS(decided)
+	}
+	if used > 0 {
+		k.UsedAt = fromMS(used)
+	}
+	if codeExp > 0 {
+		k.CodeExpiresAt = fromMS(codeExp)
+	}
+	return &k, nil
+}
+
+func applyConsentDecide(tx *sql.Tx, c *ConsentDecide) (Result, bool, error) {
+	k, err := consentByID(tx, c.ID)
+	if err != nil {
+		return Result{}, false, err
+	}
+	switch {
+	case k == nil:
+		return refuse(NotFound, "consent %s does not exist", c.ID), false, nil
+	case k.Subject != c.Subject:
+		return refuse(Forbidden, "consent %s belongs to another citizen", c.ID), false, nil
+	case k.EffectiveState(c.Now) != ConsentPending:
+		return refuse(Conflict, "consent %s is %s, not pending", c.ID, k.EffectiveState(c.Now)), false, nil
+	}
+	if !c.Approve {
+		_, err = tx.Exec(`UPDATE consents SET state = ?, decided_at = ? WHERE id = ?`, ConsentDenied, ms(c.Now), c.ID)
+		return Result{}, false, err
+	}
+	if c.CodeHash == "" || !c.CodeExpiresAt.After(c.Now) {
+		return refuse(Invalid, "consent %s: approval needs a code", c.ID), false, nil
+	}
+	_, err = tx.Exec(`UPDATE consents SET state = ?, decided_at = ?, code_hash = ?, code_expires_at = ? WHERE id = ?`,
+		ConsentGranted, ms(c.Now), c.CodeHash, ms(c.CodeExpiresAt), c.ID)
+	return Result{}, false, err
+}
+
+func applyConsentUse(tx *sql.Tx, c *ConsentUse) (Result, bool, error) {
+	k, err := consentByID(tx, c.ID)
+	if err != nil {
+		return Result{}, false, err
+	}
+	if k == nil {
+		return refuse(NotFound, "consent %s does not exist", c.ID), false, nil
+	}
+	if st := k.EffectiveState(c.Now); st != ConsentGranted {
+		return refuse(Gone, "consent is %s; a consent is redeemed once", st), false, nil
+	}
+	_, err = tx.Exec(`UPDATE consents SET state = ?, used_at = ? WHERE id = ?`, ConsentUsed, ms(c.Now), c.ID)
+	return Result{}, false, err
+}
+
+func applyConsentRevoke(tx *sql.Tx, c *ConsentRevoke) (Result, bool, error) {
+	k, err := consentByID(tx, c.ID)
+	if err != nil {
+		return Result{}, false, err
+	}
+	switch {
+	case k == nil:
+		return refuse(NotFound, "consent %s does not exist", c.ID), false, nil
+	case k.Subject != c.Subject:
+		return refuse(Forbidden, "consent %s belongs to another citizen", c.ID), false, nil
+	}
+	if st := k.EffectiveState(c.Now); st != ConsentPending && st != ConsentGranted {
+		return refuse(Conflict, "consent is %s and can no longer be revoked", st), false, nil
+	}
+	_, err = tx.Exec(`UPDATE consents SET state = ?, decided_at = ? WHERE id = ?`, ConsentRevoked, ms(c.Now), c.ID)
+	return Result{}, false, err
+}
+
+// Consent finds a consent by ID; nil if there is none.
+func (f *FSM) Consent(id string) (*Consent, error) { return consentByID(f.db, id) }
+
+// ConsentByCode finds a consent by the hash of its authorization code; nil if there is none.
+func (f *FSM) ConsentByCode(codeHash string) (*Consent, error) {
+	return scanConsent(f.db.QueryRow(`SELECT `+consentCols+` FROM consents WHERE code_hash = ?`, codeHash))
+}
+
+// ConsentsOf lists a citizen's consents, newest first.
+func (f *FSM) ConsentsOf(subject string, limit int) ([]Consent, error) {
+	rows, err := f.db.Query(`SELECT `+consentCols+` FROM consents WHERE subject = ? ORDER BY created_at DESC LIMIT ?`, subject, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Consent
+	for rows.Next() {
+		k, err := scanConsent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *k)
+	}
+	return out, rows.Err()
+}
+
+// Receipt is a connector's report of one transfer: metadata, never content.
+type Receipt struct {
+	TicketID    string    `json:"ticket_id"`
+	Role        string    `json:"role"`
+	ConsentID   string    `json:"consent_id"`
+	Dataset     string    `json:"dataset"`
+	Reporter    string    `json:"reporter"`
+	Counterpart string    `json:"counterpart"`
+	Outcome     string    `json:"outcome"`
+	Bytes       int64     `json:"bytes"`
+	At          time.Time `json:"at"`
+	RecordedAt  time.Time `json:"recorded_at"`
+}
+
+func applyReceiptAdd(tx *sql.Tx, c *ReceiptAdd) (Result, bool, error) {
+	r := c.Receipt
+	if r.TicketID == "" || r.ConsentID == "" || r.Dataset == "" || (r.Role != "dp" && r.Role != "sp") || r.Outcome == "" {
+		return refuse(Invalid, "receipt: ticket_id, consent_id, dataset, role (dp or sp) and outcome are required"), false, nil
+	}
+	k, err := consentByID(tx, r.ConsentID)
+	if err != nil {
+		return Result{}, false, err
+	}
+	if k == nil {
+		return refuse(NotFound, "receipt: consent %s does not exist", r.ConsentID), false, nil
+	}
+	// A receipt is retried until accepted: the same report twice is not an error.
+	_, err = tx.Exec(`INSERT INTO receipts(ticket_id, role, consent_id, dataset, reporter, counterpart, outcome, bytes, at, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(ticket_id, role) DO UPDATE SET outcome = excluded.outcome, bytes = excluded.bytes, at = excluded.at`,
+		r.TicketID, r.Role, r.ConsentID, r.Dataset, r.Reporter, r.Counterpart, r.Outcome, r.Bytes, ms(r.At), ms(r.RecordedAt))
+	return Result{}, false, err
+}
+
+// Receipts lists the receipts of a consent.
+func (f *FSM) Receipts(consentID string) ([]Receipt, error) {
+	rows, err := f.db.Query(`SELECT ticket_id, role, consent_id, dataset, reporter, counterpart, outcome, bytes, at, recorded_at FROM receipts WHERE consent_id = ? ORDER BY dataset, role`, consentID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Receipt
+	for rows.Next() {
+		var r Receipt
+		var at, rec int64
+		if err := rows.Scan(&r.TicketID, &r.Role, &r.ConsentID, &r.Dataset, &r.Reporter, &r.Counterpart, &r.Outcome, &r.Bytes, &at, &rec); err != nil {
+			return nil, err
+		}
+		r.At, r.RecordedAt = fromMS(at), fromMS(rec)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,64 @@
+package fsm
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConsentLifecycle(t *testing.T) {
+	a := &applier{t: t, f: open(t, filepath.Join(t.TempDir(), "state.db"))}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	mk := func(id string) *ConsentCreate {
+		return &ConsentCreate{Consent: Consent{ID: id, Service: "bank.card", Subject: "A123456789", Datasets: []string{"moi.household"},
+			TermsVersion: "1", AAL: 2, LoginMethod: "dev", RedirectURI: "https://b/cb", CodeChallenge: "x", CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}}
+	}
+	grant := func(id string, at time.Time) *ConsentDecide {
+		return &ConsentDecide{ID: id, Subject: "A123456789", Approve: true, CodeHash: "h-" + id, CodeExpiresAt: at.Add(time.Minute), Now: at}
+	}
+	steps := []struct {
+		name string
+		cmd  any
+		want Code
+		msg  string
+	}{
+		{"create", mk("c1"), OK, ""},
+		{"decided by another citizen", &ConsentDecide{ID: "c1", Subject: "B1", Approve: true, CodeHash: "h", CodeExpiresAt: now.Add(time.Minute), Now: now}, Forbidden, "another citizen"},
+		{"grant", grant("c1", now), OK, ""},
+		{"grant again", grant("c1", now), Conflict, "granted, not pending"},
+		{"use", &ConsentUse{ID: "c1", Now: now.Add(time.Second)}, OK, ""},
+		{"use again", &ConsentUse{ID: "c1", Now: now.Add(2 * time.Second)}, Gone, "used"},
+		{"revoke used", &ConsentRevoke{ID: "c1", Subject: "A123456789", Now: now}, Conflict, "no longer"},
+		{"create 2", mk("c2"), OK, ""},
+		{"deny", &ConsentDecide{ID: "c2", Subject: "A123456789", Approve: false, Now: now}, OK, ""},
+		{"use denied", &ConsentUse{ID: "c2", Now: now}, Gone, "denied"},
+		{"create 3", mk("c3"), OK, ""},
+		{"grant 3", grant("c3", now), OK, ""},
+		{"use after code expiry", &ConsentUse{ID: "c3", Now: now.Add(61 * time.Second)}, Gone, "expired"},
+		{"create 4", mk("c4"), OK, ""},
+		{"decide after expiry", grant("c4", now.Add(11*time.Minute)), Conflict, "expired"},
+		{"create 5", mk("c5"), OK, ""},
+		{"grant 5", grant("c5", now), OK, ""},
+		{"revoke 5", &ConsentRevoke{ID: "c5", Subject: "A123456789", Now: now}, OK, ""},
+		{"use revoked", &ConsentUse{ID: "c5", Now: now}, Gone, "revoked"},
+		{"receipt", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Outcome: "delivered", Bytes: 10, At: now}}, OK, ""},
+		{"receipt retried", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Outcome: "delivered", Bytes: 10, At: now}}, OK, ""},
+		{"receipt of nothing", &ReceiptAdd{Receipt: Receipt{TicketID: "t2", Role: "sp", ConsentID: "nope", Dataset: "d", Outcome: "delivered"}}, NotFound, "nope"},
+	}
+	for _, s := range steps {
+		r := a.apply(s.cmd)
+		if r.Code != s.want || !strings.Contains(r.Message, s.msg) {
+			t.Fatalf("%s: got %+v, want code %d with %q", s.name, r, s.want, s.msg)
+		}
+	}
+	if k, _ := a.f.ConsentByCode("h-c1"); k == nil || k.State != ConsentUsed || k.UsedAt.IsZero() {
+		t.Fatalf("consent by code: %+v", k)
+	}
+	if rs, _ := a.f.Receipts("c1"); len(rs) != 1 {
+		t.Fatalf("receipts %v", rs)
+	}
+	if cs, _ := a.f.ConsentsOf("A123456789", 10); len(cs) != 5 {
+		t.Fatalf("history has %d consents", len(cs))
+	}
+}

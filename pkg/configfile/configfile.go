@@ -8,9 +8,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 
 	"gopkg.in/yaml.v3"
 )
+
+// unknownField rewrites yaml.v3's "field x not found in type struct {...}", which names a Go type, into
+// words about the file.
+var unknownField = regexp.MustCompile(`field (\S+) not found in type [^\n]*`)
 
 // MaxSize bounds a configuration file; anything larger is a mistake, not a config.
 const MaxSize = 1 << 20
@@ -26,7 +31,7 @@ func Decode(data []byte, dst any) error {
 		if errors.Is(err, io.EOF) {
 			return nil // an empty file keeps the defaults
 		}
-		return err
+		return errors.New(unknownField.ReplaceAllString(err.Error(), `unknown key "$1"`))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {

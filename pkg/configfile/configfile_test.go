@@ -22,8 +22,8 @@ func TestDecode(t *testing.T) {
 	}{
 		{"", "", func(s sample) bool { return s.Name == "default" }},
 		{"name: x\nttl: 90s\ninner:\n  port: 3\n", "", func(s sample) bool { return s.Name == "x" && s.TTL == 90*time.Second && s.Inner.Port == 3 }},
-		{"nme: x\n", "field nme not found", nil},
-		{"inner:\n  prt: 3\n", "field prt not found", nil},
+		{"nme: x\n", `unknown key "nme"`, nil},
+		{"inner:\n  prt: 3\n", `unknown key "prt"`, nil},
 		{"ttl: soon\n", "cannot unmarshal", nil},
 		{"name: x\n---\nname: y\n", "more than one YAML document", nil},
 	}

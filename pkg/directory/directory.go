@@ -79,7 +79,7 @@ func (s *Signed) Verify(bundles x509bundle.Source, td spiffeid.TrustDomain, now 
 	if err != nil {
 		return nil, fmt.Errorf("directory signer: %w", err)
 	}
-	if err := fedid.MatchKind(td, fedid.KindHub)(id); err != nil {
+	if err := fedid.Authorizer(td, fedid.KindHub, nil)(id, chains); err != nil {
 		return nil, fmt.Errorf("directory signer: %w", err)
 	}
 	pub, ok := chains[0][0].PublicKey.(*ecdsa.PublicKey)

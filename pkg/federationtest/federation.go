@@ -53,6 +53,13 @@ func Binaries(t testing.TB) (hub, connector string) {
 	return filepath.Join(buildDir, "mydata-hub"), filepath.Join(buildDir, "mydata-connector")
 }
 
+// RemoveBinaries deletes what Binaries built; call it from TestMain after the tests.
+func RemoveBinaries() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
 // FreeTCP returns a loopback TCP address that was free a moment ago.
 func FreeTCP(t testing.TB) string {
 	t.Helper()

@@ -16,10 +16,11 @@ func TestConnectorWithSPIREIdentity(t *testing.T) {
 	}
 	h := StartHub(t, HubOptions{})
 	dp := h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp"})
+	h.AddOrg("bank")
 
 	dir := t.TempDir()
 	certOut, keyOut, bundleOut := filepath.Join(dir, "upstream.crt"), filepath.Join(dir, "upstream.key"), filepath.Join(dir, "bundle.crt")
-	h.Admin("ca", "intermediate", "--cert-out", certOut, "--key-out", keyOut, "--bundle-out", bundleOut, "--ttl", "72h")
+	h.Admin("ca", "intermediate", "--org", "bank", "--cert-out", certOut, "--key-out", keyOut, "--bundle-out", bundleOut, "--ttl", "72h")
 	spire := StartSPIRE(t, SPIREConfig{TrustDomain: TrustDomain, UpstreamCert: certOut, UpstreamKey: keyOut, UpstreamBundle: bundleOut})
 
 	sp := h.AddConnector("bank", "sp-spire", ConnectorOptions{Roles: "sp",
@@ -52,5 +53,32 @@ func TestConnectorWithSPIREIdentity(t *testing.T) {
 		Extra: "identity:\n  source: spire\n  spire_socket: " + spire.WorkloadAPIAddr() + "\n"})
 	if _, err := wrong.Status(); err == nil || !strings.Contains(err.Error(), "but the config names") {
 		t.Fatalf("connector with another ID's SVID: %v", err)
+	}
+}
+
+// TestSPIRECannotMintOtherOrganisations checks that an organisation's SPIRE server, under the intermediate
+// CA the hub issued to it, cannot pass off a connector of another organisation.
+func TestSPIRECannotMintOtherOrganisations(t *testing.T) {
+	if _, _, ok := SPIREBinaries(); !ok {
+		t.Skip("spire-server/spire-agent not built: run .ci/spire/build.sh (CI does)")
+	}
+	h := StartHub(t, HubOptions{})
+	h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp"})
+	h.AddOrg("bank")
+	dir := t.TempDir()
+	certOut, keyOut, bundleOut := filepath.Join(dir, "upstream.crt"), filepath.Join(dir, "upstream.key"), filepath.Join(dir, "bundle.crt")
+	h.Admin("ca", "intermediate", "--org", "bank", "--cert-out", certOut, "--key-out", keyOut, "--bundle-out", bundleOut, "--ttl", "72h")
+	spire := StartSPIRE(t, SPIREConfig{TrustDomain: TrustDomain, UpstreamCert: certOut, UpstreamKey: keyOut, UpstreamBundle: bundleOut})
+
+	// The bank's SPIRE issues an SVID claiming to be a connector of the Ministry of the Interior.
+	forged := h.AddConnector("moi", "forged", ConnectorOptions{Roles: "sp",
+		Extra: "identity:\n  source: spire\n  spire_socket: " + spire.WorkloadAPIAddr() + "\n"})
+	spire.Register(t, forged.ID())
+	out, err := forged.Status("--peer", "moi/dp1")
+	if err == nil {
+		t.Fatalf("a connector minted by another organisation's SPIRE reached a peer:\n%s", out)
+	}
+	if !strings.Contains(out, "hub:             unreachable") {
+		t.Errorf("the hub should refuse it at the handshake:\n%s", out)
 	}
 }

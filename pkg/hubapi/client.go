@@ -149,7 +149,8 @@ func verifyPinned(raw [][]byte, fingerprint [32]byte) error {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+	chains, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
 		return fmt.Errorf("hub certificate does not chain to the pinned CA: %w", err)
 	}
 	id, err := x509svid.IDFromCert(certs[0])
@@ -163,5 +164,5 @@ func verifyPinned(raw [][]byte, fingerprint [32]byte) error {
 	if err != nil {
 		return fmt.Errorf("pinned CA: %w", err)
 	}
-	return fedid.MatchKind(td, fedid.KindHub)(id)
+	return fedid.Authorizer(td, fedid.KindHub, nil)(id, chains)
 }

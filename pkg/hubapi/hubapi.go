@@ -200,6 +200,8 @@ type SVIDResponse struct {
 
 // IntermediateRequest asks for an intermediate CA for an agency's SPIRE server.
 type IntermediateRequest struct {
+	// Org is the organisation whose connectors the CA may issue SVIDs for.
+	Org string `json:"org"`
 	// PublicKey is a PKIX DER public key.
 	PublicKey  []byte `json:"public_key"`
 	TTLSeconds int64  `json:"ttl_seconds,omitempty"`

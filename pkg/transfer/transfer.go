@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/mydatafed/mydata/pkg/strictjson"
 	"github.com/mydatafed/mydata/pkg/ticket"
@@ -354,6 +355,9 @@ func verifySigner(tr *Trailer, exp Expect, d []byte) error {
 	}
 	if id != exp.DP {
 		return fmt.Errorf("%w: signed by %s, want %s", ErrSigner, id, exp.DP)
+	}
+	if err := fedid.CheckChain(exp.DP.TrustDomain(), id, chains); err != nil {
+		return fmt.Errorf("%w: %v", ErrSigner, err)
 	}
 	pub, ok := chains[0][0].PublicKey.(*ecdsa.PublicKey)
 	if !ok || !ecdsa.VerifyASN1(pub, d, tr.Signature) {

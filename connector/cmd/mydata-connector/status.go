@@ -81,7 +81,7 @@ func status(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	node, err := peer.Listen(peer.Config{Listen: "127.0.0.1:0", SVID: src, Bundles: src, IdleTimeout: 10 * time.Second,
+	node, err := peer.Listen(peer.Config{Listen: "127.0.0.1:0", TD: cfg.TD(), SVID: src, Bundles: src, IdleTimeout: 10 * time.Second,
 		Authorize: dir.Authorize, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err

@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *Agent, er
 		return nil, err
 	}
 	a.node, err = peer.Listen(peer.Config{
-		Listen: cfg.QUIC.Listen, SVID: a.id, Bundles: a.id, IdleTimeout: cfg.QUIC.IdleTimeout,
+		Listen: cfg.QUIC.Listen, TD: cfg.TD(), SVID: a.id, Bundles: a.id, IdleTimeout: cfg.QUIC.IdleTimeout,
 		Authorize: a.dir.Authorize, Log: log.With(telemetry.KeyComponent, "quic"), Registerer: reg,
 	})
 	if err != nil {
@@ -130,7 +130,32 @@ func (a *Agent) ready() error {
 	if time.Now().After(svid.Certificates[0].NotAfter) {
 		return errors.New("SVID expired")
 	}
-	return a.dir.Ready()
+	if err := a.dir.Ready(); err != nil {
+		return err
+	}
+	c, ok := a.dir.Lookup(a.cfg.Org, a.cfg.Name)
+	if !ok {
+		return errors.New("this connector is not in the directory")
+	}
+	if c.Status != hubapi.StatusActive {
+		return fmt.Errorf("this connector is %s", c.Status)
+	}
+	return nil
+}
+
+// recheck closes connections whose peers stopped being authorised without a directory change, such as when
+// the directory copy expires.
+func (a *Agent) recheck(ctx context.Context) error {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			a.node.Recheck()
+		}
+	}
 }
 
 // Node is the QUIC endpoint.
@@ -148,9 +173,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.node.Run(gctx) })
 	g.Go(func() error { return a.tel.Run(gctx) })
 	g.Go(func() error { return a.publishKey(gctx, a.dirChanged) })
+	g.Go(func() error { return a.recheck(gctx) })
 	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),
 		"telemetry", a.tel.Addr().String(), "hub", a.cfg.Hub.URL)
-	return g.Wait()
+	err := g.Wait()
+	a.log.Info("connector stopped", telemetry.KeyError, err)
+	return err
 }
 
 // publishKey publishes the connector's HPKE public key to the hub, and again whenever the directory shows

@@ -14,7 +14,7 @@ func TestLoad(t *testing.T) {
 		{"spire", base + "identity:\n  source: spire\n  spire_socket: unix:///tmp/agent.sock\n", ""},
 		{"no org", "name: dp1\n", "org"},
 		{"bad name", "org: moi\nname: DP\n", "name"},
-		{"unknown key", base + "colour: red\n", "field colour not found"},
+		{"unknown key", base + "colour: red\n", `unknown key "colour"`},
 		{"bad source", base + "identity:\n  source: vault\n", "identity.source"},
 		{"bad socket", base + "identity:\n  source: spire\n  spire_socket: /tmp/x\n", "identity.spire_socket"},
 		{"http hub", base + "hub:\n  url: http://hub:8443\n", "hub.url"},

@@ -51,6 +51,7 @@ type Sync struct {
 	mu        sync.RWMutex
 	doc       *directory.Document
 	fetched   time.Time // when the hub last sent or confirmed this version
+	full      time.Time // when the hub last sent the whole directory
 	reachable bool
 	listeners []func(*directory.Document)
 
@@ -272,12 +273,17 @@ func (s *Sync) warnExpiry(last *time.Time) {
 	}
 }
 
-// stale says whether the copy should be fetched whole even if its version is current: it was issued more
-// than Refresh ago or has used up half its life. The hub re-signs often enough that a fresh copy pushes the
-// expiry away again.
+// stale says whether the copy should be fetched whole even if its version is current: the last full fetch
+// is more than Refresh ago, or the copy has used up half its life. It counts from our last full fetch, not
+// from the copy's issue time, because the hub serves one signed copy for a while: asking again at once would
+// get the same copy back. The hub re-signs at a quarter of the TTL, so a copy it serves always has more than
+// half its life left.
 func (s *Sync) stale(doc *directory.Document) bool {
 	now := s.now()
-	return now.Sub(doc.IssuedAt) >= s.cfg.Refresh || doc.ExpiresAt.Sub(now) < doc.ExpiresAt.Sub(doc.IssuedAt)/2
+	s.mu.RLock()
+	full := s.full
+	s.mu.RUnlock()
+	return now.Sub(full) >= s.cfg.Refresh || doc.ExpiresAt.Sub(now) < doc.ExpiresAt.Sub(doc.IssuedAt)/2
 }
 
 // SyncOnce makes one request: a long-poll for a version newer than ours, or a full fetch when the copy is
@@ -324,7 +330,7 @@ func (s *Sync) SyncOnce(ctx context.Context) error {
 	if s.doc != nil && !changed && !doc.IssuedAt.After(s.doc.IssuedAt) {
 		doc = s.doc // a replayed copy of the same version must not reset the expiry backwards
 	}
-	s.doc, s.fetched, s.reachable = doc, s.now(), true
+	s.doc, s.fetched, s.full, s.reachable = doc, s.now(), s.now(), true
 	listeners := append([]func(*directory.Document){}, s.listeners...)
 	s.mu.Unlock()
 	s.syncs.WithLabelValues("updated").Inc()

@@ -44,9 +44,15 @@ func TestAuthorize(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tt.id, err, tt.want)
 		}
 	}
+	s.full = now
 	if s.stale(s.doc) {
 		t.Fatal("a new copy is stale")
 	}
+	clock = now.Add(61 * time.Minute)
+	if !s.stale(s.doc) {
+		t.Fatal("a copy not fetched whole for more than refresh is not stale")
+	}
+	s.full = clock
 	clock = now.Add(37 * time.Hour)
 	if !s.stale(s.doc) {
 		t.Fatal("a copy past half its life is not stale")

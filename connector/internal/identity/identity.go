@@ -49,7 +49,7 @@ func Paths(dir string) (svid, bundle string) {
 // HubClient is a client of the hub's API that presents src's SVID, taken per handshake so a renewal needs
 // no restart, and accepts only a hub node of td.
 func HubClient(hubURL string, src Source, td spiffeid.TrustDomain) *hubapi.Client {
-	conf := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AdaptMatcher(fedid.MatchKind(td, fedid.KindHub)))
+	conf := tlsconfig.MTLSClientConfig(src, src, fedid.Authorizer(td, fedid.KindHub, nil))
 	conf.MinVersion = tls.VersionTLS13
 	return hubapi.NewClient(hubURL, conf)
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
@@ -35,6 +36,7 @@ const (
 // Config configures the endpoint.
 type Config struct {
 	Listen      string
+	TD          spiffeid.TrustDomain
 	SVID        x509svid.Source
 	Bundles     x509bundle.Source
 	IdleTimeout time.Duration
@@ -109,7 +111,7 @@ func (n *Node) quicConfig() *quic.Config {
 // serverTLS authorises clients per handshake; the certificate is taken from the source per handshake too,
 // so a renewed SVID is used without a restart.
 func (n *Node) serverTLS() *tls.Config {
-	authorize := tlsconfig.AdaptMatcher(n.cfg.Authorize)
+	authorize := fedid.Authorizer(n.cfg.TD, fedid.KindConnector, n.cfg.Authorize)
 	c := tlsconfig.MTLSServerConfig(n.cfg.SVID, n.cfg.Bundles, authorize)
 	verify := c.VerifyPeerCertificate
 	c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
@@ -128,7 +130,7 @@ func (n *Node) serverTLS() *tls.Config {
 
 // clientTLS accepts exactly the peer we meant to reach, and only while it is active.
 func (n *Node) clientTLS(want spiffeid.ID) *tls.Config {
-	authorize := tlsconfig.AdaptMatcher(func(id spiffeid.ID) error {
+	authorize := fedid.Authorizer(n.cfg.TD, fedid.KindConnector, func(id spiffeid.ID) error {
 		if id != want {
 			return fmt.Errorf("peer presented %s, want %s", id, want)
 		}

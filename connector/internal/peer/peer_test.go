@@ -47,7 +47,7 @@ func startNode(t *testing.T, ca *spiffetest.CA, id string) *node {
 	svid := ca.SVID(t, id, time.Hour)
 	n := &node{id: svid.ID, src: ca.NewSource(svid), allow: &allowList{allowed: map[spiffeid.ID]bool{}}}
 	var err error
-	n.Node, err = Listen(Config{Listen: "127.0.0.1:0", SVID: n.src, Bundles: n.src, IdleTimeout: 10 * time.Second,
+	n.Node, err = Listen(Config{Listen: "127.0.0.1:0", TD: spiffeid.RequireTrustDomainFromString("mydata.test"), SVID: n.src, Bundles: n.src, IdleTimeout: 10 * time.Second,
 		Authorize: n.allow.authorize, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -46,8 +46,9 @@ Commands:
       [--legal-basis L]
   service list
   cert list [--spiffe-id ID]                           list issued certificates
-  ca intermediate --cert-out F --key-out F --bundle-out F [--ttl D]
-                                                       make an intermediate CA for an agency's SPIRE server
+  ca intermediate --org O --cert-out F --key-out F --bundle-out F [--ttl D]
+                                                       make an intermediate CA for an organisation's SPIRE
+                                                       server; it may issue only that organisation's IDs
 
 The operator credential defaults to the one the hub made under its data_dir/operator on first start.
 `
@@ -95,7 +96,7 @@ func (f operatorFlags) client() (*hubapi.Client, error) {
 		return nil, fmt.Errorf("trust bundle: %w", err)
 	}
 	td := cfg.TD()
-	tlsConf := tlsconfig.MTLSClientConfig(svid, x509bundle.FromX509Authorities(td, roots), tlsconfig.AdaptMatcher(fedid.MatchKind(td, fedid.KindHub)))
+	tlsConf := tlsconfig.MTLSClientConfig(svid, x509bundle.FromX509Authorities(td, roots), fedid.Authorizer(td, fedid.KindHub, nil))
 	return hubapi.NewClient(pick(*f.hub, cfg.API.PublicURL), tlsConf), nil
 }
 
@@ -290,7 +291,8 @@ func (a *adminCtx) intermediate(ctx context.Context, args []string) error {
 	keyOut := fs.String("key-out", "", "where to write its private key (mode 0600)")
 	bundleOut := fs.String("bundle-out", "", "where to write the federation root")
 	ttl := fs.Duration("ttl", 30*24*time.Hour, "lifetime")
-	if err := parseFlags(fs, args, "cert-out", "key-out", "bundle-out"); err != nil {
+	org := fs.String("org", "", "the organisation whose connectors it may issue SVIDs for")
+	if err := parseFlags(fs, args, "org", "cert-out", "key-out", "bundle-out"); err != nil {
 		return err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -302,7 +304,7 @@ func (a *adminCtx) intermediate(ctx context.Context, args []string) error {
 		return err
 	}
 	var resp hubapi.IntermediateResponse
-	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathIntermediates, hubapi.IntermediateRequest{PublicKey: pub, TTLSeconds: int64(*ttl / time.Second)}, &resp); err != nil {
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathIntermediates, hubapi.IntermediateRequest{Org: *org, PublicKey: pub, TTLSeconds: int64(*ttl / time.Second)}, &resp); err != nil {
 		return err
 	}
 	cert, err := x509.ParseCertificate(resp.Certificate)

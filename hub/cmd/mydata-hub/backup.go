@@ -46,6 +46,10 @@ func backupCmd(args []string, out io.Writer) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	if err := backup.Check(*dst); err != nil {
+		os.Remove(*dst)
+		return fmt.Errorf("backup: the file written does not read back whole, removed it: %w", err)
+	}
 	fi, _ := os.Stat(*dst)
 	_, err = fmt.Fprintf(out, "wrote backup %s (%d bytes)\n", *dst, fi.Size())
 	return err

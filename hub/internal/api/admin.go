@@ -149,12 +149,20 @@ func (s *Server) issueIntermediate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "ttl_seconds: at least 3600")
 		return
 	}
-	cert, err := s.cfg.CA.IssueIntermediate(pub, ttl)
+	if org, err := s.cfg.State.Org(req.Org); err != nil {
+		s.fail(w, r, err)
+		return
+	} else if org == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("org: organisation %q does not exist", req.Org))
+		return
+	}
+	cert, err := s.cfg.CA.IssueIntermediate(pub, req.Org, ttl)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rec := certRecord(cert, s.td.IDString(), "intermediate", s.now())
+	orgURI, _ := fedid.OrgCAURI(s.td, req.Org)
+	rec := certRecord(cert, orgURI.String(), "intermediate", s.now())
 	if err := s.cfg.Cluster.Apply(&rec); err != nil {
 		s.fail(w, r, err)
 		return
@@ -185,7 +193,8 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.Error("backup failed after it started", "err", err)
-		return
+		// Abort the response so the client sees a broken transfer, never a short archive that looks whole.
+		panic(http.ErrAbortHandler)
 	}
 	s.audit(r, "backup")
 }

@@ -86,7 +86,7 @@ func (s *Server) TLSConfig() *tls.Config {
 	c := tlsconfig.TLSServerConfig(s.cfg.SVID)
 	c.MinVersion = tls.VersionTLS13
 	c.ClientAuth = tls.RequestClientCert
-	verify := tlsconfig.VerifyPeerCertificate(s.cfg.CA.Bundle(), tlsconfig.AuthorizeMemberOf(s.td))
+	verify := tlsconfig.VerifyPeerCertificate(s.cfg.CA.Bundle(), fedid.Authorizer(s.td, fedid.KindUnknown, nil))
 	c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
 		if len(raw) == 0 {
 			return nil

@@ -170,6 +170,9 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 	if err := os.Rename(files[rootKeyName], filepath.Join(cfg.CADir(), "root.key")); err != nil {
 		return nil, err
 	}
+	if err := os.Chmod(files[rootCertName], 0o644); err != nil {
+		return nil, err
+	}
 	if err := os.Rename(files[rootCertName], filepath.Join(cfg.CADir(), "root.crt")); err != nil {
 		return nil, err
 	}
@@ -182,6 +185,44 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 		return nil, fmt.Errorf("seed raft: %w", err)
 	}
 	return m, nil
+}
+
+// Check reads a backup file through to the end of its archive, so a cut-off download is caught at once.
+func Check(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(gz)
+	seen := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return err
+		}
+		seen[h.Name] = true
+	}
+	// Reading to the gzip trailer checks the CRC of everything.
+	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return err
+	}
+	for _, name := range []string{manifestName, stateName, rootCertName, rootKeyName} {
+		if !seen[name] {
+			return fmt.Errorf("backup lacks %s", name)
+		}
+	}
+	return nil
 }
 
 func extract(dst string, r io.Reader) error {

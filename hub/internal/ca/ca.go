@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -193,9 +194,14 @@ func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) (*x5
 	return x509.ParseCertificate(der)
 }
 
-// IssueIntermediate makes a CA certificate under the root for pub, for an agency's SPIRE server to use as
-// its upstream authority. Its SVIDs then verify against the federation bundle.
-func (c *CA) IssueIntermediate(pub crypto.PublicKey, ttl time.Duration) (*x509.Certificate, error) {
+// IssueIntermediate makes a CA certificate under the root for pub, for one organisation's SPIRE server to
+// use as its upstream authority. Its SVIDs then verify against the federation bundle, and its URI SAN binds
+// them to the organisation: peers accept only that organisation's connector IDs under it (fedid.CheckChain).
+func (c *CA) IssueIntermediate(pub crypto.PublicKey, org string, ttl time.Duration) (*x509.Certificate, error) {
+	orgURI, err := fedid.OrgCAURI(c.td, org)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkKey(pub); err != nil {
 		return nil, err
 	}
@@ -206,13 +212,13 @@ func (c *CA) IssueIntermediate(pub crypto.PublicKey, ttl time.Duration) (*x509.C
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{Organization: []string{"MyData Federation"}, CommonName: "MyData intermediate CA"},
+		Subject:               pkix.Name{Organization: []string{"MyData Federation"}, CommonName: "MyData intermediate CA for " + org},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		URIs:                  []*url.URL{c.td.ID().URL()},
+		URIs:                  []*url.URL{orgURI.URL()},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.root, pub, c.key)
 	if err != nil {

@@ -111,7 +111,7 @@ func TestSignCSR(t *testing.T) {
 func TestIssueIntermediate(t *testing.T) {
 	c, _, _ := LoadOrCreate(t.TempDir(), td, time.Hour)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	inter, err := c.IssueIntermediate(key.Public(), 2*time.Hour)
+	inter, err := c.IssueIntermediate(key.Public(), "bank", 2*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

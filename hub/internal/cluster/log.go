@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -32,6 +33,14 @@ func (s *sink) Accept(name string, level hclog.Level, msg string, args ...any) {
 	}
 	if !s.log.Enabled(context.Background(), lv) {
 		return
+	}
+	for i, a := range args {
+		// hclog.Fmt defers formatting to the sink.
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
 	}
 	s.log.Log(context.Background(), lv, msg, append([]any{"name", name}, args...)...)
 }

@@ -13,7 +13,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{"defaults", "data_dir: /tmp/x\n", ""},
 		{"full", "trust_domain: mydata.test\nnode_id: h1\ndata_dir: /tmp/x\napi:\n  listen: 127.0.0.1:1\nca:\n  svid_ttl: 1h\n", ""},
-		{"unknown key", "data_dir: /tmp/x\ncolour: blue\n", "field colour not found"},
+		{"unknown key", "data_dir: /tmp/x\ncolour: blue\n", `unknown key "colour"`},
 		{"bad trust domain", "trust_domain: 'Not A Domain'\n", "trust_domain"},
 		{"bad node", "node_id: Hub_1\n", "node_id"},
 		{"bad listen", "api:\n  listen: nowhere\n", "api.listen"},

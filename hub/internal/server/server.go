@@ -79,7 +79,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	reg := telemetry.NewRegistry("hub")
-	hubOnly := tlsconfig.AdaptMatcher(fedid.MatchKind(td, fedid.KindHub))
+	hubOnly := fedid.Authorizer(td, fedid.KindHub, nil)
 	serverTLS := tlsconfig.MTLSServerConfig(s.node, s.ca.Bundle(), hubOnly)
 	clientTLS := tlsconfig.MTLSClientConfig(s.node, s.ca.Bundle(), hubOnly)
 	s.cluster, err = cluster.New(cluster.Config{
@@ -151,9 +151,29 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.node.Run(gctx) })
 	g.Go(func() error { return s.purgeTokens(gctx) })
 	g.Go(func() error { return s.publishKeys(gctx) })
+	g.Go(func() error { return s.refreshOperator(gctx) })
 	s.log.Info("hub serving", "node", s.cfg.NodeID, "api", s.apiLn.Addr().String(), "telemetry", s.tel.Addr().String(),
 		"trust_domain", s.cfg.TrustDomain, "ca_fingerprint", fingerprint(s.ca))
-	return g.Wait()
+	err := g.Wait()
+	s.log.Info("hub stopping", telemetry.KeyError, err)
+	return err
+}
+
+// refreshOperator reissues the local operator credential when it has used two thirds of its life, so that a
+// hub that runs for months keeps its admin CLI working.
+func (s *Server) refreshOperator(ctx context.Context) error {
+	t := time.NewTicker(6 * time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := EnsureOperator(s.cfg, s.ca, s.log); err != nil {
+				s.log.Warn("refresh operator credential", telemetry.KeyError, err)
+			}
+		}
+	}
 }
 
 // publishKeys puts this node's public keys into the replicated state, retrying until a leader takes them.

@@ -118,10 +118,13 @@ var ErrSubject = fmt.Errorf("%w: invalid subject", ErrBackend)
 // Validate reports the first bad value with its key. It reads no files and opens no connections; New does.
 func (c Config) Validate() error {
 	// A section for another type is almost always a copy-paste slip that would otherwise be ignored.
-	sections := map[string]any{TypeFile: c.File, TypeSQL: c.SQL, TypeHTTP: c.HTTP}
-	for name, s := range sections {
-		if name != c.Type && !reflect.ValueOf(s).IsZero() {
-			return fmt.Errorf("%s: set, but type is %q", name, c.Type)
+	sections := []struct {
+		name string
+		v    any
+	}{{TypeFile, c.File}, {TypeSQL, c.SQL}, {TypeHTTP, c.HTTP}}
+	for _, s := range sections {
+		if s.name != c.Type && !reflect.ValueOf(s.v).IsZero() {
+			return fmt.Errorf("%s: set, but type is %q", s.name, c.Type)
 		}
 	}
 	switch c.Type {

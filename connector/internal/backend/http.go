@@ -177,8 +177,11 @@ func (b *httpBackend) Fetch(ctx context.Context, subject string) (*Result, error
 		return nil, failf("http: GET %s: %w", b.host, stripURL(err))
 	}
 	done := func() {
-		// Reading a little of what is left lets the connection be reused.
+		// Reading a little of what is left lets the connection be reused; the watchdog keeps an agency
+		// that stalls mid-body from holding the fetch.
+		wd.arm()
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		wd.disarm()
 		resp.Body.Close()
 		cancel()
 	}

@@ -301,6 +301,25 @@ func TestHTTPTimeout(t *testing.T) {
 			t.Fatalf("got %q, %v; want the start, then a timeout", body, err)
 		}
 	})
+	t.Run("404 body stalls", func(t *testing.T) {
+		srv := agency(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, "not here")
+			w.(http.Flusher).Flush()
+			wait(r)
+		})
+		c := httpConfig(srv.URL + "/{subject}")
+		c.HTTP.Timeout = 200 * time.Millisecond
+		b := mustNew(t, c)
+		start := time.Now()
+		if res, _, err := fetch(t, b, subject); err != nil || res.Status != NoRecord {
+			t.Fatalf("fetch = %v, %v", res, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("took %s", d)
+		}
+	})
 	t.Run("slow reader is not cut", func(t *testing.T) {
 		srv := agency(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "all of it") })
 		c := httpConfig(srv.URL + "/{subject}")

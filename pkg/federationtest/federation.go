@@ -218,6 +218,7 @@ type Hub struct {
 	Dir               string
 	ConfigPath        string
 	API, Raft, Telem  string
+	Portal            string
 	proc              *Process
 	t                 testing.TB
 }
@@ -227,10 +228,10 @@ func NewHub(t testing.TB, opts HubOptions) *Hub {
 	t.Helper()
 	hubBin, connBin := Binaries(t)
 	h := &Hub{Bin: hubBin, ConnectorBin: connBin, Dir: t.TempDir(), t: t}
-	h.API, h.Raft, h.Telem = FreeTCP(t), FreeTCP(t), FreeTCP(t)
+	h.API, h.Raft, h.Telem, h.Portal = FreeTCP(t), FreeTCP(t), FreeTCP(t), FreeTCP(t)
 	h.ConfigPath = filepath.Join(h.Dir, "hub.yaml")
-	yaml := fmt.Sprintf("trust_domain: %s\nnode_id: hub-1\ndata_dir: %s\napi:\n  listen: %s\nraft:\n  listen: %s\ntelemetry:\n  listen: %s\nlog:\n  level: debug\n%s",
-		TrustDomain, filepath.Join(h.Dir, "data"), h.API, h.Raft, h.Telem, opts.Extra)
+	yaml := fmt.Sprintf("trust_domain: %s\nnode_id: hub-1\ndata_dir: %s\napi:\n  listen: %s\nraft:\n  listen: %s\ntelemetry:\n  listen: %s\nportal:\n  listen: %s\nidentity:\n  dev_login: true\nlog:\n  level: debug\n%s",
+		TrustDomain, filepath.Join(h.Dir, "data"), h.API, h.Raft, h.Telem, h.Portal, opts.Extra)
 	if err := os.WriteFile(h.ConfigPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

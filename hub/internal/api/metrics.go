@@ -6,6 +6,8 @@ type metrics struct {
 	enrollments *prometheus.CounterVec
 	renewals    *prometheus.CounterVec
 	dirServed   *prometheus.CounterVec
+	redeems     *prometheus.CounterVec
+	receipts    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -23,8 +25,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Directory requests by result (full, not_modified).",
 		}, []string{"result"}),
 	}
+	m.redeems = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mydata_hub_redemptions_total",
+		Help: "Authorization code redemptions by result (ok, invalid_grant, wrong_client).",
+	}, []string{"result"})
+	m.receipts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mydata_hub_receipts_total",
+		Help: "Transfer receipts recorded, by reporting role (dp, sp).",
+	}, []string{"role"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.enrollments, m.renewals, m.dirServed} {
+		for _, c := range []prometheus.Collector{m.enrollments, m.renewals, m.dirServed, m.redeems, m.receipts} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -51,6 +51,23 @@ type Config struct {
 		MaxLongPoll time.Duration `yaml:"max_long_poll"`
 	} `yaml:"directory"`
 
+	Portal struct {
+		Listen    string `yaml:"listen"`
+		PublicURL string `yaml:"public_url"`
+		TLSCert   string `yaml:"tls_cert"`
+		TLSKey    string `yaml:"tls_key"`
+	} `yaml:"portal"`
+
+	Identity struct {
+		DevLogin   bool          `yaml:"dev_login"`
+		SessionTTL time.Duration `yaml:"session_ttl"`
+	} `yaml:"identity"`
+
+	Consent struct {
+		PendingTTL time.Duration `yaml:"pending_ttl"`
+		CodeTTL    time.Duration `yaml:"code_ttl"`
+	} `yaml:"consent"`
+
 	Telemetry struct {
 		Listen string `yaml:"listen"`
 	} `yaml:"telemetry"`
@@ -77,6 +94,10 @@ func Default() Config {
 	c.Directory.TTL = 72 * time.Hour
 	c.Directory.MaxLongPoll = 30 * time.Second
 	c.Telemetry.Listen = "127.0.0.1:9443"
+	c.Portal.Listen = "127.0.0.1:8080"
+	c.Identity.SessionTTL = 15 * time.Minute
+	c.Consent.PendingTTL = 10 * time.Minute
+	c.Consent.CodeTTL = 60 * time.Second
 	c.Log = telemetry.LogConfig{Format: "text", Level: "info"}
 	return c
 }
@@ -111,7 +132,7 @@ func (c *Config) Validate() error {
 		}
 		c.DataDir = abs
 	}
-	for key, addr := range map[string]string{"api.listen": c.API.Listen, "raft.listen": c.Raft.Listen, "telemetry.listen": c.Telemetry.Listen} {
+	for key, addr := range map[string]string{"api.listen": c.API.Listen, "raft.listen": c.Raft.Listen, "telemetry.listen": c.Telemetry.Listen, "portal.listen": c.Portal.Listen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s: %q is not host:port", key, addr)
 		}
@@ -121,6 +142,22 @@ func (c *Config) Validate() error {
 	}
 	if host, _, err := net.SplitHostPort(c.Raft.Advertise); err != nil || host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
 		return fmt.Errorf("raft.advertise: %q must be a host:port that other nodes can reach", c.Raft.Advertise)
+	}
+	if (c.Portal.TLSCert == "") != (c.Portal.TLSKey == "") {
+		return errors.New("portal.tls_cert and portal.tls_key: give both or neither")
+	}
+	if host, _, _ := net.SplitHostPort(c.Portal.Listen); c.Portal.TLSCert == "" && !isLoopback(host) {
+		return fmt.Errorf("portal.listen: %q is not loopback, so portal.tls_cert and portal.tls_key are required (plain HTTP is for loopback only)", c.Portal.Listen)
+	}
+	if c.Portal.PublicURL == "" {
+		scheme := "http"
+		if c.Portal.TLSCert != "" {
+			scheme = "https"
+		}
+		c.Portal.PublicURL = scheme + "://" + c.Portal.Listen
+	}
+	if u, err := url.Parse(c.Portal.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("portal.public_url: %q is not an http(s) URL", c.Portal.PublicURL)
 	}
 	if c.API.PublicURL == "" {
 		c.API.PublicURL = "https://" + c.API.Listen
@@ -140,6 +177,9 @@ func (c *Config) Validate() error {
 		{"directory.ttl", c.Directory.TTL, time.Minute},
 		{"directory.max_long_poll", c.Directory.MaxLongPoll, time.Second},
 		{"raft.snapshot_interval", c.Raft.Snapshot, time.Second},
+		{"identity.session_ttl", c.Identity.SessionTTL, time.Minute},
+		{"consent.pending_ttl", c.Consent.PendingTTL, time.Minute},
+		{"consent.code_ttl", c.Consent.CodeTTL, 10 * time.Second},
 	}
 	for _, ch := range checks {
 		if ch.v < ch.least {
@@ -153,6 +193,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("tokens.default_ttl: %s is longer than tokens.max_ttl %s", c.Tokens.DefaultTTL, c.Tokens.MaxTTL)
 	}
 	return c.Log.Validate()
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // TD is the parsed trust domain; call after Validate.

@@ -20,17 +20,19 @@ const (
 
 // Consent is a citizen's agreement to one service's request.
 type Consent struct {
-	ID            string    `json:"id"`
-	Service       string    `json:"service"`
-	Subject       string    `json:"subject"`
-	Datasets      []string  `json:"datasets"`
-	TermsVersion  string    `json:"terms_version"`
-	AAL           int       `json:"aal"`
-	LoginMethod   string    `json:"login_method"`
-	RedirectURI   string    `json:"redirect_uri"`
-	CodeChallenge string    `json:"code_challenge"`
-	State         string    `json:"state"`
-	CreatedAt     time.Time `json:"created_at"`
+	ID            string   `json:"id"`
+	Service       string   `json:"service"`
+	Subject       string   `json:"subject"`
+	Datasets      []string `json:"datasets"`
+	TermsVersion  string   `json:"terms_version"`
+	AAL           int      `json:"aal"`
+	LoginMethod   string   `json:"login_method"`
+	RedirectURI   string   `json:"redirect_uri"`
+	CodeChallenge string   `json:"code_challenge"`
+	// OAuthState is the client's state parameter, returned with the code.
+	OAuthState string    `json:"oauth_state"`
+	State      string    `json:"state"`
+	CreatedAt  time.Time `json:"created_at"`
 	// ExpiresAt ends a pending consent that nobody decides.
 	ExpiresAt     time.Time `json:"expires_at"`
 	DecidedAt     time.Time `json:"decided_at"`
@@ -59,9 +61,9 @@ func applyConsentCreate(tx *sql.Tx, c *ConsentCreate) (Result, bool, error) {
 	if err != nil {
 		return Result{}, false, err
 	}
-	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, state, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
-		k.CodeChallenge, ConsentPending, ms(k.CreatedAt), ms(k.ExpiresAt))
+	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
+		k.CodeChallenge, k.OAuthState, ConsentPending, ms(k.CreatedAt), ms(k.ExpiresAt))
 	return Result{}, false, err
 }
 
@@ -69,7 +71,7 @@ func consentByID(q queryRower, id string) (*Consent, error) {
 	return scanConsent(q.QueryRow(`SELECT `+consentCols+` FROM consents WHERE id = ?`, id))
 }
 
-const consentCols = `id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, state, created_at, expires_at, decided_at, used_at, code_expires_at`
+const consentCols = `id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, used_at, code_expires_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -77,7 +79,7 @@ func scanConsent(row scanner) (*Consent, error) {
 	var k Consent
 	var ds string
 	var created, expires, decided, used, codeExp int64
-	err := row.Scan(&k.ID, &k.Service, &k.Subject, &ds, &k.TermsVersion, &k.AAL, &k.LoginMethod, &k.RedirectURI, &k.CodeChallenge, &k.State,
+	err := row.Scan(&k.ID, &k.Service, &k.Subject, &ds, &k.TermsVersion, &k.AAL, &k.LoginMethod, &k.RedirectURI, &k.CodeChallenge, &k.OAuthState, &k.State,
 		&created, &expires, &decided, &used, &codeExp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS consents (
 	login_method    TEXT NOT NULL,
 	redirect_uri    TEXT NOT NULL,
 	code_challenge  TEXT NOT NULL,
+	oauth_state     TEXT NOT NULL DEFAULT '',
 	state           TEXT NOT NULL,
 	created_at      INTEGER NOT NULL,
 	expires_at      INTEGER NOT NULL,

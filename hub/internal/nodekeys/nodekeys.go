@@ -30,6 +30,8 @@ type Keys struct {
 	ticket  *ecdsa.PrivateKey
 	HPKE    hpke.PrivateKey
 	HPKEKID string
+	// Session signs citizens' login cookies and consent forms.
+	Session []byte
 	created time.Time
 }
 
@@ -72,10 +74,31 @@ func LoadOrCreate(dir, node string) (*Keys, error) {
 		return nil, fmt.Errorf("HPKE key: %w", err)
 	}
 	k.HPKEKID = HPKEKeyID(k.HPKE.PublicKey().Bytes())
+	if k.Session, err = loadOrCreateSecret(filepath.Join(dir, "session.key")); err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
 	if fi, err := os.Stat(hpath); err == nil {
 		k.created = fi.ModTime().UTC()
 	}
 	return k, nil
+}
+
+func loadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) != 32 {
+			return nil, fmt.Errorf("%s: want 32 bytes, have %d", path, len(b))
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return b, pemfile.WriteAtomic(path, b, 0o600)
 }
 
 // HPKEKeyID names an HPKE public key.

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/config"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/nodekeys"
+	"github.com/mydatafed/mydata/hub/internal/portal"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/mydatafed/mydata/pkg/telemetry"
@@ -41,6 +43,9 @@ type Server struct {
 	apiLn   net.Listener
 	tel     *telemetry.Server
 	keys    *nodekeys.Keys
+	portal  *portal.Server
+	portLn  net.Listener
+	portTLS *tls.Certificate
 }
 
 // New opens everything a hub node needs, creating the CA and the operator credential on first start.
@@ -107,6 +112,25 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.portal, err = portal.New(portal.Config{
+		State: s.state, Cluster: s.cluster, SessionKey: s.keys.Session, HPKE: s.keys.HPKE, HPKEKID: s.keys.HPKEKID,
+		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
+		PendingTTL: cfg.Consent.PendingTTL, CodeTTL: cfg.Consent.CodeTTL,
+		Log: log.With(telemetry.KeyComponent, "portal"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Portal.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Portal.TLSCert, cfg.Portal.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("portal.tls_cert: %w", err)
+		}
+		s.portTLS = &cert
+	}
+	if s.portLn, err = net.Listen("tcp", cfg.Portal.Listen); err != nil {
+		return nil, fmt.Errorf("portal listen %s: %w", cfg.Portal.Listen, err)
+	}
 	if s.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		return nil, fmt.Errorf("api listen %s: %w", cfg.API.Listen, err)
 	}
@@ -147,12 +171,13 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.api.Serve(gctx, s.apiLn) })
+	g.Go(func() error { return s.portal.Serve(gctx, s.portLn, s.portTLS) })
 	g.Go(func() error { return s.tel.Run(gctx) })
 	g.Go(func() error { return s.node.Run(gctx) })
 	g.Go(func() error { return s.purgeTokens(gctx) })
 	g.Go(func() error { return s.publishKeys(gctx) })
 	g.Go(func() error { return s.refreshOperator(gctx) })
-	s.log.Info("hub serving", "node", s.cfg.NodeID, "api", s.apiLn.Addr().String(), "telemetry", s.tel.Addr().String(),
+	s.log.Info("hub serving", "node", s.cfg.NodeID, "api", s.apiLn.Addr().String(), "portal", s.portLn.Addr().String(), "telemetry", s.tel.Addr().String(),
 		"trust_domain", s.cfg.TrustDomain, "ca_fingerprint", fingerprint(s.ca))
 	err := g.Wait()
 	s.log.Info("hub stopping", telemetry.KeyError, err)
@@ -225,6 +250,9 @@ func (s *Server) close() {
 	}
 	if s.apiLn != nil {
 		s.apiLn.Close()
+	}
+	if s.portLn != nil {
+		s.portLn.Close()
 	}
 	if s.state != nil {
 		s.state.Close()

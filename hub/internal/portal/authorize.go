@@ -1,0 +1,283 @@
+package portal
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/nationalid"
+	"github.com/mydatafed/mydata/pkg/seal"
+)
+
+// pkceChallenge is a base64url SHA-256: 43 characters.
+var pkceChallenge = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+// authRequest is a validated authorization request.
+type authRequest struct {
+	Service     *hubapi.Service
+	RedirectURI string
+	State       string
+	Challenge   string
+	Datasets    []hubapi.Dataset
+	// BoundSubject is set when the SP bound the request to one citizen with a sealed login_hint.
+	BoundSubject string
+}
+
+// oauthError redirects to the client with an RFC 6749 error: only once the client and its redirect URI
+// are known to be genuine.
+func (s *Server) oauthError(w http.ResponseWriter, r *http.Request, redirectURI, state, code, desc string) {
+	s.metrics.authorize.WithLabelValues("redirect_error").Inc()
+	u, _ := url.Parse(redirectURI)
+	q := u.Query()
+	q.Set("error", code)
+	if desc != "" {
+		q.Set("error_description", desc)
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// parseAuthorize checks a request in the order RFC 6749 asks: client and redirect URI first (errors shown
+// here), then everything else (errors sent back to the client). ok is false when it has answered.
+func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRequest, bool) {
+	q := r.URL.Query()
+	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge", "code_challenge_method", "login_hint"} {
+		if len(q[k]) > 1 {
+			s.metrics.authorize.WithLabelValues("error_page").Inc()
+			s.errorPage(w, http.StatusBadRequest, "Invalid request 請求無效", fmt.Sprintf("The parameter %s appears more than once.", k))
+			return nil, false
+		}
+	}
+	svc, err := s.cfg.State.Service(q.Get("client_id"))
+	if err != nil {
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong 系統錯誤", "Please try again later.")
+		return nil, false
+	}
+	if svc == nil || svc.Status != hubapi.StatusActive || !slices.Contains(svc.Modes, hubapi.ModeOnline) {
+		s.metrics.authorize.WithLabelValues("error_page").Inc()
+		s.errorPage(w, http.StatusBadRequest, "Unknown service 未知的服務",
+			fmt.Sprintf("No online service is registered as %q. The site that sent you here may be an impostor: do not log in.", q.Get("client_id")))
+		return nil, false
+	}
+	redirect := q.Get("redirect_uri")
+	if !slices.Contains(svc.RedirectURIs, redirect) {
+		s.metrics.authorize.WithLabelValues("error_page").Inc()
+		s.errorPage(w, http.StatusBadRequest, "Invalid return address 返回網址不符",
+			fmt.Sprintf("The service %s did not register the return address given, so we will not send you there.", svc.NameEn))
+		return nil, false
+	}
+	state := q.Get("state")
+	fail := func(code, desc string) (*authRequest, bool) {
+		s.oauthError(w, r, redirect, state, code, desc)
+		return nil, false
+	}
+	if q.Get("response_type") != "code" {
+		return fail("unsupported_response_type", "only response_type=code is supported")
+	}
+	if q.Get("code_challenge_method") != "S256" || !pkceChallenge.MatchString(q.Get("code_challenge")) {
+		return fail("invalid_request", "PKCE is required: code_challenge (base64url SHA-256) with code_challenge_method=S256")
+	}
+	if len(state) > 512 {
+		return fail("invalid_request", "state is longer than 512 bytes")
+	}
+	scope := strings.Fields(q.Get("scope"))
+	if len(scope) == 0 {
+		return fail("invalid_scope", "scope must list the datasets requested")
+	}
+	req := &authRequest{Service: svc, RedirectURI: redirect, State: state, Challenge: q.Get("code_challenge")}
+	seen := map[string]bool{}
+	for _, id := range scope {
+		if seen[id] {
+			return fail("invalid_scope", fmt.Sprintf("dataset %s is listed twice", id))
+		}
+		seen[id] = true
+		if !slices.Contains(svc.Datasets, id) {
+			return fail("invalid_scope", fmt.Sprintf("dataset %s is not one the service registered", id))
+		}
+		d, err := s.cfg.State.Dataset(id)
+		if err != nil || d == nil {
+			return fail("server_error", "dataset lookup failed")
+		}
+		req.Datasets = append(req.Datasets, *d)
+	}
+	if hint := q.Get("login_hint"); hint != "" {
+		subject, err := s.openLoginHint(hint, svc.ID)
+		if err != nil {
+			return fail("invalid_request", "login_hint: "+err.Error())
+		}
+		req.BoundSubject = subject
+	}
+	return req, true
+}
+
+// LoginHintInfo is the HPKE info under which an SP seals a login hint: bound to its client ID, so a hint
+// cannot be replayed by another service.
+func LoginHintInfo(clientID string) []byte { return []byte("mydata login_hint " + clientID) }
+
+// openLoginHint opens "<kid>.<base64url HPKE ciphertext>" sealed to this node's key.
+func (s *Server) openLoginHint(hint, clientID string) (string, error) {
+	kid, ct, ok := strings.Cut(hint, ".")
+	if !ok || kid != s.cfg.HPKEKID {
+		return "", errors.New("not sealed to this hub's key")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(ct)
+	if err != nil || len(raw) > 4096 {
+		return "", errors.New("malformed")
+	}
+	pt, err := seal.Open(s.cfg.HPKE, LoginHintInfo(clientID), raw)
+	if err != nil {
+		return "", errors.New("cannot be opened")
+	}
+	if err := nationalid.Valid(string(pt)); err != nil {
+		return "", errors.New("does not hold a national ID")
+	}
+	return string(pt), nil
+}
+
+// minAAL is the strongest assurance level the requested datasets need.
+func minAAL(ds []hubapi.Dataset) int {
+	l := hubapi.AALLow
+	for _, d := range ds {
+		l = max(l, d.MinAAL)
+	}
+	return l
+}
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	req, ok := s.parseAuthorize(w, r)
+	if !ok {
+		return
+	}
+	need := minAAL(req.Datasets)
+	sess, err := s.session(r)
+	if err != nil || sess.AAL < need {
+		s.metrics.authorize.WithLabelValues("login").Inc()
+		s.renderLogin(w, http.StatusOK, r.URL.RequestURI(), need, "")
+		return
+	}
+	if req.BoundSubject != "" && req.BoundSubject != sess.Subject {
+		s.metrics.authorize.WithLabelValues("error_page").Inc()
+		s.render(w, http.StatusForbidden, "mismatch.html", map[string]any{
+			"Service": req.Service, "Back": s.errorURL(req.RedirectURI, req.State, "access_denied", "the request was bound to another citizen"),
+		})
+		return
+	}
+	now := s.now()
+	c := fsm.Consent{
+		ID: randomID(16), Service: req.Service.ID, Subject: sess.Subject, TermsVersion: req.Service.TermsVersion,
+		AAL: sess.AAL, LoginMethod: sess.Method, RedirectURI: req.RedirectURI, CodeChallenge: req.Challenge, OAuthState: req.State,
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.PendingTTL),
+	}
+	for _, d := range req.Datasets {
+		c.Datasets = append(c.Datasets, d.ID)
+	}
+	if err := s.apply(&fsm.ConsentCreate{Consent: c}); err != nil {
+		s.log.Error("create consent", "err", err)
+		s.oauthError(w, r, req.RedirectURI, req.State, "temporarily_unavailable", "the hub cannot record consents right now")
+		return
+	}
+	s.metrics.authorize.WithLabelValues("consent_page").Inc()
+	type row struct {
+		hubapi.Dataset
+		Holder string
+	}
+	var rows []row
+	for _, d := range req.Datasets {
+		holder := d.DPOrg
+		if o, err := s.cfg.State.Org(d.DPOrg); err == nil && o != nil {
+			holder = o.NameZh + " " + o.NameEn
+		}
+		rows = append(rows, row{d, holder})
+	}
+	spName := req.Service.SPOrg
+	if o, err := s.cfg.State.Org(req.Service.SPOrg); err == nil && o != nil {
+		spName = o.NameZh + " " + o.NameEn
+	}
+	s.render(w, http.StatusOK, "consent.html", map[string]any{
+		"Service": req.Service, "SP": spName, "Datasets": rows, "Consent": c, "CSRF": s.csrf(sess.Subject, c.ID), "Session": sess,
+	})
+}
+
+func (s *Server) errorURL(redirect, state, code, desc string) string {
+	u, _ := url.Parse(redirect)
+	q := u.Query()
+	q.Set("error", code)
+	q.Set("error_description", desc)
+	if state != "" {
+		q.Set("state", state)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// CodeHash is how codes are kept: the hub stores no code it could hand out again.
+func CodeHash(code string) string {
+	h := sha256.Sum256([]byte(code))
+	return hex.EncodeToString(h[:])
+}
+
+func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.session(r)
+	if err != nil {
+		s.errorPage(w, http.StatusUnauthorized, "Please log in again 請重新登入", "Your session has ended.")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Invalid request 請求無效", err.Error())
+		return
+	}
+	id := r.PostForm.Get("consent_id")
+	if !s.checkCSRF(sess.Subject, id, r.PostForm.Get("csrf")) {
+		s.errorPage(w, http.StatusForbidden, "Invalid request 請求無效", "This form did not come from your consent page.")
+		return
+	}
+	c, err := s.cfg.State.Consent(id)
+	if err != nil || c == nil || c.Subject != sess.Subject {
+		s.errorPage(w, http.StatusNotFound, "Unknown consent 查無此同意", "This consent does not exist.")
+		return
+	}
+	approve := r.PostForm.Get("decision") == "approve"
+	now := s.now()
+	cmd := &fsm.ConsentDecide{ID: id, Subject: sess.Subject, Approve: approve, Now: now}
+	var code string
+	if approve {
+		code = randomID(32)
+		cmd.CodeHash, cmd.CodeExpiresAt = CodeHash(code), now.Add(s.cfg.CodeTTL)
+	}
+	if err := s.apply(cmd); err != nil {
+		var fe *fsm.Error
+		if errors.As(err, &fe) {
+			s.errorPage(w, http.StatusConflict, "This consent can no longer be changed 此同意已無法變更", fe.Message)
+			return
+		}
+		s.log.Error("decide consent", "err", err)
+		s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot record your decision right now.")
+		return
+	}
+	if !approve {
+		s.metrics.decisions.WithLabelValues("deny").Inc()
+		http.Redirect(w, r, s.errorURL(c.RedirectURI, c.OAuthState, "access_denied", "the citizen declined"), http.StatusFound)
+		return
+	}
+	s.metrics.decisions.WithLabelValues("approve").Inc()
+	u, _ := url.Parse(c.RedirectURI)
+	q := u.Query()
+	q.Set("code", code)
+	if c.OAuthState != "" {
+		q.Set("state", c.OAuthState)
+	}
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}

@@ -1,0 +1,69 @@
+package hubapi
+
+import "time"
+
+// Paths of the exchange API (mTLS, connectors).
+const (
+	PathRedeem   = "/v1/redeem"
+	PathReceipts = "/v1/receipts"
+)
+
+// RedeemRequest is an SP connector trading an authorization code for tickets (RFC 6749 section 4.1.3 with
+// RFC 7636 PKCE, over mutual TLS instead of a client secret).
+type RedeemRequest struct {
+	ClientID     string `json:"client_id"`
+	Code         string `json:"code"`
+	CodeVerifier string `json:"code_verifier"`
+	RedirectURI  string `json:"redirect_uri"`
+	// RecipientKEM and RecipientKey are the HPKE key the data providers must seal content to; the tickets
+	// carry it, signed, so no one on the way can swap it.
+	RecipientKEM uint16 `json:"recipient_kem"`
+	RecipientKey []byte `json:"recipient_key"`
+}
+
+// RedeemResponse carries one ticket per deliverable dataset.
+type RedeemResponse struct {
+	ConsentID   string               `json:"consent_id"`
+	Service     string               `json:"service"`
+	AAL         int                  `json:"aal"`
+	LoginMethod string               `json:"login_method"`
+	Tickets     []RedeemedTicket     `json:"tickets"`
+	Unavailable []UnavailableDataset `json:"unavailable,omitempty"`
+}
+
+// RedeemedTicket is one dataset's ticket and where to present it.
+type RedeemedTicket struct {
+	Dataset     string    `json:"dataset"`
+	DP          string    `json:"dp"`
+	Address     string    `json:"address"`
+	Ticket      string    `json:"ticket"`
+	TicketID    string    `json:"ticket_id"`
+	ContentType string    `json:"content_type"`
+	Async       bool      `json:"async"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// UnavailableDataset is a dataset the hub issued no ticket for, and why.
+type UnavailableDataset struct {
+	Dataset string `json:"dataset"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+}
+
+// Receipt roles and outcomes.
+const (
+	RoleSender   = "dp"
+	RoleReceiver = "sp"
+)
+
+// ReceiptRequest is a connector reporting one transfer to the hub: metadata only.
+type ReceiptRequest struct {
+	TicketID    string    `json:"ticket_id"`
+	ConsentID   string    `json:"consent_id"`
+	Dataset     string    `json:"dataset"`
+	Role        string    `json:"role"`
+	Counterpart string    `json:"counterpart"`
+	Outcome     string    `json:"outcome"`
+	Bytes       int64     `json:"bytes"`
+	At          time.Time `json:"at"`
+}

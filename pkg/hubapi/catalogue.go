@@ -62,6 +62,14 @@ type Dataset struct {
 
 var datasetID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}\.[a-z0-9][a-z0-9.-]{0,62}$`)
 
+// ValidDatasetID checks the form of a dataset id, <org>.<name>.
+func ValidDatasetID(id string) error {
+	if !datasetID.MatchString(id) {
+		return fmt.Errorf("%q is not <org>.<name> in a-z, 0-9, '-' and '.'", id)
+	}
+	return nil
+}
+
 // Validate checks a dataset as an operator submits it.
 func (d *Dataset) Validate() error {
 	if !datasetID.MatchString(d.ID) {

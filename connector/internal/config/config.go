@@ -11,8 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mydatafed/mydata/connector/internal/backend"
 	"github.com/mydatafed/mydata/pkg/configfile"
 	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -52,6 +54,20 @@ type Config struct {
 		ExpiryWarning time.Duration `yaml:"expiry_warning"`
 	} `yaml:"directory"`
 
+	// Datasets this connector serves as a data provider, by dataset id.
+	Datasets map[string]Dataset `yaml:"datasets"`
+
+	Exchange struct {
+		Listen          string        `yaml:"listen"`
+		BearerTokenFile string        `yaml:"bearer_token_file"`
+		MaxBytes        int64         `yaml:"max_bytes"`
+		Keep            time.Duration `yaml:"keep"`
+	} `yaml:"exchange"`
+
+	Audit struct {
+		Retention time.Duration `yaml:"retention"`
+	} `yaml:"audit"`
+
 	Telemetry struct {
 		Listen string `yaml:"listen"`
 	} `yaml:"telemetry"`
@@ -74,6 +90,10 @@ func Default() Config {
 	c.Directory.Refresh = time.Hour
 	c.Directory.ExpiryWarning = 24 * time.Hour
 	c.Telemetry.Listen = "127.0.0.1:9444"
+	c.Exchange.Listen = "127.0.0.1:8442"
+	c.Exchange.MaxBytes = 1 << 30
+	c.Exchange.Keep = 10 * time.Minute
+	c.Audit.Retention = 2 * 365 * 24 * time.Hour
 	c.Log = telemetry.LogConfig{Format: "text", Level: "info"}
 	return c
 }
@@ -119,7 +139,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("identity.source: %q is neither local nor spire", c.Identity.Source)
 	}
-	for key, addr := range map[string]string{"quic.listen": c.QUIC.Listen, "telemetry.listen": c.Telemetry.Listen} {
+	for key, addr := range map[string]string{"quic.listen": c.QUIC.Listen, "telemetry.listen": c.Telemetry.Listen, "exchange.listen": c.Exchange.Listen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s: %q is not host:port", key, addr)
 		}
@@ -139,7 +159,38 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %s is shorter than the least allowed, %s", ch.key, ch.v, ch.least)
 		}
 	}
+	if c.Exchange.MaxBytes < 1<<20 {
+		return fmt.Errorf("exchange.max_bytes: %d is less than 1 MiB", c.Exchange.MaxBytes)
+	}
+	if c.Exchange.Keep < time.Second {
+		return fmt.Errorf("exchange.keep: %s is shorter than 1s", c.Exchange.Keep)
+	}
+	if c.Audit.Retention < 2*365*24*time.Hour {
+		return fmt.Errorf("audit.retention: %s is shorter than the 2 years the platform's rules require", c.Audit.Retention)
+	}
+	for id, d := range c.Datasets {
+		if err := hubapi.ValidDatasetID(id); err != nil {
+			return fmt.Errorf("datasets: %w", err)
+		}
+		if d.MaxBytes == 0 {
+			d.MaxBytes = c.Exchange.MaxBytes
+			c.Datasets[id] = d
+		}
+		if d.MaxBytes < 0 {
+			return fmt.Errorf("datasets.%s.max_bytes: must be positive", id)
+		}
+		if err := d.Backend.Validate(); err != nil {
+			return fmt.Errorf("datasets.%s.backend.%w", id, err)
+		}
+	}
 	return c.Log.Validate()
+}
+
+// Dataset maps one dataset to the agency system that holds it.
+type Dataset struct {
+	// MaxBytes bounds one delivery; default exchange.max_bytes.
+	MaxBytes int64          `yaml:"max_bytes"`
+	Backend  backend.Config `yaml:"backend"`
 }
 
 // TD is the parsed trust domain; call after Validate.

@@ -1,0 +1,98 @@
+// Package tickets is a data provider connector's record of the tickets presented to it, kept in SQLite so
+// that a ticket is honoured once even across restarts: a ticket is spent once content starts to flow, and
+// may be presented again only after a "not ready, retry later".
+package tickets
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the database/sql driver
+)
+
+const (
+	stateBusy = "busy" // a delivery is under way
+	stateOpen = "open" // the agency was not ready; the ticket may come back
+	stateDone = "done" // spent
+)
+
+// Errors Claim returns.
+var (
+	ErrUsed = errors.New("ticket already used")
+	ErrBusy = errors.New("ticket is being served on another stream")
+)
+
+// Store is the record.
+type Store struct{ db *sql.DB }
+
+// Open opens the record at path. Deliveries a crash interrupted count as spent: some content may have
+// left, and a ticket must never deliver twice.
+func Open(path string) (*Store, error) {
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS tickets (
+		id TEXT PRIMARY KEY, state TEXT NOT NULL, expires_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("tickets schema: %w", err)
+	}
+	if _, err := db.Exec(`UPDATE tickets SET state = ? WHERE state = ?`, stateDone, stateBusy); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the record.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Claim takes a ticket for one delivery.
+func (s *Store) Claim(ctx context.Context, id string, expires time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var state string
+	err = tx.QueryRowContext(ctx, `SELECT state FROM tickets WHERE id = ?`, id).Scan(&state)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tickets(id, state, expires_at, updated_at) VALUES (?, ?, ?, ?)`, id, stateBusy, expires.Unix(), time.Now().Unix()); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case state == stateDone:
+		return ErrUsed
+	case state == stateBusy:
+		return ErrBusy
+	default:
+		if _, err := tx.ExecContext(ctx, `UPDATE tickets SET state = ?, updated_at = ? WHERE id = ?`, stateBusy, time.Now().Unix(), id); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// Finish ends a delivery: spent, or open again after "not ready".
+func (s *Store) Finish(ctx context.Context, id string, spent bool) error {
+	state := stateDone
+	if !spent {
+		state = stateOpen
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE tickets SET state = ?, updated_at = ? WHERE id = ?`, state, time.Now().Unix(), id)
+	return err
+}
+
+// Purge forgets tickets that expired before t: an expired ticket fails verification anyway.
+func (s *Store) Purge(ctx context.Context, t time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM tickets WHERE expires_at < ? AND state != ?`, t.Unix(), stateBusy)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

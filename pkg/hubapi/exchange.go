@@ -23,13 +23,19 @@ type RedeemRequest struct {
 
 // RedeemResponse carries one ticket per deliverable dataset.
 type RedeemResponse struct {
-	ConsentID   string               `json:"consent_id"`
-	Service     string               `json:"service"`
-	AAL         int                  `json:"aal"`
-	LoginMethod string               `json:"login_method"`
-	Tickets     []RedeemedTicket     `json:"tickets"`
-	Unavailable []UnavailableDataset `json:"unavailable,omitempty"`
+	ConsentID   string `json:"consent_id"`
+	Service     string `json:"service"`
+	AAL         int    `json:"aal"`
+	LoginMethod string `json:"login_method"`
+	// SubjectSealed is the citizen's ID sealed to the recipient key with SubjectInfo(ConsentID): the SP
+	// connector keeps only a keyed hash of it, in its audit log.
+	SubjectSealed []byte               `json:"subject_sealed"`
+	Tickets       []RedeemedTicket     `json:"tickets"`
+	Unavailable   []UnavailableDataset `json:"unavailable,omitempty"`
 }
+
+// SubjectInfo is the HPKE info under which the hub seals the subject for the SP connector.
+func SubjectInfo(consentID string) []byte { return []byte("mydata consent subject " + consentID) }
 
 // RedeemedTicket is one dataset's ticket and where to present it.
 type RedeemedTicket struct {

@@ -16,6 +16,8 @@ Usage:
                                        run the connector
   mydata-connector status --config FILE [--peer [ORG/]NAME]
                                        print identity, hub reachability and directory age; ping a peer
+  mydata-connector audit verify|export --config FILE [--since T] [--out F]
+                                       check the audit log's hash chain, or export it as JSON lines
   mydata-connector version
 `
 
@@ -32,6 +34,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "status":
 		err = status(os.Args[2:], os.Stdout)
+	case "audit":
+		err = auditCmd(os.Args[2:], os.Stdout)
 	case "version":
 		err = version(os.Stdout)
 	case "help", "-h", "--help":

@@ -9,15 +9,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/mydatafed/mydata/connector/internal/backend"
 	"github.com/mydatafed/mydata/connector/internal/config"
 	"github.com/mydatafed/mydata/connector/internal/dirsync"
+	"github.com/mydatafed/mydata/connector/internal/exchange"
 	"github.com/mydatafed/mydata/connector/internal/identity"
 	"github.com/mydatafed/mydata/connector/internal/peer"
+	"github.com/mydatafed/mydata/connector/internal/provider"
+	"github.com/mydatafed/mydata/connector/internal/receipts"
+	"github.com/mydatafed/mydata/connector/internal/tickets"
+	"github.com/mydatafed/mydata/pkg/audit"
 	"github.com/mydatafed/mydata/pkg/directory"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/seal"
@@ -36,6 +43,15 @@ type Agent struct {
 	node *peer.Node
 	tel  *telemetry.Server
 	hpke hpke.PrivateKey
+
+	audit     *audit.Log
+	tickets   *tickets.Store
+	receipts  *receipts.Outbox
+	exchanges *exchange.Manager
+	api       *exchange.API
+	apiLn     net.Listener
+	backends  []backend.Backend
+	provider  *provider.Provider
 	// dirChanged wakes the key publisher after each directory change.
 	dirChanged chan struct{}
 }
@@ -72,8 +88,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *Agent, er
 	reg := telemetry.NewRegistry("connector")
 	a = &Agent{cfg: cfg, log: log}
 	defer func() {
-		if err != nil && a.id != nil {
-			a.id.Close()
+		if err != nil {
+			a.close()
 		}
 	}()
 	if a.id, a.hub, err = OpenIdentity(ctx, cfg, log, reg); err != nil {
@@ -90,13 +106,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *Agent, er
 	}
 	a.node, err = peer.Listen(peer.Config{
 		Listen: cfg.QUIC.Listen, TD: cfg.TD(), SVID: a.id, Bundles: a.id, IdleTimeout: cfg.QUIC.IdleTimeout,
-		Authorize: a.dir.Authorize, Log: log.With(telemetry.KeyComponent, "quic"), Registerer: reg,
+		Authorize: a.dir.Authorize, Transfer: a.serveTransfer, Log: log.With(telemetry.KeyComponent, "quic"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
 	}
 	if a.hpke, err = seal.LoadOrCreateKey(filepath.Join(cfg.DataDir, "hpke.key"), seal.KEMHybrid); err != nil {
 		return nil, fmt.Errorf("HPKE key: %w", err)
+	}
+	if err := a.openTransfers(cfg, log, reg); err != nil {
+		return nil, err
 	}
 	a.dirChanged = make(chan struct{}, 1)
 	a.dir.OnChange(func(*directory.Document) {
@@ -166,7 +185,7 @@ func (a *Agent) Directory() *dirsync.Sync { return a.dir }
 
 // Run serves until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.id.Close()
+	defer a.close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.id.Run(gctx) })
 	g.Go(func() error { return a.dir.Run(gctx) })
@@ -174,8 +193,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.tel.Run(gctx) })
 	g.Go(func() error { return a.publishKey(gctx, a.dirChanged) })
 	g.Go(func() error { return a.recheck(gctx) })
+	g.Go(func() error { return a.receipts.Run(gctx) })
+	g.Go(func() error { return a.exchanges.Run(gctx) })
+	g.Go(func() error { return a.api.Serve(gctx, a.apiLn) })
+	g.Go(func() error { return a.housekeeping(gctx) })
 	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),
-		"telemetry", a.tel.Addr().String(), "hub", a.cfg.Hub.URL)
+		"telemetry", a.tel.Addr().String(), "exchange_api", a.apiLn.Addr().String(), "hub", a.cfg.Hub.URL, "datasets", len(a.cfg.Datasets))
 	err := g.Wait()
 	a.log.Info("connector stopped", telemetry.KeyError, err)
 	return err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mydatafed/mydata/connector/internal/backend"
+	"github.com/mydatafed/mydata/pkg/audit"
 	"github.com/mydatafed/mydata/pkg/configfile"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
@@ -93,7 +94,7 @@ func Default() Config {
 	c.Exchange.Listen = "127.0.0.1:8442"
 	c.Exchange.MaxBytes = 1 << 30
 	c.Exchange.Keep = 10 * time.Minute
-	c.Audit.Retention = 2 * 365 * 24 * time.Hour
+	c.Audit.Retention = audit.MinRetention
 	c.Log = telemetry.LogConfig{Format: "text", Level: "info"}
 	return c
 }
@@ -165,7 +166,7 @@ func (c *Config) Validate() error {
 	if c.Exchange.Keep < time.Second {
 		return fmt.Errorf("exchange.keep: %s is shorter than 1s", c.Exchange.Keep)
 	}
-	if c.Audit.Retention < 2*365*24*time.Hour {
+	if c.Audit.Retention < audit.MinRetention {
 		return fmt.Errorf("audit.retention: %s is shorter than the 2 years the platform's rules require", c.Audit.Retention)
 	}
 	for id, d := range c.Datasets {

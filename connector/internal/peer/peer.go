@@ -42,7 +42,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Authorize accepts a peer's ID or says why not; it is asked at every handshake and again for open
 	// connections by Recheck.
-	Authorize  func(spiffeid.ID) error
+	Authorize func(spiffeid.ID) error
+	// Transfer serves a stream that opened with a ticket frame; nil refuses transfers (an SP-only
+	// connector).
+	Transfer   func(st *quic.Stream, peer spiffeid.ID, ticket string)
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -56,6 +59,8 @@ type Node struct {
 
 	mu    sync.Mutex
 	conns map[*quic.Conn]spiffeid.ID
+	// out keeps one outgoing connection per peer for reuse: a QUIC connection carries many streams.
+	out map[spiffeid.ID]*quic.Conn
 }
 
 // Listen binds the QUIC listener.
@@ -64,7 +69,7 @@ func Listen(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, metrics: m, conns: map[*quic.Conn]spiffeid.ID{}}
+	n := &Node{cfg: cfg, metrics: m, conns: map[*quic.Conn]spiffeid.ID{}, out: map[spiffeid.ID]*quic.Conn{}}
 	m.open = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mydata_connector_quic_connections_open",
 		Help: "Open QUIC connections with peers, both directions.",
@@ -189,6 +194,9 @@ func (n *Node) track(conn *quic.Conn, id spiffeid.ID) {
 		<-conn.Context().Done()
 		n.mu.Lock()
 		delete(n.conns, conn)
+		if n.out[id] == conn {
+			delete(n.out, id)
+		}
 		n.mu.Unlock()
 	}()
 }
@@ -225,9 +233,18 @@ func (n *Node) serveStream(st *quic.Stream, id spiffeid.ID) {
 		writeError(st, "bad request: "+err.Error())
 		return
 	}
+	// The first frame must come quickly; a transfer then runs as long as it keeps moving, which QUIC's idle
+	// timeout watches.
+	st.SetDeadline(time.Time{})
 	switch f.Type {
 	case wire.TypePing:
 		_ = wire.Write(st, wire.Frame{Type: wire.TypePong, Payload: f.Payload})
+	case wire.TypeTicket:
+		if n.cfg.Transfer == nil {
+			writeError(st, "this connector serves no datasets")
+			return
+		}
+		n.cfg.Transfer(st, id, string(f.Payload))
 	default:
 		writeError(st, fmt.Sprintf("unexpected frame type 0x%02x", uint8(f.Type)))
 	}
@@ -255,6 +272,30 @@ func (n *Node) Dial(ctx context.Context, addr string, want spiffeid.ID) (*quic.C
 	n.track(conn, want)
 	go n.serveConn(conn.Context(), conn, want)
 	return conn, nil
+}
+
+// Conn returns the open connection to want, or dials one.
+func (n *Node) Conn(ctx context.Context, addr string, want spiffeid.ID) (*quic.Conn, error) {
+	n.mu.Lock()
+	c := n.out[want]
+	n.mu.Unlock()
+	if c != nil && c.Context().Err() == nil {
+		return c, nil
+	}
+	c, err := n.Dial(ctx, addr, want)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	if old := n.out[want]; old != nil && old.Context().Err() == nil {
+		// Another caller dialled at the same time; keep one connection.
+		n.mu.Unlock()
+		c.CloseWithError(CodeNoError, "duplicate")
+		return old, nil
+	}
+	n.out[want] = c
+	n.mu.Unlock()
+	return c, nil
 }
 
 // Ping sends a ping on a new stream of conn and waits for the pong.

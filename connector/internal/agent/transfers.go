@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/mydatafed/mydata/connector/internal/backend"
+	"github.com/mydatafed/mydata/connector/internal/config"
+	"github.com/mydatafed/mydata/connector/internal/exchange"
+	"github.com/mydatafed/mydata/connector/internal/provider"
+	"github.com/mydatafed/mydata/connector/internal/receipts"
+	"github.com/mydatafed/mydata/connector/internal/tickets"
+	"github.com/mydatafed/mydata/pkg/audit"
+	"github.com/mydatafed/mydata/pkg/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// AuditPaths are where the audit log and its subject-hash key live.
+func AuditPaths(cfg config.Config) (db, key string) {
+	return filepath.Join(cfg.DataDir, "audit.db"), filepath.Join(cfg.DataDir, "audit.key")
+}
+
+// openTransfers opens what both roles of a transfer need: audit log, ticket record, receipt outbox, the
+// dataset backends (DP) and the exchange manager and its local API (SP).
+func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) error {
+	dbPath, keyPath := AuditPaths(cfg)
+	key, err := audit.LoadOrCreateKey(keyPath)
+	if err != nil {
+		return fmt.Errorf("audit key: %w", err)
+	}
+	if a.audit, err = audit.Open(audit.Config{Path: dbPath, Retention: cfg.Audit.Retention}); err != nil {
+		return err
+	}
+	if a.tickets, err = tickets.Open(filepath.Join(cfg.DataDir, "tickets.db")); err != nil {
+		return err
+	}
+	if a.receipts, err = receipts.Open(filepath.Join(cfg.DataDir, "receipts.db"), a.hub, log.With(telemetry.KeyComponent, "receipts"), reg); err != nil {
+		return err
+	}
+	datasets := map[string]provider.Dataset{}
+	for id, d := range cfg.Datasets {
+		b, err := backend.New(d.Backend)
+		if err != nil {
+			return fmt.Errorf("datasets.%s.backend: %w", id, err)
+		}
+		a.backends = append(a.backends, b)
+		datasets[id] = provider.Dataset{Backend: b, MaxBytes: d.MaxBytes}
+	}
+	if a.provider, err = provider.New(provider.Config{
+		Self: cfg.ID(), Datasets: datasets, Keys: a.dir, HPKE: a.hpke, SVID: a.id, Tickets: a.tickets,
+		Audit: a.audit, AuditKey: key, Receipts: a.receipts, Log: log.With(telemetry.KeyComponent, "provider"), Registerer: reg,
+	}); err != nil {
+		return err
+	}
+	if a.exchanges, err = exchange.New(exchange.Config{
+		Hub: a.hub, Node: a.node, Bundles: a.id, Audit: a.audit, AuditKey: key, Receipts: a.receipts,
+		MaxBytes: cfg.Exchange.MaxBytes, Keep: cfg.Exchange.Keep, Log: log.With(telemetry.KeyComponent, "exchange"), Registerer: reg,
+	}); err != nil {
+		return err
+	}
+	if a.api, err = exchange.NewAPI(a.exchanges, cfg.Exchange.BearerTokenFile, log.With(telemetry.KeyComponent, "exchange-api")); err != nil {
+		return err
+	}
+	if a.apiLn, err = net.Listen("tcp", cfg.Exchange.Listen); err != nil {
+		return fmt.Errorf("exchange.listen %s: %w", cfg.Exchange.Listen, err)
+	}
+	return nil
+}
+
+func (a *Agent) serveTransfer(st *quic.Stream, peer spiffeid.ID, ticket string) {
+	a.provider.Serve(st, peer, ticket)
+}
+
+// housekeeping purges the audit log past retention and forgets expired tickets, daily.
+func (a *Agent) housekeeping(ctx context.Context) error {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := a.audit.Purge(ctx); err != nil {
+			a.log.Error("audit purge", telemetry.KeyError, err)
+		} else if n > 0 {
+			a.log.Info("purged audit entries past retention", "rows", n)
+		}
+		if _, err := a.tickets.Purge(ctx, time.Now().Add(-time.Hour)); err != nil {
+			a.log.Warn("ticket purge", telemetry.KeyError, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// close releases what New opened.
+func (a *Agent) close() {
+	for _, b := range a.backends {
+		b.Close()
+	}
+	if a.apiLn != nil {
+		a.apiLn.Close()
+	}
+	if a.receipts != nil {
+		a.receipts.Close()
+	}
+	if a.tickets != nil {
+		a.tickets.Close()
+	}
+	if a.audit != nil {
+		a.audit.Close()
+	}
+	if a.id != nil {
+		a.id.Close()
+	}
+}

@@ -1,0 +1,230 @@
+package exchange
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/strictjson"
+)
+
+// API is the connector's local HTTP API for the SP's own application.
+type API struct {
+	m     *Manager
+	token []byte
+	srv   *http.Server
+	log   *slog.Logger
+}
+
+// NewAPI makes the API; tokenFile, if set, holds the bearer token callers must send.
+func NewAPI(m *Manager, tokenFile string, log *slog.Logger) (*API, error) {
+	a := &API{m: m, log: log}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("exchange.bearer_token_file: %w", err)
+		}
+		a.token = []byte(strings.TrimSpace(string(b)))
+		if len(a.token) < 16 {
+			return nil, errors.New("exchange.bearer_token_file: the token must be at least 16 characters")
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/exchanges", a.create)
+	mux.HandleFunc("POST /v1/exchanges/stream", a.stream)
+	mux.HandleFunc("GET /v1/exchanges/{id}", a.get)
+	mux.HandleFunc("GET /v1/exchanges/{id}/datasets/{dataset}/content", a.content)
+	a.srv = &http.Server{Handler: a.auth(mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return a, nil
+}
+
+func (a *API) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.token != nil {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), a.token) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="mydata-connector"`)
+				writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Serve serves on ln until ctx ends.
+func (a *API) Serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = a.srv.Shutdown(sctx)
+	}()
+	if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, hubapi.Error{Message: msg})
+}
+
+func (a *API) fail(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeError(w, ae.status, ae.msg)
+		return
+	}
+	a.log.Error("exchange failed", "err", err)
+	writeError(w, http.StatusInternalServerError, "internal error")
+}
+
+func readRequest(r *http.Request) (Request, error) {
+	var req Request
+	if err := strictjson.Decode(r.Body, 16<<10, &req); err != nil {
+		return req, &apiError{http.StatusBadRequest, err.Error()}
+	}
+	return req, nil
+}
+
+// create runs an exchange and answers with every dataset's result, content included.
+func (a *API) create(w http.ResponseWriter, r *http.Request) {
+	req, err := readRequest(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	ex, err := a.m.Start(r.Context(), req)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ex.Snapshot())
+}
+
+func (a *API) get(w http.ResponseWriter, r *http.Request) {
+	ex, ok := a.m.Get(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such exchange (finished exchanges are dropped after exchange.keep)")
+		return
+	}
+	writeJSON(w, http.StatusOK, ex.Snapshot())
+}
+
+func (a *API) content(w http.ResponseWriter, r *http.Request) {
+	ex, ok := a.m.Get(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such exchange")
+		return
+	}
+	for _, d := range ex.Snapshot().Datasets {
+		if d.Dataset != r.PathValue("dataset") {
+			continue
+		}
+		if d.Status != StatusDelivered || d.Content == nil {
+			writeError(w, http.StatusConflict, fmt.Sprintf("dataset %s is %s", d.Dataset, d.Status))
+			return
+		}
+		w.Header().Set("Content-Type", d.ContentType)
+		w.Header().Set("X-Mydata-SHA256", d.SHA256)
+		w.Write(d.Content)
+		return
+	}
+	writeError(w, http.StatusNotFound, "the exchange has no such dataset")
+}
+
+// stream redeems a code and streams one dataset (?dataset=ID) to the caller as it arrives, without
+// buffering it; the other datasets are fetched as usual and read with GET. Success is in the trailers
+// (X-Mydata-Status: delivered, X-Mydata-SHA256); a failure after the first byte aborts the response, so the
+// client never mistakes a cut stream for a whole one.
+func (a *API) stream(w http.ResponseWriter, r *http.Request) {
+	want := r.URL.Query().Get("dataset")
+	if want == "" {
+		writeError(w, http.StatusBadRequest, "dataset: give the dataset to stream with ?dataset=ID")
+		return
+	}
+	req, err := readRequest(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	ex, key, err := a.m.redeem(r.Context(), req)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	var target *Dataset
+	for _, d := range ex.Datasets {
+		if d.Dataset == want && d.Status == StatusFetching {
+			target = d
+		} else if d.Status == StatusFetching {
+			go a.m.fetch(ex, d, key, nil)
+		}
+	}
+	if target == nil {
+		for _, d := range ex.Datasets {
+			if d.Dataset == want {
+				w.Header().Set("X-Mydata-Exchange", ex.ID)
+				writeError(w, http.StatusConflict, fmt.Sprintf("dataset %s is %s: %s", want, d.Status, d.Reason))
+				return
+			}
+		}
+		w.Header().Set("X-Mydata-Exchange", ex.ID)
+		writeError(w, http.StatusNotFound, "the consent does not cover dataset "+want)
+		return
+	}
+	w.Header().Set("Trailer", "X-Mydata-Status, X-Mydata-SHA256, X-Mydata-Size")
+	w.Header().Set("X-Mydata-Exchange", ex.ID)
+	w.Header().Set("Content-Type", target.ContentType)
+	sink := &headerOnFirstWrite{w: w}
+	a.m.fetch(ex, target, key, sink)
+	snap := ex.Snapshot()
+	for _, d := range snap.Datasets {
+		if d.Dataset != want {
+			continue
+		}
+		if d.Status != StatusDelivered {
+			if sink.started {
+				panic(http.ErrAbortHandler)
+			}
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("dataset %s is %s: %s", want, d.Status, d.Reason))
+			return
+		}
+		if !sink.started {
+			w.WriteHeader(http.StatusOK)
+		}
+		w.Header().Set("X-Mydata-Status", StatusDelivered)
+		w.Header().Set("X-Mydata-SHA256", d.SHA256)
+		w.Header().Set("X-Mydata-Size", fmt.Sprint(d.Size))
+	}
+}
+
+type headerOnFirstWrite struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (h *headerOnFirstWrite) Write(p []byte) (int, error) {
+	if !h.started {
+		h.started = true
+		h.w.WriteHeader(http.StatusOK)
+	}
+	return h.w.Write(p)
+}

@@ -1,0 +1,407 @@
+// Package exchange is the service provider's side of the online mode: the connector's local API takes an
+// authorization code from the SP's web application, redeems it at the hub over mTLS, fetches every dataset
+// from its data provider's connector in parallel over QUIC, verifies each, and reports per dataset:
+// delivered, no record, pending (retry after), unavailable or failed. One dataset failing never fails the
+// others. Results stay in memory for a short while and are then dropped.
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"crypto/hpke"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/mydatafed/mydata/connector/internal/peer"
+	"github.com/mydatafed/mydata/connector/internal/receipts"
+	"github.com/mydatafed/mydata/pkg/audit"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/seal"
+	"github.com/mydatafed/mydata/pkg/transfer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Dataset statuses in an exchange.
+const (
+	StatusFetching    = "fetching"
+	StatusDelivered   = "delivered"
+	StatusNoRecord    = "no_record"
+	StatusPending     = "pending"
+	StatusUnavailable = "unavailable"
+	StatusFailed      = "failed"
+)
+
+// Config wires the manager.
+type Config struct {
+	Hub      *hubapi.Client
+	Node     *peer.Node
+	Bundles  x509bundle.Source
+	Audit    *audit.Log
+	AuditKey []byte
+	Receipts *receipts.Outbox
+	MaxBytes int64
+	// Keep is how long a finished exchange's results stay available.
+	Keep       time.Duration
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Manager runs exchanges.
+type Manager struct {
+	cfg     Config
+	mu      sync.Mutex
+	byID    map[string]*Exchange
+	metrics *metrics
+}
+
+// New makes a manager.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{cfg: cfg, byID: map[string]*Exchange{}, metrics: m}, nil
+}
+
+// Exchange is one redeemed consent and its datasets.
+type Exchange struct {
+	ID          string     `json:"id"`
+	ConsentID   string     `json:"consent_id"`
+	Service     string     `json:"service"`
+	AAL         int        `json:"assurance_level"`
+	LoginMethod string     `json:"login_method"`
+	State       string     `json:"state"` // in_progress or complete
+	Created     time.Time  `json:"created_at"`
+	Datasets    []*Dataset `json:"datasets"`
+
+	mu      sync.Mutex
+	changed chan struct{}
+	subject string
+	settled time.Time
+}
+
+// Dataset is one dataset's result.
+type Dataset struct {
+	Dataset     string    `json:"dataset"`
+	DP          string    `json:"dp,omitempty"`
+	Status      string    `json:"status"`
+	Reason      string    `json:"reason,omitempty"`
+	RetryAfter  int       `json:"retry_after,omitempty"`
+	ContentType string    `json:"content_type,omitempty"`
+	Size        int64     `json:"size,omitempty"`
+	SHA256      string    `json:"sha256,omitempty"`
+	Verified    bool      `json:"verified"`
+	Content     []byte    `json:"content,omitempty"`
+	UpdatedAt   time.Time `json:"updated_at"`
+
+	ticket hubapi.RedeemedTicket
+}
+
+// Request is what the SP's application sends: the code and PKCE verifier from its redirect.
+type Request struct {
+	ClientID     string `json:"client_id,omitempty"`
+	Code         string `json:"code"`
+	CodeVerifier string `json:"code_verifier"`
+	RedirectURI  string `json:"redirect_uri"`
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// redeem trades the code for tickets, with a fresh HPKE key for this exchange alone.
+func (m *Manager) redeem(ctx context.Context, req Request) (*Exchange, hpke.PrivateKey, error) {
+	if req.Code == "" || req.CodeVerifier == "" || req.RedirectURI == "" {
+		return nil, nil, &apiError{http.StatusBadRequest, "code, code_verifier and redirect_uri are required"}
+	}
+	key, err := seal.GenerateKey(seal.KEMHybrid)
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp hubapi.RedeemResponse
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = m.cfg.Hub.Do(rctx, http.MethodPost, hubapi.PathRedeem, hubapi.RedeemRequest{
+		ClientID: req.ClientID, Code: req.Code, CodeVerifier: req.CodeVerifier, RedirectURI: req.RedirectURI,
+		RecipientKEM: seal.KEMHybrid, RecipientKey: key.PublicKey().Bytes(),
+	}, &resp)
+	if err != nil {
+		var he *hubapi.Error
+		if errors.As(err, &he) && he.Status < 500 {
+			m.metrics.exchanges.WithLabelValues("refused").Inc()
+			return nil, nil, &apiError{he.Status, "the hub refused the code: " + he.Message}
+		}
+		m.metrics.exchanges.WithLabelValues("hub_unreachable").Inc()
+		return nil, nil, &apiError{http.StatusBadGateway, "the hub could not be reached: " + err.Error()}
+	}
+	ex := &Exchange{ID: newID(), ConsentID: resp.ConsentID, Service: resp.Service, AAL: resp.AAL, LoginMethod: resp.LoginMethod,
+		State: "in_progress", Created: m.cfg.Now().UTC(), changed: make(chan struct{})}
+	if subj, err := seal.Open(key, hubapi.SubjectInfo(resp.ConsentID), resp.SubjectSealed); err == nil {
+		ex.subject = string(subj)
+	}
+	for _, t := range resp.Tickets {
+		ex.Datasets = append(ex.Datasets, &Dataset{Dataset: t.Dataset, DP: t.DP, Status: StatusFetching, ContentType: t.ContentType, ticket: t, UpdatedAt: ex.Created})
+	}
+	for _, u := range resp.Unavailable {
+		ex.Datasets = append(ex.Datasets, &Dataset{Dataset: u.Dataset, Status: StatusUnavailable, Reason: u.Reason, UpdatedAt: ex.Created})
+	}
+	m.mu.Lock()
+	m.byID[ex.ID] = ex
+	m.mu.Unlock()
+	m.metrics.exchanges.WithLabelValues("redeemed").Inc()
+	return ex, key, nil
+}
+
+// Start redeems the code and fetches every dataset; it returns once each dataset is delivered, settled
+// otherwise, or pending, and keeps retrying pending ones in the background.
+func (m *Manager) Start(ctx context.Context, req Request) (*Exchange, error) {
+	ex, key, err := m.redeem(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ex.Datasets {
+		if d.Status == StatusFetching {
+			go m.fetch(ex, d, key, nil)
+		}
+	}
+	ex.waitSettled(ctx)
+	return ex, nil
+}
+
+// waitSettled waits until no dataset is still being fetched for the first time.
+func (ex *Exchange) waitSettled(ctx context.Context) {
+	for {
+		ex.mu.Lock()
+		busy := false
+		for _, d := range ex.Datasets {
+			if d.Status == StatusFetching {
+				busy = true
+			}
+		}
+		ch := ex.changed
+		ex.mu.Unlock()
+		if !busy {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// set updates a dataset and wakes waiters.
+func (ex *Exchange) set(d *Dataset, fn func(*Dataset)) {
+	ex.mu.Lock()
+	fn(d)
+	d.UpdatedAt = time.Now().UTC()
+	done := true
+	for _, x := range ex.Datasets {
+		if x.Status == StatusFetching || x.Status == StatusPending {
+			done = false
+		}
+	}
+	if done && ex.State != "complete" {
+		ex.State, ex.settled = "complete", time.Now()
+	}
+	close(ex.changed)
+	ex.changed = make(chan struct{})
+	ex.mu.Unlock()
+}
+
+// Snapshot copies the exchange for a reader.
+func (ex *Exchange) Snapshot() *Exchange {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	c := &Exchange{ID: ex.ID, ConsentID: ex.ConsentID, Service: ex.Service, AAL: ex.AAL, LoginMethod: ex.LoginMethod, State: ex.State, Created: ex.Created}
+	for _, d := range ex.Datasets {
+		dc := *d
+		c.Datasets = append(c.Datasets, &dc)
+	}
+	return c
+}
+
+// Get finds an exchange.
+func (m *Manager) Get(id string) (*Exchange, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ex, ok := m.byID[id]
+	return ex, ok
+}
+
+// fetch gets one dataset, retrying "not ready" within the ticket's life. With sink set, content goes there
+// as it arrives (streaming) instead of into memory.
+func (m *Manager) fetch(ex *Exchange, d *Dataset, key hpke.PrivateKey, sink io.Writer) {
+	t := d.ticket
+	ctx, cancel := context.WithDeadline(context.Background(), t.ExpiresAt.Add(30*time.Second))
+	defer cancel()
+	dp, err := spiffeid.FromString(t.DP)
+	if err != nil {
+		m.finish(ex, d, StatusFailed, "the hub named an invalid data provider", 0)
+		return
+	}
+	for {
+		var buf bytes.Buffer
+		dst := io.Writer(&limitedWriter{w: &buf, n: m.cfg.MaxBytes})
+		if sink != nil {
+			dst = sink
+		}
+		res, err := m.fetchOnce(ctx, t, dp, key, dst)
+		if err != nil {
+			m.finish(ex, d, StatusFailed, err.Error(), 0)
+			return
+		}
+		h := res.Header
+		switch h.Status {
+		case transfer.OK:
+			content := buf.Bytes()
+			if sink != nil {
+				content = nil
+			}
+			ex.set(d, func(d *Dataset) {
+				d.ContentType, d.Size, d.SHA256, d.Verified, d.Content = h.Manifest.ContentType, res.Size, hex.EncodeToString(res.SHA256), true, content
+			})
+			m.finish(ex, d, StatusDelivered, "", res.Size)
+			return
+		case transfer.NoRecord:
+			m.finish(ex, d, StatusNoRecord, h.Message, 0)
+			return
+		case transfer.NotReady:
+			retry := time.Duration(max(h.RetryAfter, 1)) * time.Second
+			if time.Now().Add(retry).After(t.ExpiresAt) {
+				m.finish(ex, d, StatusFailed, "the agency did not answer within the ticket's life", 0)
+				return
+			}
+			ex.set(d, func(d *Dataset) { d.Status, d.RetryAfter, d.Reason = StatusPending, h.RetryAfter, h.Message })
+			m.metrics.datasets.WithLabelValues(StatusPending).Inc()
+			select {
+			case <-time.After(retry):
+			case <-ctx.Done():
+				m.finish(ex, d, StatusFailed, "the ticket expired while the agency was not ready", 0)
+				return
+			}
+		default:
+			m.finish(ex, d, StatusFailed, fmt.Sprintf("data provider answered %s: %s", h.Status, h.Message), 0)
+			return
+		}
+	}
+}
+
+func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spiffeid.ID, key hpke.PrivateKey, dst io.Writer) (*transfer.Result, error) {
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	conn, err := m.cfg.Node.Conn(dctx, t.Address, dp)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("data provider unreachable: %v", err)
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("data provider unreachable: %v", err)
+	}
+	defer st.CancelRead(0)
+	if err := transfer.WriteTicket(st, t.Ticket); err != nil {
+		return nil, fmt.Errorf("send ticket: %v", err)
+	}
+	st.Close() // we have said all we will say on this stream
+	res, err := transfer.Receive(st, dst, transfer.Expect{TicketID: t.TicketID, Dataset: t.Dataset, DP: dp, MaxSize: m.cfg.MaxBytes, Bundles: m.cfg.Bundles}, key)
+	if err != nil {
+		return nil, fmt.Errorf("delivery rejected: %v", err)
+	}
+	return res, nil
+}
+
+// finish settles a dataset and records it: audit log and receipt.
+func (m *Manager) finish(ex *Exchange, d *Dataset, status, reason string, size int64) {
+	ex.set(d, func(d *Dataset) {
+		d.Status, d.Reason = status, reason
+		if status != StatusPending {
+			d.RetryAfter = 0
+		}
+	})
+	m.metrics.datasets.WithLabelValues(status).Inc()
+	if status == StatusDelivered {
+		m.metrics.bytes.Add(float64(size))
+	}
+	outcome := map[string]string{StatusDelivered: audit.OutcomeDelivered, StatusNoRecord: audit.OutcomeNoRecord, StatusFailed: audit.OutcomeFailed}[status]
+	ctx := context.Background()
+	e := audit.Entry{Time: m.cfg.Now(), Role: audit.RoleSP, Dataset: d.Dataset, Counterpart: d.DP, ConsentID: ex.ConsentID,
+		TicketID: d.ticket.TicketID, Bytes: size, Outcome: outcome, Detail: truncate(reason, 500)}
+	if ex.subject != "" {
+		e.Subject = audit.SubjectHash(m.cfg.AuditKey, ex.subject)
+	}
+	if _, err := m.cfg.Audit.Append(ctx, e); err != nil {
+		m.cfg.Log.Error("audit append failed", "ticket", e.TicketID, "err", err)
+	}
+	if err := m.cfg.Receipts.Add(ctx, hubapi.ReceiptRequest{TicketID: d.ticket.TicketID, ConsentID: ex.ConsentID, Dataset: d.Dataset,
+		Role: hubapi.RoleReceiver, Counterpart: d.DP, Outcome: outcome, Bytes: size, At: e.Time}); err != nil {
+		m.cfg.Log.Error("queue receipt failed", "ticket", e.TicketID, "err", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Run drops finished exchanges after Keep, so results do not linger in the connector.
+func (m *Manager) Run(ctx context.Context) error {
+	t := time.NewTicker(min(m.cfg.Keep, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		m.mu.Lock()
+		for id, ex := range m.byID {
+			ex.mu.Lock()
+			old := ex.State == "complete" && time.Since(ex.settled) > m.cfg.Keep || time.Since(ex.Created) > 2*time.Hour
+			ex.mu.Unlock()
+			if old {
+				delete(m.byID, id)
+			}
+		}
+		m.mu.Unlock()
+	}
+}
+
+// limitedWriter refuses to buffer more than n bytes.
+type limitedWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.n {
+		return 0, transfer.ErrTooLarge
+	}
+	l.n -= int64(len(p))
+	return l.w.Write(p)
+}
+
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }

@@ -1,0 +1,213 @@
+// Package provider is the data provider's side of a transfer: it checks a presented ticket offline
+// (signature, expiry, that the QUIC peer is the named redeemer, that this connector serves the dataset,
+// that the ticket was never used), opens the sealed subject, reads the dataset from the agency's backend,
+// and streams it sealed to the recipient's key, signed. Every outcome goes to the audit log and, as a
+// receipt, to the hub.
+package provider
+
+import (
+	"context"
+	"crypto/hpke"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/mydatafed/mydata/connector/internal/backend"
+	"github.com/mydatafed/mydata/connector/internal/receipts"
+	"github.com/mydatafed/mydata/connector/internal/tickets"
+	"github.com/mydatafed/mydata/pkg/audit"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/seal"
+	"github.com/mydatafed/mydata/pkg/ticket"
+	"github.com/mydatafed/mydata/pkg/transfer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Dataset is a dataset this connector serves.
+type Dataset struct {
+	Backend  backend.Backend
+	MaxBytes int64
+}
+
+// Config wires the provider.
+type Config struct {
+	Self     spiffeid.ID
+	Datasets map[string]Dataset
+	Keys     ticket.KeySet
+	HPKE     hpke.PrivateKey
+	SVID     x509svid.Source
+	Tickets  *tickets.Store
+	Audit    *audit.Log
+	// AuditKey keys the subject hashes in the audit log.
+	AuditKey   []byte
+	Receipts   *receipts.Outbox
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Provider serves transfers.
+type Provider struct {
+	cfg       Config
+	transfers *prometheus.CounterVec
+	bytes     prometheus.Counter
+}
+
+// New makes a provider.
+func New(cfg Config) (*Provider, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Provider{cfg: cfg,
+		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mydata_connector_dp_transfers_total",
+			Help: "Tickets served as a data provider, by dataset and outcome (delivered, no_record, pending, refused, failed).",
+		}, []string{"dataset", "outcome"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mydata_connector_dp_bytes_total",
+			Help: "Plaintext bytes delivered as a data provider.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{p.transfers, p.bytes} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// outcome is what happened to one presented ticket.
+type outcome struct {
+	claims  *ticket.Claims
+	subject string
+	status  string // an audit outcome
+	detail  string
+	bytes   int64
+}
+
+// Serve answers one ticket on st from peer.
+func (p *Provider) Serve(st io.ReadWriteCloser, peer spiffeid.ID, token string) {
+	defer st.Close()
+	ctx := context.Background()
+	o := p.serve(ctx, st, peer, token)
+	p.record(ctx, peer, o)
+}
+
+func (p *Provider) refuse(w io.Writer, o *outcome, format string, args ...any) *outcome {
+	o.status, o.detail = audit.OutcomeRefused, fmt.Sprintf(format, args...)
+	_ = transfer.WriteStatus(w, transfer.Refused, o.detail, 0)
+	return o
+}
+
+func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID, token string) *outcome {
+	o := &outcome{}
+	c, err := ticket.Verify(token, p.cfg.Keys, p.cfg.Now())
+	if err != nil {
+		return p.refuse(st, o, "%v", err)
+	}
+	o.claims = c
+	if c.Redeemer != peer.String() {
+		return p.refuse(st, o, "this ticket may be presented only by %s", c.Redeemer)
+	}
+	if c.DP != p.cfg.Self.String() {
+		return p.refuse(st, o, "this ticket is for %s, not this connector", c.DP)
+	}
+	ds, ok := p.cfg.Datasets[c.Dataset]
+	if !ok {
+		return p.refuse(st, o, "this connector does not serve dataset %s", c.Dataset)
+	}
+	if err := p.cfg.Tickets.Claim(ctx, c.ID, time.Unix(c.ExpiresAt, 0).Add(ticket.Skew)); err != nil {
+		if errors.Is(err, tickets.ErrUsed) || errors.Is(err, tickets.ErrBusy) {
+			return p.refuse(st, o, "%v", err)
+		}
+		p.cfg.Log.Error("ticket record", "err", err)
+		o.status, o.detail = audit.OutcomeFailed, "ticket record unavailable"
+		_ = transfer.WriteStatus(st, transfer.Failed, "the data provider cannot serve right now", 0)
+		return o
+	}
+	spent := true
+	defer func() {
+		if err := p.cfg.Tickets.Finish(ctx, c.ID, spent); err != nil {
+			p.cfg.Log.Error("ticket record", "err", err)
+		}
+	}()
+	subj, err := seal.Open(p.cfg.HPKE, ticket.SubjectInfo(c.ID), c.SealedSubject)
+	if err != nil {
+		return p.refuse(st, o, "the ticket's subject is not sealed to this connector")
+	}
+	o.subject = string(subj)
+	recipient, err := seal.ParsePublicKey(c.RecipientKEM, c.RecipientKey)
+	if err != nil {
+		return p.refuse(st, o, "the ticket's recipient key is unusable")
+	}
+	res, err := ds.Backend.Fetch(ctx, o.subject)
+	if err != nil {
+		// The agency's error stays here; the SP learns only that the provider failed.
+		p.cfg.Log.Error("backend fetch failed", "dataset", c.Dataset, "ticket", c.ID, "err", err)
+		o.status, o.detail = audit.OutcomeFailed, "backend failure"
+		_ = transfer.WriteStatus(st, transfer.Failed, "the data provider's system could not produce the data", 0)
+		return o
+	}
+	switch res.Status {
+	case backend.NoRecord:
+		o.status = audit.OutcomeNoRecord
+		_ = transfer.WriteStatus(st, transfer.NoRecord, "no record for this citizen", 0)
+		return o
+	case backend.NotReady:
+		spent = false
+		retry := int(max(res.RetryAfter, time.Second) / time.Second)
+		o.status, o.detail = audit.OutcomePending, fmt.Sprintf("retry after %ds", retry)
+		_ = transfer.WriteStatus(st, transfer.NotReady, "the agency will answer later", retry)
+		return o
+	}
+	defer res.Body.Close()
+	if res.Size > ds.MaxBytes {
+		o.status, o.detail = audit.OutcomeFailed, "dataset larger than max_bytes"
+		_ = transfer.WriteStatus(st, transfer.Failed, "the data is larger than this provider delivers", 0)
+		return o
+	}
+	m := transfer.Manifest{TicketID: c.ID, ConsentID: c.ConsentID, Dataset: c.Dataset, ContentType: res.ContentType, DeclaredSize: res.Size}
+	n, err := transfer.Send(st, m, recipient, res.Body, ds.MaxBytes, p.cfg.SVID)
+	o.bytes = n
+	if err != nil {
+		p.cfg.Log.Warn("delivery failed", "dataset", c.Dataset, "ticket", c.ID, "bytes", n, "err", err)
+		o.status, o.detail = audit.OutcomeFailed, "delivery interrupted"
+		return o
+	}
+	o.status = audit.OutcomeDelivered
+	p.bytes.Add(float64(n))
+	return o
+}
+
+// record writes the outcome to the audit log and queues the receipt. A refusal of a ticket that did not
+// verify has no consent to report to the hub; it is audited only.
+func (p *Provider) record(ctx context.Context, peer spiffeid.ID, o *outcome) {
+	dataset := "unknown"
+	e := audit.Entry{Time: p.cfg.Now(), Role: audit.RoleDP, Counterpart: peer.String(), Outcome: o.status, Detail: o.detail, Bytes: o.bytes}
+	if o.claims != nil {
+		dataset = o.claims.Dataset
+		e.Dataset, e.ConsentID, e.TicketID = o.claims.Dataset, o.claims.ConsentID, o.claims.ID
+	} else {
+		e.Dataset = dataset
+	}
+	if o.subject != "" {
+		e.Subject = audit.SubjectHash(p.cfg.AuditKey, o.subject)
+	}
+	p.transfers.WithLabelValues(dataset, o.status).Inc()
+	if _, err := p.cfg.Audit.Append(ctx, e); err != nil {
+		p.cfg.Log.Error("audit append failed", "ticket", e.TicketID, "err", err)
+	}
+	if o.claims == nil {
+		return
+	}
+	if err := p.cfg.Receipts.Add(ctx, hubapi.ReceiptRequest{TicketID: o.claims.ID, ConsentID: o.claims.ConsentID, Dataset: o.claims.Dataset,
+		Role: hubapi.RoleSender, Counterpart: peer.String(), Outcome: o.status, Bytes: o.bytes, At: e.Time}); err != nil {
+		p.cfg.Log.Error("queue receipt failed", "ticket", o.claims.ID, "err", err)
+	}
+}

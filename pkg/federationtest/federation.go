@@ -305,8 +305,10 @@ type Connector struct {
 	ConfigPath string
 	QUIC       string
 	Telem      string
-	proc       *Process
-	t          testing.TB
+	// API is the local exchange API's address.
+	API  string
+	proc *Process
+	t    testing.TB
 }
 
 // AddConnector registers a connector at the hub (and its organisation) and writes its configuration.
@@ -316,15 +318,15 @@ func (h *Hub) AddConnector(org, name string, opts ConnectorOptions) *Connector {
 		opts.Roles = "dp,sp"
 	}
 	c := &Connector{Hub: h, Org: org, Name: name, Dir: filepath.Join(h.Dir, "connector-"+org+"-"+name), t: h.t}
-	c.QUIC, c.Telem = FreeUDP(h.t), FreeTCP(h.t)
+	c.QUIC, c.Telem, c.API = FreeUDP(h.t), FreeTCP(h.t), FreeTCP(h.t)
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		h.t.Fatal(err)
 	}
 	h.AddOrg(org)
 	h.Admin("connector", "add", "--org", org, "--name", name, "--roles", opts.Roles, "--address", c.QUIC)
 	c.ConfigPath = filepath.Join(c.Dir, "connector.yaml")
-	yaml := fmt.Sprintf("trust_domain: %s\norg: %s\nname: %s\ndata_dir: %s\nhub:\n  url: %s\nquic:\n  listen: %s\ntelemetry:\n  listen: %s\nlog:\n  level: debug\n%s",
-		TrustDomain, org, name, filepath.Join(c.Dir, "data"), h.URL(), c.QUIC, c.Telem, opts.Extra)
+	yaml := fmt.Sprintf("trust_domain: %s\norg: %s\nname: %s\ndata_dir: %s\nhub:\n  url: %s\nquic:\n  listen: %s\ntelemetry:\n  listen: %s\nexchange:\n  listen: %s\nlog:\n  level: debug\n%s",
+		TrustDomain, org, name, filepath.Join(c.Dir, "data"), h.URL(), c.QUIC, c.Telem, c.API, opts.Extra)
 	if err := os.WriteFile(c.ConfigPath, []byte(yaml), 0o644); err != nil {
 		h.t.Fatal(err)
 	}

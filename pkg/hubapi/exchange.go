@@ -34,6 +34,10 @@ type RedeemResponse struct {
 	Unavailable   []UnavailableDataset `json:"unavailable,omitempty"`
 }
 
+// LoginHintInfo is the HPKE info under which an SP seals a login hint to the hub: bound to its client ID, so
+// that a hint cannot be replayed by another service.
+func LoginHintInfo(clientID string) []byte { return []byte("mydata login_hint " + clientID) }
+
 // SubjectInfo is the HPKE info under which the hub seals the subject for the SP connector.
 func SubjectInfo(consentID string) []byte { return []byte("mydata consent subject " + consentID) }
 

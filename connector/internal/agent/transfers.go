@@ -15,6 +15,7 @@ import (
 	"github.com/mydatafed/mydata/connector/internal/receipts"
 	"github.com/mydatafed/mydata/connector/internal/tickets"
 	"github.com/mydatafed/mydata/pkg/audit"
+	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
@@ -60,7 +61,7 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 	}
 	if a.exchanges, err = exchange.New(exchange.Config{
 		Hub: a.hub, Node: a.node, Bundles: a.id, Audit: a.audit, AuditKey: key, Receipts: a.receipts,
-		MaxBytes: cfg.Exchange.MaxBytes, Keep: cfg.Exchange.Keep, Log: log.With(telemetry.KeyComponent, "exchange"), Registerer: reg,
+		MaxBytes: cfg.Exchange.MaxBytes, Keep: cfg.Exchange.Keep, HubKeys: a.hubKeys, Log: log.With(telemetry.KeyComponent, "exchange"), Registerer: reg,
 	}); err != nil {
 		return err
 	}
@@ -69,6 +70,13 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 	}
 	if a.apiLn, err = net.Listen("tcp", cfg.Exchange.Listen); err != nil {
 		return fmt.Errorf("exchange.listen %s: %w", cfg.Exchange.Listen, err)
+	}
+	return nil
+}
+
+func (a *Agent) hubKeys() []hubapi.HubKey {
+	if doc := a.dir.Document(); doc != nil {
+		return doc.HubKeys
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package exchange
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/nationalid"
+	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/mydatafed/mydata/pkg/strictjson"
 )
 
@@ -42,6 +45,7 @@ func NewAPI(m *Manager, tokenFile string, log *slog.Logger) (*API, error) {
 	mux.HandleFunc("POST /v1/exchanges", a.create)
 	mux.HandleFunc("POST /v1/exchanges/stream", a.stream)
 	mux.HandleFunc("GET /v1/exchanges/{id}", a.get)
+	mux.HandleFunc("POST /v1/login-hints", a.loginHint)
 	mux.HandleFunc("GET /v1/exchanges/{id}/datasets/{dataset}/content", a.content)
 	a.srv = &http.Server{Handler: a.auth(mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return a, nil
@@ -214,6 +218,49 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Mydata-SHA256", d.SHA256)
 		w.Header().Set("X-Mydata-Size", fmt.Sprint(d.Size))
 	}
+}
+
+// loginHint seals a citizen's national ID to the hub's HPKE key, for the login_hint parameter of an
+// authorization request: the hub then records a consent only from that citizen. The SP's application
+// needs no HPKE code of its own.
+func (a *API) loginHint(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ClientID string `json:"client_id"`
+		Subject  string `json:"subject"`
+	}
+	if err := strictjson.Decode(r.Body, 4096, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := nationalid.Valid(req.Subject); err != nil {
+		writeError(w, http.StatusBadRequest, "subject: "+err.Error())
+		return
+	}
+	if req.ClientID == "" {
+		writeError(w, http.StatusBadRequest, "client_id: required")
+		return
+	}
+	var key *hubapi.HubKey
+	for _, k := range a.m.cfg.HubKeys() {
+		if k.Kind == hubapi.HubKeyHPKE {
+			key = &k
+		}
+	}
+	if key == nil {
+		writeError(w, http.StatusServiceUnavailable, "the directory lists no hub HPKE key yet")
+		return
+	}
+	pub, err := seal.ParsePublicKey(key.KEM, key.PublicKey)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "the hub's HPKE key is unusable")
+		return
+	}
+	ct, err := seal.Seal(pub, hubapi.LoginHintInfo(req.ClientID), []byte(req.Subject))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"login_hint": key.KID + "." + base64.RawURLEncoding.EncodeToString(ct)})
 }
 
 type headerOnFirstWrite struct {

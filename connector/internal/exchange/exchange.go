@@ -51,7 +51,9 @@ type Config struct {
 	Receipts *receipts.Outbox
 	MaxBytes int64
 	// Keep is how long a finished exchange's results stay available.
-	Keep       time.Duration
+	Keep time.Duration
+	// HubKeys lists the hub's published keys (from the directory), for sealing login hints.
+	HubKeys    func() []hubapi.HubKey
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time

@@ -122,10 +122,6 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRe
 	return req, true
 }
 
-// LoginHintInfo is the HPKE info under which an SP seals a login hint: bound to its client ID, so a hint
-// cannot be replayed by another service.
-func LoginHintInfo(clientID string) []byte { return []byte("mydata login_hint " + clientID) }
-
 // openLoginHint opens "<kid>.<base64url HPKE ciphertext>" sealed to this node's key.
 func (s *Server) openLoginHint(hint, clientID string) (string, error) {
 	kid, ct, ok := strings.Cut(hint, ".")
@@ -136,7 +132,7 @@ func (s *Server) openLoginHint(hint, clientID string) (string, error) {
 	if err != nil || len(raw) > 4096 {
 		return "", errors.New("malformed")
 	}
-	pt, err := seal.Open(s.cfg.HPKE, LoginHintInfo(clientID), raw)
+	pt, err := seal.Open(s.cfg.HPKE, hubapi.LoginHintInfo(clientID), raw)
 	if err != nil {
 		return "", errors.New("cannot be opened")
 	}

@@ -1,0 +1,145 @@
+package federationtest
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Citizen is a browser driving the hub's portal over HTTP, as a person would: it keeps cookies and stops
+// at every redirect so a test can look at it.
+type Citizen struct {
+	Hub    *Hub
+	Client *http.Client
+	t      testing.TB
+}
+
+// NewCitizen makes a browser with an empty cookie jar.
+func (h *Hub) NewCitizen() *Citizen {
+	jar, _ := cookiejar.New(nil)
+	return &Citizen{Hub: h, t: h.t, Client: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}}
+}
+
+// PortalURL is the portal's base URL.
+func (h *Hub) PortalURL() string { return "http://" + h.Portal }
+
+// Page is a fetched page or redirect.
+type Page struct {
+	Status   int
+	Body     string
+	Location string
+}
+
+func (c *Citizen) do(req *http.Request) Page {
+	c.t.Helper()
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return Page{Status: resp.StatusCode, Body: string(b), Location: resp.Header.Get("Location")}
+}
+
+// Get fetches a portal path (or an absolute URL).
+func (c *Citizen) Get(path string) Page {
+	c.t.Helper()
+	if !strings.HasPrefix(path, "http") {
+		path = c.Hub.PortalURL() + path
+	}
+	req, _ := http.NewRequest(http.MethodGet, path, nil)
+	return c.do(req)
+}
+
+// Post submits a form to a portal path.
+func (c *Citizen) Post(path string, form url.Values) Page {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.Hub.PortalURL()+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return c.do(req)
+}
+
+// Login logs in with the development login.
+func (c *Citizen) Login(subject, method string) {
+	c.t.Helper()
+	p := c.Post("/login", url.Values{"subject": {subject}, "method": {method}, "next": {"/history"}})
+	if p.Status != http.StatusSeeOther {
+		c.t.Fatalf("login as %s: %d %s", subject, p.Status, p.Body)
+	}
+}
+
+// PKCE is a code verifier and its S256 challenge.
+type PKCE struct{ Verifier, Challenge string }
+
+// NewPKCE makes a fresh verifier.
+func NewPKCE() PKCE {
+	b := make([]byte, 32)
+	rand.Read(b)
+	v := base64.RawURLEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(v))
+	return PKCE{Verifier: v, Challenge: base64.RawURLEncoding.EncodeToString(sum[:])}
+}
+
+// AuthorizeURL builds an authorization request.
+func (h *Hub) AuthorizeURL(clientID, redirect, scope, state string, p PKCE, extra url.Values) string {
+	q := url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirect}, "scope": {scope},
+		"state": {state}, "code_challenge": {p.Challenge}, "code_challenge_method": {"S256"}}
+	for k, v := range extra {
+		q[k] = v
+	}
+	return "/oauth/authorize?" + q.Encode()
+}
+
+var (
+	consentIDRe = regexp.MustCompile(`name="consent_id" value="([^"]+)"`)
+	csrfRe      = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+)
+
+// Decide answers the consent page p and returns where the hub sends the browser.
+func (c *Citizen) Decide(p Page, approve bool) *url.URL {
+	c.t.Helper()
+	id, csrf := consentIDRe.FindStringSubmatch(p.Body), csrfRe.FindStringSubmatch(p.Body)
+	if id == nil || csrf == nil {
+		c.t.Fatalf("not a consent page (%d):\n%s", p.Status, p.Body)
+	}
+	decision := "deny"
+	if approve {
+		decision = "approve"
+	}
+	r := c.Post("/oauth/consent", url.Values{"consent_id": {id[1]}, "csrf": {csrf[1]}, "decision": {decision}})
+	if r.Status != http.StatusFound {
+		c.t.Fatalf("consent decision: %d %s", r.Status, r.Body)
+	}
+	u, err := url.Parse(r.Location)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return u
+}
+
+// Approve runs the whole citizen side: authorize, consent page, approve; it returns the code.
+func (c *Citizen) Approve(authorizeURL string) string {
+	c.t.Helper()
+	p := c.Get(authorizeURL)
+	if p.Status != http.StatusOK || !strings.Contains(p.Body, `id="approve"`) {
+		c.t.Fatalf("authorize did not show the consent page: %d %s %s", p.Status, p.Location, p.Body)
+	}
+	u := c.Decide(p, true)
+	code := u.Query().Get("code")
+	if code == "" {
+		c.t.Fatalf("no code in %s", u)
+	}
+	return code
+}
+
+func (c *Citizen) String() string { return fmt.Sprintf("citizen at %s", c.Hub.PortalURL()) }

@@ -477,3 +477,30 @@ func TestDirectoryRefresh(t *testing.T) {
 		t.Fatalf("directory expiry gauge:\n%s", grep(m, "directory_expiry"))
 	}
 }
+
+func TestSuspendedConnectorCannotRenew(t *testing.T) {
+	h := StartHub(t, HubOptions{Extra: "ca:\n  svid_ttl: 12s\n"})
+	dp := h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp"})
+	first := dp.LoadSVID(t).Leaf.SerialNumber
+	h.Admin("connector", "suspend", "--org", "moi", "--name", "dp1")
+	Eventually(t, 20*time.Second, "the hub refuses the suspended connector's renewal", func() error {
+		if !strings.Contains(h.Metrics(), `mydata_hub_svid_renewals_total{outcome="connector_not_active"}`) {
+			return errors.New("no refused renewal yet")
+		}
+		return nil
+	})
+	if dp.LoadSVID(t).Leaf.SerialNumber.Cmp(first) != 0 {
+		t.Fatal("a suspended connector got a new SVID")
+	}
+	if !regexp.MustCompile(`mydata_connector_svid_renewals_total\{outcome="refused"\} [1-9]`).MatchString(dp.Metrics()) {
+		t.Error("the connector does not count its refused renewals")
+	}
+	// Reactivated, it recovers by itself.
+	h.Admin("connector", "activate", "--org", "moi", "--name", "dp1")
+	Eventually(t, 90*time.Second, "renewal after reactivation", func() error {
+		if dp.LoadSVID(t).Leaf.SerialNumber.Cmp(first) == 0 {
+			return errors.New("same SVID")
+		}
+		return nil
+	})
+}

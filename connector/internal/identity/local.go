@@ -107,7 +107,9 @@ func renewAt(c *x509.Certificate) time.Time {
 func (l *Local) Run(ctx context.Context) error {
 	backoff := time.Second
 	for {
-		wait := time.Until(renewAt(l.Leaf()))
+		// At least a second between renewals, whatever the certificate says, so that no clock or lifetime
+		// oddity can turn this into a loop hammering the hub.
+		wait := max(time.Until(renewAt(l.Leaf())), time.Second)
 		if wait > 0 {
 			t := time.NewTimer(wait)
 			select {

@@ -178,9 +178,11 @@ func (c *CA) issue(pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) (*x5
 		notAfter = c.root.NotAfter
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{Organization: []string{"MyData Federation"}},
-		NotBefore:             now.Add(-backdate),
+		SerialNumber: randomSerial(),
+		Subject:      pkix.Name{Organization: []string{"MyData Federation"}},
+		// The backdate stays small against the lifetime, so that "renew at half-life", counted from
+		// NotBefore, falls well after the moment of issue even for short test lifetimes.
+		NotBefore:             now.Add(-min(backdate, ttl/10)),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},

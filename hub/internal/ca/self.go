@@ -60,7 +60,7 @@ func (s *NodeSource) Leaf() *x509.Certificate {
 func (s *NodeSource) Run(ctx context.Context) error {
 	for {
 		leaf := s.Leaf()
-		wait := time.Until(leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2))
+		wait := max(time.Until(leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore)/2)), time.Second)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

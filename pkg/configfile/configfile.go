@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -48,6 +49,22 @@ func Load(path string, dst any) error {
 	}
 	if err := Decode(data, dst); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Min is a duration setting and the least value it may take.
+type Min struct {
+	Key          string
+	Value, Least time.Duration
+}
+
+// CheckMinimums reports the first setting shorter than it may be, by key.
+func CheckMinimums(ms []Min) error {
+	for _, m := range ms {
+		if m.Value < m.Least {
+			return fmt.Errorf("%s: %s is shorter than the least allowed, %s", m.Key, m.Value, m.Least)
+		}
 	}
 	return nil
 }

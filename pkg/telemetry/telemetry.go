@@ -129,3 +129,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// PrintVersion writes "<binary> <version> (<go version>)", what each binary's version command prints.
+func PrintVersion(w io.Writer, binary string) error {
+	goVersion := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+	}
+	_, err := fmt.Fprintf(w, "%s %s (%s)\n", binary, Version, goVersion)
+	return err
+}

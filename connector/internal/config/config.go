@@ -145,20 +145,14 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %q is not host:port", key, addr)
 		}
 	}
-	checks := []struct {
-		key      string
-		v, least time.Duration
-	}{
-		{"quic.idle_timeout", c.QUIC.IdleTimeout, time.Second},
-		{"directory.sync_interval", c.Directory.SyncInterval, 100 * time.Millisecond},
-		{"directory.max_backoff", c.Directory.MaxBackoff, 100 * time.Millisecond},
-		{"directory.refresh", c.Directory.Refresh, time.Second},
-		{"directory.expiry_warning", c.Directory.ExpiryWarning, 0},
-	}
-	for _, ch := range checks {
-		if ch.v < ch.least {
-			return fmt.Errorf("%s: %s is shorter than the least allowed, %s", ch.key, ch.v, ch.least)
-		}
+	if err := configfile.CheckMinimums([]configfile.Min{
+		{Key: "quic.idle_timeout", Value: c.QUIC.IdleTimeout, Least: time.Second},
+		{Key: "directory.sync_interval", Value: c.Directory.SyncInterval, Least: 100 * time.Millisecond},
+		{Key: "directory.max_backoff", Value: c.Directory.MaxBackoff, Least: 100 * time.Millisecond},
+		{Key: "directory.refresh", Value: c.Directory.Refresh, Least: time.Second},
+		{Key: "directory.expiry_warning", Value: c.Directory.ExpiryWarning, Least: 0},
+	}); err != nil {
+		return err
 	}
 	if c.Exchange.MaxBytes < 1<<20 {
 		return fmt.Errorf("exchange.max_bytes: %d is less than 1 MiB", c.Exchange.MaxBytes)

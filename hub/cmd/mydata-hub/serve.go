@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/mydatafed/mydata/hub/internal/config"
@@ -39,11 +37,4 @@ func serve(args []string) error {
 	return s.Run(ctx)
 }
 
-func version(w io.Writer) error {
-	goVersion := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVersion = bi.GoVersion
-	}
-	_, err := fmt.Fprintf(w, "mydata-hub %s (%s)\n", telemetry.Version, goVersion)
-	return err
-}
+func version(w io.Writer) error { return telemetry.PrintVersion(w, "mydata-hub") }

@@ -165,26 +165,20 @@ func (c *Config) Validate() error {
 	if u, err := url.Parse(c.API.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
 		return fmt.Errorf("api.public_url: %q is not an https:// URL", c.API.PublicURL)
 	}
-	checks := []struct {
-		key      string
-		v, least time.Duration
-	}{
-		{"ca.root_ttl", c.CA.RootTTL, 24 * time.Hour},
-		{"ca.svid_ttl", c.CA.SVIDTTL, 10 * time.Second},
-		{"ca.operator_ttl", c.CA.OperatorTTL, time.Hour},
-		{"tokens.default_ttl", c.Tokens.DefaultTTL, time.Second},
-		{"tokens.max_ttl", c.Tokens.MaxTTL, time.Second},
-		{"directory.ttl", c.Directory.TTL, time.Minute},
-		{"directory.max_long_poll", c.Directory.MaxLongPoll, time.Second},
-		{"raft.snapshot_interval", c.Raft.Snapshot, time.Second},
-		{"identity.session_ttl", c.Identity.SessionTTL, time.Minute},
-		{"consent.pending_ttl", c.Consent.PendingTTL, time.Minute},
-		{"consent.code_ttl", c.Consent.CodeTTL, 10 * time.Second},
-	}
-	for _, ch := range checks {
-		if ch.v < ch.least {
-			return fmt.Errorf("%s: %s is shorter than the least allowed, %s", ch.key, ch.v, ch.least)
-		}
+	if err := configfile.CheckMinimums([]configfile.Min{
+		{Key: "ca.root_ttl", Value: c.CA.RootTTL, Least: 24 * time.Hour},
+		{Key: "ca.svid_ttl", Value: c.CA.SVIDTTL, Least: 10 * time.Second},
+		{Key: "ca.operator_ttl", Value: c.CA.OperatorTTL, Least: time.Hour},
+		{Key: "tokens.default_ttl", Value: c.Tokens.DefaultTTL, Least: time.Second},
+		{Key: "tokens.max_ttl", Value: c.Tokens.MaxTTL, Least: time.Second},
+		{Key: "directory.ttl", Value: c.Directory.TTL, Least: time.Minute},
+		{Key: "directory.max_long_poll", Value: c.Directory.MaxLongPoll, Least: time.Second},
+		{Key: "raft.snapshot_interval", Value: c.Raft.Snapshot, Least: time.Second},
+		{Key: "identity.session_ttl", Value: c.Identity.SessionTTL, Least: time.Minute},
+		{Key: "consent.pending_ttl", Value: c.Consent.PendingTTL, Least: time.Minute},
+		{Key: "consent.code_ttl", Value: c.Consent.CodeTTL, Least: 10 * time.Second},
+	}); err != nil {
+		return err
 	}
 	if c.CA.SVIDTTL > c.CA.RootTTL/2 {
 		return fmt.Errorf("ca.svid_ttl: %s must be at most half of ca.root_ttl", c.CA.SVIDTTL)

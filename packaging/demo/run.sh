@@ -2,21 +2,33 @@
 # The embedded default: a whole MyData Federation on this machine, on loopback, with nothing installed.
 # What `make demo` runs.
 #
-# It builds both binaries, makes a fresh state directory .demo/ at the top of the repository, and then does
-# what an operator and three agencies would do:
-#   1. starts a one-node hub (API 127.0.0.1:8443, raft 127.0.0.1:8300, telemetry 127.0.0.1:9443);
+# It builds both binaries and the demo's two sample programs (packaging/demo/samplebank, the sample bank's
+# web application, and packaging/demo/data/mkdb, which builds an agency's SQLite database), makes a fresh
+# state directory .demo/ at the top of the repository, copies the synthetic sample data there
+# (packaging/demo/data: five fictional citizens), and then does what an operator, two agencies and a bank
+# would do:
+#   1. starts a one-node hub (API 127.0.0.1:8443, raft 127.0.0.1:8300, telemetry 127.0.0.1:9443) with its
+#      citizen portal on http://127.0.0.1:8080 and the development login (type a national ID, pick a method);
 #   2. registers three organisations and one connector each with `mydata-hub admin`;
 #   3. makes a single-use join token per connector and enrolls it, pinning the hub's CA fingerprint;
 #   4. starts the connectors:
-#        moi-dp   Ministry of the Interior (org moi), data provider, QUIC 127.0.0.1:7441, telemetry :9441
-#        fia-dp   Fiscal Information Agency (org fia), data provider, QUIC 127.0.0.1:7442, telemetry :9442
-#        bank-sp  a sample bank (org demobank), service provider, QUIC 127.0.0.1:7443, telemetry :9444
+#        moi-dp   Ministry of the Interior (org moi), data provider, QUIC 127.0.0.1:7441, telemetry :9441;
+#                 moi.household from files (.demo/agency/moi/household/<ID>.json)
+#        fia-dp   Fiscal Information Agency (org fia), data provider, QUIC 127.0.0.1:7442, telemetry :9442;
+#                 fia.income from files, fia.property from a SQLite database (the sql backend)
+#        bank-sp  a sample bank (org demobank), service provider, QUIC 127.0.0.1:7443, telemetry :9444;
+#                 its local API for the bank's web application on 127.0.0.1:8442
 #   5. pings each data provider from the bank over QUIC with mutual TLS (`mydata-connector status --peer`);
-#   6. prints what runs where, and keeps everything running until Ctrl-C, then stops it all.
+#   6. registers the three datasets (identity assurance level 2 or higher) and the bank's online service
+#      demobank.card, which asks for all three and returns to http://127.0.0.1:8000/callback;
+#   7. makes the income agency slow for one citizen (F132604985: "not ready, retry in 20 s" at first);
+#   8. starts the sample bank's web application on http://127.0.0.1:8000;
+#   9. prints what runs where, and keeps everything running until Ctrl-C, then stops it all.
 #
 # Environment:
 #   DEMO_EXIT_AFTER_START=1  stop everything and exit 0 right after the summary (for tests and CI)
-#   DEMO_SKIP_BUILD=1        use the binaries already in bin/ (`make demo` builds them first)
+#   DEMO_SKIP_BUILD=1        use the binaries already in bin/ (`make demo` builds them first); the sample
+#                            programs are built in any case, into bin/demo/
 #   DEMO_DIR=PATH            state directory instead of <repo>/.demo (it is deleted and made afresh)
 set -euo pipefail
 
@@ -25,18 +37,30 @@ bin="$root/bin"
 demo="${DEMO_DIR:-$root/.demo}"
 hub_bin="$bin/mydata-hub"
 conn_bin="$bin/mydata-connector"
+demo_bin="$bin/demo"
+data_src="$root/packaging/demo/data"
+agency="$demo/agency"
 
 trust_domain="mydata.example"
 hub_api="127.0.0.1:8443"
 hub_raft="127.0.0.1:8300"
 hub_tel="127.0.0.1:9443"
+hub_portal="127.0.0.1:8080"
+bank_app="127.0.0.1:8000"
+bank_api="127.0.0.1:8442"
+client_id="demobank.card"
 
-# One line per connector: name org roles quic-address telemetry-address.
+# One line per connector: name org roles quic-address telemetry-address local-api-address. Every connector
+# opens its local API (exchange.listen), a data provider's too, so each needs a port of its own.
 connectors=(
-	"moi-dp moi dp 127.0.0.1:7441 127.0.0.1:9441"
-	"fia-dp fia dp 127.0.0.1:7442 127.0.0.1:9442"
-	"bank-sp demobank sp 127.0.0.1:7443 127.0.0.1:9444"
+	"moi-dp moi dp 127.0.0.1:7441 127.0.0.1:9441 127.0.0.1:8440"
+	"fia-dp fia dp 127.0.0.1:7442 127.0.0.1:9442 127.0.0.1:8441"
+	"bank-sp demobank sp 127.0.0.1:7443 127.0.0.1:9444 $bank_api"
 )
+
+# The slow agency of step 7: this citizen's income is "not ready" for about this long at first.
+slow_citizen="F132604985"
+slow_seconds=20
 
 if [[ -t 1 ]]; then
 	bold=$'\e[1m' green=$'\e[32m' red=$'\e[31m' reset=$'\e[0m'
@@ -79,7 +103,8 @@ names=() # their names, same order
 
 stop_all() {
 	local i pid
-	# Connectors first, the hub last, each with SIGTERM: they shut down gracefully.
+	# In the reverse order of their start, each with SIGTERM: the bank's application and the slow agency,
+	# then the connectors, the hub last. They shut down gracefully.
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		pid="${pids[i]}"
 		kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
@@ -147,33 +172,77 @@ http_status() {
 	) 2>/dev/null
 }
 
+# http_body HOST:PORT PATH: prints the body of a plain-HTTP GET; nothing when nothing answers.
+http_body() {
+	local hostport="$1" path="$2"
+	(
+		exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}" || exit 0
+		printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&3
+		while IFS= read -r -t 5 line <&3; do
+			[[ "$line" == $'\r' || -z "$line" ]] && break
+		done
+		cat <&3
+	) 2>/dev/null
+}
+
 # tcp_in_use HOST:PORT: true if something accepts TCP connections there.
 tcp_in_use() {
 	local host="${1%:*}" port="${1##*:}"
 	(exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
 }
 
-# wait_ready NAME TELEMETRY LOGFILE PID: waits up to 60 s for /readyz to answer 200.
+# wait_ready NAME HOST:PORT LOGFILE PID [PATH]: waits up to 60 s for PATH (default /readyz) to answer 200.
 wait_ready() {
-	local name="$1" tel="$2" log="$3" pid="$4" code
+	local name="$1" hostport="$2" log="$3" pid="$4" path="${5:-/readyz}" code
 	for _ in $(seq 600); do
 		kill -0 "$pid" 2>/dev/null || fail_with_log "$name" "$log" "$name exited while starting"
-		code="$(http_status "$tel" /readyz)"
+		code="$(http_status "$hostport" "$path")"
 		if [[ "$code" == 200 ]]; then
-			echo "  $name is ready (http://$tel/readyz)"
+			echo "  $name is ready (http://$hostport$path)"
 			return
 		fi
 		sleep 0.1
 	done
-	fail_with_log "$name" "$log" "$name not ready within 60s (last /readyz status $code)"
+	fail_with_log "$name" "$log" "$name not ready within 60s (last $path status $code)"
+}
+
+# slow_agency INCOME_DIR FIA_TELEMETRY: plays an agency system that is slow the first time it is asked. It
+# puts "retry in $slow_seconds s" beside $slow_citizen's income file (the file backend answers "not ready"
+# while that .retry file exists). When fia-dp's metrics show it answered "pending", it lets the next try
+# through shortly before the bank's connector retries, and a minute later makes the agency slow again for
+# the next application. It sleeps 1 s at a time so that SIGTERM stops it at once.
+slow_agency() {
+	local retry="$1/$slow_citizen.json.retry" fia_tel="$2" seen now since
+	pending_count() {
+		http_body "$fia_tel" /metrics |
+			awk '/^mydata_connector_dp_transfers_total\{/ && /dataset="fia.income"/ && /outcome="pending"/ {n += $NF} END {print n + 0}'
+	}
+	echo "$slow_seconds" >"$retry"
+	seen="$(pending_count)"
+	echo "slow agency: fia.income for $slow_citizen answers \"not ready, retry in ${slow_seconds}s\""
+	while true; do
+		sleep 1
+		now="$(pending_count)"
+		((now > seen)) || continue
+		echo "slow agency: fia-dp answered \"not ready\"; the income is ready in $((slow_seconds - 5))s"
+		since=$SECONDS
+		while ((SECONDS - since < slow_seconds - 5)); do sleep 1; done
+		rm -f "$retry"
+		echo "slow agency: the income is ready"
+		since=$SECONDS
+		while ((SECONDS - since < 60)); do sleep 1; done
+		echo "$slow_seconds" >"$retry"
+		seen="$(pending_count)"
+		echo "slow agency: slow again for the next application"
+	done
 }
 
 # ---- 0. preflight and build --------------------------------------------------------------------------------
 
-ports=("$hub_api" "$hub_raft" "$hub_tel")
+ports=("$hub_api" "$hub_raft" "$hub_tel" "$hub_portal" "$bank_app")
 for c in "${connectors[@]}"; do
-	read -r _ _ _ _ tel <<<"$c"
-	ports+=("$tel")
+	read -r _ _ _ _ tel api <<<"$c"
+	ports+=("$tel" "$api")
 done
 for p in "${ports[@]}"; do
 	if tcp_in_use "$p"; then
@@ -190,10 +259,20 @@ fi
 [[ -x "$hub_bin" && -x "$conn_bin" ]] || die "no binaries in ${bin#$root/}/: run make build"
 echo "  $("$hub_bin" version), $("$conn_bin" version)"
 
+step "Building the sample programs: the bank's web application, the agency database builder"
+(cd "$root" && run env CGO_ENABLED=1 go build -o "$demo_bin/" ./packaging/demo/samplebank ./packaging/demo/data/mkdb)
+
 step "Making a fresh state directory ${demo#$root/}/"
 rm -rf "$demo"
-mkdir -p "$demo/logs"
+mkdir -p "$demo/logs" "$agency/moi" "$agency/fia"
 chmod 700 "$demo"
+
+# The agencies' own systems: a copy of the sample data, so that the slow agency's .retry file stays out of
+# the repository, and the property register as a SQLite database built from its SQL script.
+cp -R "$data_src/moi/household" "$agency/moi/household"
+cp -R "$data_src/fia/income" "$agency/fia/income"
+run "$demo_bin/mkdb" --sql "$data_src/fia/property.sql" --out "$agency/fia/property.db"
+echo "  ${agency#$root/}/: moi/household/*.json, fia/income/*.json, fia/property.db"
 
 hub_conf="$demo/hub.yaml"
 cat >"$hub_conf" <<EOF
@@ -208,11 +287,49 @@ raft:
   bootstrap: true
 telemetry:
   listen: $hub_tel
+portal:
+  listen: $hub_portal
+identity:
+  # The development login: anyone types a national ID and picks a login method. Never in production.
+  dev_login: true
 EOF
 echo "  ${hub_conf#$root/}"
 
+# datasets_of NAME: the datasets section of a connector's configuration, where its agency keeps the data.
+datasets_of() {
+	case "$1" in
+	moi-dp)
+		cat <<EOF
+datasets:
+  moi.household:
+    backend:
+      type: file
+      file:
+        dir: $agency/moi/household
+EOF
+		;;
+	fia-dp)
+		cat <<EOF
+datasets:
+  fia.income:
+    backend:
+      type: file
+      file:
+        dir: $agency/fia/income
+  fia.property:
+    backend:
+      type: sql
+      sql:
+        driver: sqlite3
+        dsn: file:$agency/fia/property.db?mode=ro
+        query: SELECT kind, item, location, area_m2, share, assessed_value FROM property WHERE national_id = ? ORDER BY seq
+EOF
+		;;
+	esac
+}
+
 for c in "${connectors[@]}"; do
-	read -r name org _ quic tel <<<"$c"
+	read -r name org _ quic tel api <<<"$c"
 	cat >"$demo/$name.yaml" <<EOF
 # Demo connector $name: see conf/connector.yaml for every key. Made by packaging/demo/run.sh.
 trust_domain: $trust_domain
@@ -225,13 +342,16 @@ quic:
   listen: $quic
 telemetry:
   listen: $tel
+exchange:
+  listen: $api
+$(datasets_of "$name")
 EOF
 	echo "  ${demo#$root/}/$name.yaml"
 done
 
 # ---- 1. the hub --------------------------------------------------------------------------------------------
 
-step "Starting the hub (one-node raft cluster, embedded CA)"
+step "Starting the hub (one-node raft cluster, embedded CA, citizen portal)"
 hub_log="$demo/logs/hub.log"
 start hub "$hub_log" "$hub_bin" serve --config "$hub_conf"
 hub_pid="${pids[-1]}"
@@ -252,7 +372,7 @@ admin org list
 
 step "Registering their connectors"
 for c in "${connectors[@]}"; do
-	read -r name org roles quic _ <<<"$c"
+	read -r name org roles quic _ _ <<<"$c"
 	admin connector add --org "$org" --name "$name" --roles "$roles" --address "$quic"
 done
 admin connector list
@@ -261,7 +381,7 @@ admin connector list
 
 step "Enrolling each connector with a single-use join token, pinning the hub CA"
 for c in "${connectors[@]}"; do
-	read -r name org _ _ _ <<<"$c"
+	read -r name org _ _ _ _ <<<"$c"
 	token="$(admin token create --org "$org" --connector "$name" --ttl 10m)"
 	secret="$token"
 	echo "  token for $org/$name: $(show "$token") (single use, valid 10 minutes, carries the CA fingerprint)"
@@ -273,12 +393,12 @@ done
 
 step "Starting the connectors"
 for c in "${connectors[@]}"; do
-	read -r name _ _ _ _ <<<"$c"
+	read -r name _ _ _ _ _ <<<"$c"
 	start "$name" "$demo/logs/$name.log" "$conn_bin" serve --config "$demo/$name.yaml"
 done
 i=1
 for c in "${connectors[@]}"; do
-	read -r name _ _ _ tel <<<"$c"
+	read -r name _ _ _ tel _ <<<"$c"
 	wait_ready "$name" "$tel" "$demo/logs/$name.log" "${pids[i]}"
 	i=$((i + 1))
 done
@@ -290,14 +410,80 @@ for target in moi/moi-dp fia/fia-dp; do
 	run "$conn_bin" status --config "$demo/bank-sp.yaml" --peer "$target" | sed 's/^/    /'
 done
 
-# ---- 6. summary --------------------------------------------------------------------------------------------
+# ---- 6. the catalogue: datasets and the bank's online service ----------------------------------------------
+
+step "Registering the datasets and the bank's online service"
+admin dataset add --id moi.household --name-zh 戶籍資料 --name-en "Household registration" --dp moi/moi-dp --min-aal 2 \
+	--description "Address, head of household, and every member with relation and date of birth"
+admin dataset add --id fia.income --name-zh 個人所得資料 --name-en "Income" --dp fia/fia-dp --min-aal 2 --async \
+	--description "Income of the last two tax years, by item and payer"
+admin dataset add --id fia.property --name-zh 個人財產資料 --name-en "Property" --dp fia/fia-dp --min-aal 2 \
+	--description "Land, buildings and vehicles, with share and assessed value"
+admin service add --id "$client_id" --name-zh 示範銀行線上信用卡申辦 --name-en "Demo Bank online credit-card application" \
+	--sp demobank/bank-sp --datasets moi.household,fia.income,fia.property \
+	--purpose "信用卡申辦：核對申請人之身分、戶籍、所得與財產，以審核申請及核定信用額度。 Credit-card application: to check the applicant's identity, household, income and property, decide on the application and set a credit limit." \
+	--terms "示範銀行僅將本次取得之資料用於審核您的信用卡申請，並依銀行法及個人資料保護法保存及銷毀。 Demo Bank uses this data only to assess your credit-card application, and keeps and destroys it as the Banking Act and the Personal Data Protection Act require." \
+	--terms-version 2026-11 --redirect-uri "http://$bank_app/callback"
+admin dataset list
+admin service list
+
+# Tickets are sealed to each data provider's key, which a connector publishes once it runs.
+keys=0
+for _ in $(seq 300); do
+	keys="$("$hub_bin" admin --config "$hub_conf" --json connector list | grep -o '"hpke_key"' | wc -l)"
+	((keys >= 3)) && break
+	sleep 0.1
+done
+((keys >= 3)) || die "the connectors did not publish their keys within 30s (see ${demo#$root/}/logs/)"
+echo "  every connector has published its HPKE key"
+
+# ---- 7. a slow agency --------------------------------------------------------------------------------------
+
+step "Making the income agency slow for $slow_citizen (\"not ready, retry in ${slow_seconds}s\" at first)"
+slow_log="$demo/logs/slow-agency.log"
+slow_agency "$agency/fia/income" 127.0.0.1:9442 >"$slow_log" 2>&1 &
+pids+=("$!")
+names+=("slow-agency")
+echo "  ${agency#$root/}/fia/income/$slow_citizen.json.retry; log ${slow_log#$root/}"
+
+# ---- 8. the bank's web application -------------------------------------------------------------------------
+
+step "Starting the sample bank's web application"
+bank_log="$demo/logs/samplebank.log"
+start samplebank "$bank_log" "$demo_bin/samplebank" --listen "$bank_app" --hub-portal "http://$hub_portal" \
+	--connector-api "http://$bank_api" --client-id "$client_id" --redirect-uri "http://$bank_app/callback"
+bank_pid="${pids[-1]}"
+wait_ready samplebank "$bank_app" "$bank_log" "$bank_pid" /healthz
+for page in "$bank_app /" "$hub_portal /"; do
+	read -r hostport path <<<"$page"
+	code="$(http_status "$hostport" "$path")"
+	[[ "$code" == 200 ]] || die "http://$hostport$path answered $code"
+done
+echo "  the bank's application form and the hub's portal answer"
+
+# ---- 9. summary --------------------------------------------------------------------------------------------
 
 r() { echo "${1#$root/}"; }
 cat <<EOF
 
 ${bold}${green}The MyData Federation demo is running.${reset}  (trust domain $trust_domain; paths are relative to $root)
 
+${bold}Open http://$bank_app and apply with a sample citizen (IDs listed).${reset}
+  On the hub's development login, pick a method of level 2 or higher, e.g. 健保卡 NHI card.
+  B220713459  陳怡君 Chen Yi-chun    household of 3 and income delivered; owns nothing, so property is "no record"
+  F132604985  林志豪 Lin Chih-hao    income "not ready" at first: the bank's page retries until it arrives (~20 s)
+  A123456789  王大明 Wang Da-ming    household of 4; salary, interest, dividends; land, a flat and a car
+  E225810349  黃淑芬 Huang Shu-fen   professional and rental income; land and two buildings
+  H120945179  張家豪 Chang Chia-hao  two employers; a scooter
+  Every person and figure is fictional (packaging/demo/data). Every use of the data is then in the
+  citizen's history: http://$hub_portal/history
+
+${bold}Sample bank${reset} (示範銀行 Demo Bank, pid $bank_pid)
+  web application       http://$bank_app        service $client_id, returns to http://$bank_app/callback
+  log                   $(r "$bank_log")
+
 ${bold}Hub${reset} (node hub-1, pid $hub_pid)
+  citizen portal        http://$hub_portal        development login, consent pages, history
   API (HTTPS, mTLS)     https://$hub_api        e.g. curl -sk https://$hub_api/v1/health
   raft (mTLS)           $hub_raft
   metrics               http://$hub_tel/metrics
@@ -309,20 +495,32 @@ ${bold}Connectors${reset}
 EOF
 i=1
 for c in "${connectors[@]}"; do
-	read -r name org roles quic tel <<<"$c"
+	read -r name org roles quic tel api <<<"$c"
 	printf '  %-8s spiffe://%s/org/%s/connector/%s  (%s, pid %s)\n' "$name" "$trust_domain" "$org" "$name" "$roles" "${pids[i]}"
 	printf '           QUIC %s (udp)   metrics http://%s/metrics   ready http://%s/readyz\n' "$quic" "$tel" "$tel"
+	case "$name" in
+	moi-dp) printf '           moi.household: files in %s/\n' "$(r "$agency/moi/household")" ;;
+	fia-dp) printf '           fia.income: files in %s/   fia.property: SQLite %s\n' "$(r "$agency/fia/income")" "$(r "$agency/fia/property.db")" ;;
+	bank-sp) printf '           local API http://%s, which the bank'"'"'s web application calls\n' "$api" ;;
+	esac
 	printf '           config %s   log %s\n' "$(r "$demo/$name.yaml")" "$(r "$demo/logs/$name.log")"
 	i=$((i + 1))
 done
 cat <<EOF
 
 ${bold}Try${reset} (from $root)
-  bin/mydata-hub admin --config $(r "$hub_conf") connector list
-  bin/mydata-hub admin --config $(r "$hub_conf") cert list
+  bin/mydata-hub admin --config $(r "$hub_conf") dataset list
+  bin/mydata-hub admin --config $(r "$hub_conf") service list
+  bin/mydata-connector audit export --config $(r "$demo/bank-sp.yaml")
+      every transfer the bank received: dataset, time, counterpart, outcome; the citizen only as a keyed hash
+  bin/mydata-connector audit verify --config $(r "$demo/fia-dp.yaml")
+  bin/mydata-hub admin --config $(r "$hub_conf") dataset maintenance --id fia.property
+      then apply again: the consent page and the bank both show property as under maintenance;
+      'dataset activate --id fia.property' brings it back
   bin/mydata-connector status --config $(r "$demo/bank-sp.yaml") --peer fia/fia-dp
   bin/mydata-hub admin --config $(r "$hub_conf") connector suspend --org fia --name fia-dp
-      then the status --peer above is refused; 'connector activate' lets it back in
+      then the status --peer above is refused, and an application gets income and property as unavailable;
+      'connector activate' lets it back in
   bin/mydata-hub admin --config $(r "$hub_conf") connector revoke --org fia --name fia-dp
       revocation is final; every connector gets the new directory by long-poll at once
   tail -f $(r "$demo/logs")/*.log

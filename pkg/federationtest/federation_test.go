@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -503,4 +504,40 @@ func TestSuspendedConnectorCannotRenew(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestStartupErrorsAreClear checks that a binary that cannot start says why and exits, rather than
+// crashing: here a port it needs is taken.
+func TestStartupErrorsAreClear(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	h := NewHub(t, HubOptions{})
+	os.WriteFile(h.ConfigPath, []byte(strings.Replace(mustRead(t, h.ConfigPath), h.Portal, taken.Addr().String(), 1)), 0o644)
+	_, err = Run(h.Bin, "serve", "--config", h.ConfigPath)
+	if err == nil || !strings.Contains(err.Error(), "portal listen") || strings.Contains(err.Error(), "panic") {
+		t.Fatalf("hub with its portal port taken: %v", err)
+	}
+
+	good := StartHub(t, HubOptions{})
+	c := good.AddConnector("moi", "dp1", ConnectorOptions{})
+	if _, err := c.Enroll(good.Token("moi", "dp1")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(c.ConfigPath, []byte(strings.Replace(mustRead(t, c.ConfigPath), c.API, taken.Addr().String(), 1)), 0o644)
+	_, err = Run(good.ConnectorBin, "serve", "--config", c.ConfigPath)
+	if err == nil || !strings.Contains(err.Error(), "exchange.listen") || strings.Contains(err.Error(), "panic") {
+		t.Fatalf("connector with its API port taken: %v", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

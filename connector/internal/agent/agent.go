@@ -87,9 +87,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *Agent, er
 	}
 	reg := telemetry.NewRegistry("connector")
 	a = &Agent{cfg: cfg, log: log}
+	opened := a // the named result is nil by the time a failed New returns
 	defer func() {
 		if err != nil {
-			a.close()
+			opened.close()
 		}
 	}()
 	if a.id, a.hub, err = OpenIdentity(ctx, cfg, log, reg); err != nil {
@@ -195,10 +196,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.recheck(gctx) })
 	g.Go(func() error { return a.receipts.Run(gctx) })
 	g.Go(func() error { return a.exchanges.Run(gctx) })
-	g.Go(func() error { return a.api.Serve(gctx, a.apiLn) })
+	if a.apiLn != nil {
+		g.Go(func() error { return a.api.Serve(gctx, a.apiLn) })
+	}
 	g.Go(func() error { return a.housekeeping(gctx) })
 	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),
-		"telemetry", a.tel.Addr().String(), "exchange_api", a.apiLn.Addr().String(), "hub", a.cfg.Hub.URL, "datasets", len(a.cfg.Datasets))
+		"telemetry", a.tel.Addr().String(), "hub", a.cfg.Hub.URL, "datasets", len(a.cfg.Datasets))
 	err := g.Wait()
 	a.log.Info("connector stopped", telemetry.KeyError, err)
 	return err

@@ -68,8 +68,10 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 	if a.api, err = exchange.NewAPI(a.exchanges, cfg.Exchange.BearerTokenFile, log.With(telemetry.KeyComponent, "exchange-api")); err != nil {
 		return err
 	}
-	if a.apiLn, err = net.Listen("tcp", cfg.Exchange.Listen); err != nil {
-		return fmt.Errorf("exchange.listen %s: %w", cfg.Exchange.Listen, err)
+	if cfg.Exchange.Listen != "" {
+		if a.apiLn, err = net.Listen("tcp", cfg.Exchange.Listen); err != nil {
+			return fmt.Errorf("exchange.listen %s: %w", cfg.Exchange.Listen, err)
+		}
 	}
 	return nil
 }

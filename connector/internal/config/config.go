@@ -91,7 +91,6 @@ func Default() Config {
 	c.Directory.Refresh = time.Hour
 	c.Directory.ExpiryWarning = 24 * time.Hour
 	c.Telemetry.Listen = "127.0.0.1:9444"
-	c.Exchange.Listen = "127.0.0.1:8442"
 	c.Exchange.MaxBytes = 1 << 30
 	c.Exchange.Keep = 10 * time.Minute
 	c.Audit.Retention = audit.MinRetention
@@ -140,7 +139,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("identity.source: %q is neither local nor spire", c.Identity.Source)
 	}
-	for key, addr := range map[string]string{"quic.listen": c.QUIC.Listen, "telemetry.listen": c.Telemetry.Listen, "exchange.listen": c.Exchange.Listen} {
+	for key, addr := range map[string]string{"quic.listen": c.QUIC.Listen, "telemetry.listen": c.Telemetry.Listen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s: %q is not host:port", key, addr)
 		}
@@ -153,6 +152,17 @@ func (c *Config) Validate() error {
 		{Key: "directory.expiry_warning", Value: c.Directory.ExpiryWarning, Least: 0},
 	}); err != nil {
 		return err
+	}
+	if c.Exchange.Listen != "" {
+		host, _, err := net.SplitHostPort(c.Exchange.Listen)
+		if err != nil {
+			return fmt.Errorf("exchange.listen: %q is not host:port", c.Exchange.Listen)
+		}
+		ip := net.ParseIP(host)
+		loopback := host == "localhost" || ip != nil && ip.IsLoopback()
+		if !loopback && c.Exchange.BearerTokenFile == "" {
+			return fmt.Errorf("exchange.listen: %q is not loopback, so exchange.bearer_token_file is required: the API hands out personal data", c.Exchange.Listen)
+		}
 	}
 	if c.Exchange.MaxBytes < 1<<20 {
 		return fmt.Errorf("exchange.max_bytes: %d is less than 1 MiB", c.Exchange.MaxBytes)

@@ -179,7 +179,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		if d.Dataset == want && d.Status == StatusFetching {
 			target = d
 		} else if d.Status == StatusFetching {
-			go a.m.fetch(ex, d, key, nil)
+			go a.m.fetch(context.Background(), ex, d, key, nil)
 		}
 	}
 	if target == nil {
@@ -198,7 +198,8 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Mydata-Exchange", ex.ID)
 	w.Header().Set("Content-Type", target.ContentType)
 	sink := &headerOnFirstWrite{w: w}
-	a.m.fetch(ex, target, key, sink)
+	// The request's context: a client that goes away stops the stream.
+	a.m.fetch(r.Context(), ex, target, key, sink)
 	snap := ex.Snapshot()
 	for _, d := range snap.Datasets {
 		if d.Dataset != want {

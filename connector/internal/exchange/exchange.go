@@ -179,7 +179,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Exchange, error) {
 	}
 	for _, d := range ex.Datasets {
 		if d.Status == StatusFetching {
-			go m.fetch(ex, d, key, nil)
+			go m.fetch(context.Background(), ex, d, key, nil)
 		}
 	}
 	ex.waitSettled(ctx)
@@ -248,12 +248,14 @@ func (m *Manager) Get(id string) (*Exchange, bool) {
 	return ex, ok
 }
 
-// fetch gets one dataset, retrying "not ready" within the ticket's life. With sink set, content goes there
-// as it arrives (streaming) instead of into memory.
-func (m *Manager) fetch(ex *Exchange, d *Dataset, key hpke.PrivateKey, sink io.Writer) {
+// fetch gets one dataset, retrying "not ready" within the ticket's life, and a data provider it cannot
+// reach a few times, since a consent spent on a passing network fault is lost to the citizen. With sink set,
+// content goes there as it arrives (streaming) instead of into memory.
+func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hpke.PrivateKey, sink io.Writer) {
 	t := d.ticket
-	ctx, cancel := context.WithDeadline(context.Background(), t.ExpiresAt.Add(30*time.Second))
+	ctx, cancel := context.WithDeadline(parent, t.ExpiresAt.Add(30*time.Second))
 	defer cancel()
+	unreachable := 0
 	dp, err := spiffeid.FromString(t.DP)
 	if err != nil {
 		m.finish(ex, d, StatusFailed, "the hub named an invalid data provider", 0)
@@ -266,6 +268,15 @@ func (m *Manager) fetch(ex *Exchange, d *Dataset, key hpke.PrivateKey, sink io.W
 			dst = sink
 		}
 		res, err := m.fetchOnce(ctx, t, dp, key, dst)
+		var ue *unreachableError
+		if errors.As(err, &ue) && unreachable < 3 && sink == nil {
+			unreachable++
+			select {
+			case <-time.After(time.Duration(unreachable) * time.Second):
+				continue
+			case <-ctx.Done():
+			}
+		}
 		if err != nil {
 			m.finish(ex, d, StatusFailed, err.Error(), 0)
 			return
@@ -311,11 +322,11 @@ func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spi
 	conn, err := m.cfg.Node.Conn(dctx, t.Address, dp)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("data provider unreachable: %v", err)
+		return nil, &unreachableError{err}
 	}
 	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("data provider unreachable: %v", err)
+		return nil, &unreachableError{err}
 	}
 	defer st.CancelRead(0)
 	if err := transfer.WriteTicket(st, t.Ticket); err != nil {
@@ -400,6 +411,12 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	l.n -= int64(len(p))
 	return l.w.Write(p)
 }
+
+// unreachableError is a data provider that could not be reached: nothing was presented, so trying again
+// cannot spend the ticket twice.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return "data provider unreachable: " + e.err.Error() }
 
 type apiError struct {
 	status int

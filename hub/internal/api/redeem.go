@@ -66,6 +66,14 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 		grantError(w, http.StatusForbidden, "invalid_client", fmt.Sprintf("the code was issued to service %s, whose connector is %s/%s", svc.ID, svc.SPOrg, svc.SPConnector))
 		return
 	}
+	if sp, err := s.cfg.State.Connector(p.Org, p.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	} else if sp == nil || sp.Status != hubapi.StatusActive {
+		s.metrics.redeems.WithLabelValues("wrong_client").Inc()
+		grantError(w, http.StatusForbidden, "invalid_client", fmt.Sprintf("connector %s/%s is not active", p.Org, p.Name))
+		return
+	}
 	if req.RedirectURI != c.RedirectURI {
 		s.metrics.redeems.WithLabelValues("invalid_grant").Inc()
 		grantError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri differs from the authorization request's")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/mydatafed/mydata/pkg/hubapi"
 )
@@ -25,6 +26,9 @@ func applyDatasetAdd(tx *sql.Tx, c *DatasetAdd) (Result, bool, error) {
 	d := c.Dataset
 	if err := d.Validate(); err != nil {
 		return refuse(Invalid, "%v", err), false, nil
+	}
+	if org, _, _ := strings.Cut(d.ID, "."); org != d.DPOrg {
+		return refuse(Invalid, "id: dataset %q must be named after its data provider, %s.<name>", d.ID, d.DPOrg), false, nil
 	}
 	st, isDP, err := hasRole(tx, d.DPOrg, d.DPConnector, hubapi.RoleDP)
 	if err != nil {

@@ -203,8 +203,13 @@ type Receipt struct {
 
 func applyReceiptAdd(tx *sql.Tx, c *ReceiptAdd) (Result, bool, error) {
 	r := c.Receipt
-	if r.TicketID == "" || r.ConsentID == "" || r.Dataset == "" || (r.Role != "dp" && r.Role != "sp") || r.Outcome == "" {
-		return refuse(Invalid, "receipt: ticket_id, consent_id, dataset, role (dp or sp) and outcome are required"), false, nil
+	if r.TicketID == "" || r.ConsentID == "" || r.Dataset == "" || (r.Role != "dp" && r.Role != "sp") {
+		return refuse(Invalid, "receipt: ticket_id, consent_id, dataset and role (dp or sp) are required"), false, nil
+	}
+	switch r.Outcome {
+	case "delivered", "no_record", "pending", "failed", "refused":
+	default:
+		return refuse(Invalid, "receipt: outcome %q is not delivered, no_record, pending, failed or refused", r.Outcome), false, nil
 	}
 	k, err := consentByID(tx, r.ConsentID)
 	if err != nil {

@@ -71,6 +71,12 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRe
 			fmt.Sprintf("No online service is registered as %q. The site that sent you here may be an impostor: do not log in.", q.Get("client_id")))
 		return nil, false
 	}
+	if sp, err := s.cfg.State.Connector(svc.SPOrg, svc.SPConnector); err != nil || sp == nil || sp.Status != hubapi.StatusActive {
+		s.metrics.authorize.WithLabelValues("error_page").Inc()
+		s.errorPage(w, http.StatusServiceUnavailable, "Service unavailable 服務暫停",
+			fmt.Sprintf("The service %s cannot receive data right now. Please try again later.", svc.NameEn))
+		return nil, false
+	}
 	redirect := q.Get("redirect_uri")
 	if !slices.Contains(svc.RedirectURIs, redirect) {
 		s.metrics.authorize.WithLabelValues("error_page").Inc()

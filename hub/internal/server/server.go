@@ -56,10 +56,12 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	}
 	td := cfg.TD()
 	s = &Server{cfg: cfg, log: log}
-	// On any failure below, release what was opened so a retry in the same process can bind again.
+	// On any failure below, release what was opened so a retry in the same process can bind again. The
+	// named result is nil by the time a failed New returns, so keep our own reference.
+	opened := s
 	defer func() {
 		if err != nil {
-			s.close()
+			opened.close()
 		}
 	}()
 	var created bool

@@ -80,3 +80,6 @@ fuzz: ## run each fuzz target (every func Fuzz* in the module) for FUZZTIME, one
 
 clean: ## remove bin/ (binaries, tools, bench results) and the demo's state in .demo/
 	rm -rf $(BIN) .demo
+
+# Packaging: release binaries, .deb packages, OCI images and their tests (issue 4).
+include packaging/packaging.mk

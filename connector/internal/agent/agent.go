@@ -52,6 +52,7 @@ type Agent struct {
 	apiLn     net.Listener
 	backends  []backend.Backend
 	provider  *provider.Provider
+	auditOK   prometheus.Gauge
 	// dirChanged wakes the key publisher after each directory change.
 	dirChanged chan struct{}
 }

@@ -38,6 +38,13 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 	if a.audit, err = audit.Open(audit.Config{Path: dbPath, Retention: cfg.Audit.Retention}); err != nil {
 		return err
 	}
+	a.auditOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mydata_connector_audit_verify_ok",
+		Help: "1 while the audit log's hash chain and anchored head verify, 0 when not; checked at start and hourly.",
+	})
+	if err := reg.Register(a.auditOK); err != nil {
+		return err
+	}
 	if a.tickets, err = tickets.Open(filepath.Join(cfg.DataDir, "tickets.db")); err != nil {
 		return err
 	}
@@ -87,24 +94,49 @@ func (a *Agent) serveTransfer(st *quic.Stream, peer spiffeid.ID, ticket string) 
 	a.provider.Serve(st, peer, ticket)
 }
 
-// housekeeping purges the audit log past retention and forgets expired tickets, daily.
+// verifyAudit checks the audit log's chain now and sets mydata_connector_audit_verify_ok.
+func (a *Agent) verifyAudit(ctx context.Context) {
+	rep, err := a.audit.Verify(ctx)
+	switch {
+	case err != nil:
+		a.log.Error("audit verify", telemetry.KeyError, err)
+		a.auditOK.Set(0)
+	case !rep.OK:
+		a.log.Error("AUDIT LOG DOES NOT VERIFY", "first_bad_seq", rep.FirstBadSeq, "problem", rep.Problem)
+		a.auditOK.Set(0)
+	default:
+		a.auditOK.Set(1)
+	}
+}
+
+// housekeeping verifies the audit log hourly, and daily purges it past retention and forgets expired
+// tickets.
 func (a *Agent) housekeeping(ctx context.Context) error {
-	t := time.NewTicker(24 * time.Hour)
-	defer t.Stop()
+	a.verifyAudit(ctx)
+	a.purge(ctx)
+	hourly, daily := time.NewTicker(time.Hour), time.NewTicker(24*time.Hour)
+	defer hourly.Stop()
+	defer daily.Stop()
 	for {
-		if n, err := a.audit.Purge(ctx); err != nil {
-			a.log.Error("audit purge", telemetry.KeyError, err)
-		} else if n > 0 {
-			a.log.Info("purged audit entries past retention", "rows", n)
-		}
-		if _, err := a.tickets.Purge(ctx, time.Now().Add(-time.Hour)); err != nil {
-			a.log.Warn("ticket purge", telemetry.KeyError, err)
-		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-hourly.C:
+			a.verifyAudit(ctx)
+		case <-daily.C:
+			a.purge(ctx)
 		}
+	}
+}
+
+func (a *Agent) purge(ctx context.Context) {
+	if n, err := a.audit.Purge(ctx); err != nil {
+		a.log.Error("audit purge", telemetry.KeyError, err)
+	} else if n > 0 {
+		a.log.Info("purged audit entries past retention", "rows", n)
+	}
+	if _, err := a.tickets.Purge(ctx, time.Now().Add(-time.Hour)); err != nil {
+		a.log.Warn("ticket purge", telemetry.KeyError, err)
 	}
 }
 

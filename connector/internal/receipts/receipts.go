@@ -134,6 +134,10 @@ func (o *Outbox) sendDue(ctx context.Context) time.Duration {
 		if err == nil {
 			o.sent.WithLabelValues("accepted").Inc()
 			o.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, it.id)
+			if it.attempts > 0 {
+				// The hub is back: what waited out its backoff during the outage is due now.
+				o.db.ExecContext(ctx, `UPDATE outbox SET next_at = ? WHERE next_at > ?`, now, now)
+			}
 			continue
 		}
 		if ctx.Err() != nil {

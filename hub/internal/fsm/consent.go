@@ -218,9 +218,12 @@ func applyReceiptAdd(tx *sql.Tx, c *ReceiptAdd) (Result, bool, error) {
 	if k == nil {
 		return refuse(NotFound, "receipt: consent %s does not exist", r.ConsentID), false, nil
 	}
-	// A receipt is retried until accepted: the same report twice is not an error.
+	// A receipt is retried until accepted, so the same report may come twice, and reports of one ticket
+	// (pending, then delivered) may arrive out of order: a later report replaces an earlier one, and a final
+	// outcome is never replaced by "pending".
 	_, err = tx.Exec(`INSERT INTO receipts(ticket_id, role, consent_id, dataset, reporter, counterpart, outcome, bytes, at, recorded_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(ticket_id, role) DO UPDATE SET outcome = excluded.outcome, bytes = excluded.bytes, at = excluded.at`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(ticket_id, role) DO UPDATE SET outcome = excluded.outcome, bytes = excluded.bytes, at = excluded.at
+		WHERE excluded.outcome != 'pending' AND (receipts.outcome = 'pending' OR excluded.at >= receipts.at)`,
 		r.TicketID, r.Role, r.ConsentID, r.Dataset, r.Reporter, r.Counterpart, r.Outcome, r.Bytes, ms(r.At), ms(r.RecordedAt))
 	return Result{}, false, err
 }

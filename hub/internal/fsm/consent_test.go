@@ -44,6 +44,7 @@ func TestConsentLifecycle(t *testing.T) {
 		{"use revoked", &ConsentUse{ID: "c5", Now: now}, Gone, "revoked"},
 		{"receipt", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Outcome: "delivered", Bytes: 10, At: now}}, OK, ""},
 		{"receipt retried", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Outcome: "delivered", Bytes: 10, At: now}}, OK, ""},
+		{"late pending after delivered", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Outcome: "pending", At: now.Add(-time.Second)}}, OK, ""},
 		{"receipt of nothing", &ReceiptAdd{Receipt: Receipt{TicketID: "t2", Role: "sp", ConsentID: "nope", Dataset: "d", Outcome: "delivered"}}, NotFound, "nope"},
 	}
 	for _, s := range steps {
@@ -55,8 +56,8 @@ func TestConsentLifecycle(t *testing.T) {
 	if k, _ := a.f.ConsentByCode("h-c1"); k == nil || k.State != ConsentUsed || k.UsedAt.IsZero() {
 		t.Fatalf("consent by code: %+v", k)
 	}
-	if rs, _ := a.f.Receipts("c1"); len(rs) != 1 {
-		t.Fatalf("receipts %v", rs)
+	if rs, _ := a.f.Receipts("c1"); len(rs) != 1 || rs[0].Outcome != "delivered" {
+		t.Fatalf("receipts %+v", rs)
 	}
 	if cs, _ := a.f.ConsentsOf("A123456789", 10); len(cs) != 5 {
 		t.Fatalf("history has %d consents", len(cs))

@@ -16,7 +16,11 @@ TOOLS := $(BIN)/tools
 FUZZTIME ?= 15s
 # `make bench` writes here; the previous run is kept as $(BENCH_OUT:.txt=.old.txt) and compared with.
 BENCH_OUT ?= $(BIN)/bench.txt
+# Rounds of the product benchmarks (docs/benchmarks.md), and -count of every other benchmark. A round runs the
+# 256 MiB transfer and its two baselines (3 copies each), then BENCH_SMALL whole small exchanges; rounds are
+# interleaved so that a noisy machine weighs on both sides of a ratio alike. Under a minute a round.
 BENCH_COUNT ?= 6
+BENCH_SMALL ?= 3000
 STATICCHECK_VERSION := v0.8.2
 # An installed staticcheck if there is one, else the pinned release through the module proxy.
 STATICCHECK ?= $(or $(shell command -v staticcheck 2>/dev/null),$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))
@@ -40,12 +44,21 @@ test: ## run the whole suite with the race detector (fuzz seed corpora included;
 demo: build ## run the whole federation on this machine (hub + 3 connectors, state in .demo/) until Ctrl-C
 	DEMO_SKIP_BUILD=1 ./packaging/demo/run.sh
 
-bench: ## run every benchmark BENCH_COUNT times into BENCH_OUT and print benchstat (against the last run if any)
+bench: build ## run the benchmarks (product rounds: BENCH_COUNT) into BENCH_OUT; print benchstat and the targets
 	@mkdir -p $(dir $(BENCH_OUT))
 	@if [ -s "$(BENCH_OUT)" ]; then mv -f "$(BENCH_OUT)" "$(BENCH_OUT:.txt=.old.txt)"; fi
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... | tee "$(BENCH_OUT)"
-	@if ! grep -q '^Benchmark' "$(BENCH_OUT)"; then echo "no benchmarks in the module yet"; exit 0; fi; \
-	benchstat="$$(command -v benchstat || true)"; \
+	$(GO) test -c -o $(BIN)/federationtest.test ./pkg/federationtest
+	@: > "$(BENCH_OUT)"
+	@cd pkg/federationtest; run() { $(BIN)/federationtest.test -test.run '^$$' -test.timeout 15m "$$@" | tee -a "$(BENCH_OUT)"; }; \
+	for round in $$(seq 1 $(BENCH_COUNT)); do \
+		echo "== product benchmarks, round $$round of $(BENCH_COUNT)"; \
+		run -test.bench '^Benchmark(BulkTransfer|BareQUIC|TLSTCP)$$' -test.benchtime 3x; \
+		run -test.bench '^BenchmarkSmallExchanges$$' -test.benchtime $(BENCH_SMALL)x; \
+	done; \
+	echo "== idle connector"; \
+	run -test.bench '^BenchmarkIdleConnector$$' -test.benchtime 1x
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $$($(GO) list ./... | grep -v '/pkg/federationtest$$') | tee -a "$(BENCH_OUT)"
+	@benchstat="$$(command -v benchstat || true)"; \
 	if [ -z "$$benchstat" ]; then \
 		benchstat="$(TOOLS)/benchstat"; \
 		if [ ! -x "$$benchstat" ]; then \
@@ -59,6 +72,58 @@ bench: ## run every benchmark BENCH_COUNT times into BENCH_OUT and print benchst
 	else \
 		"$$benchstat" "$(BENCH_OUT)"; \
 	fi
+	@size() { stat -c %s "$$1"; }; stripped() { if command -v strip >/dev/null; then strip -o "$(BIN)/.stripped" "$$1" && size "$(BIN)/.stripped" && rm -f "$(BIN)/.stripped"; else echo 0; fi; }; \
+	echo; awk -v hub="$$(size $(BIN)/mydata-hub)" -v conn="$$(size $(BIN)/mydata-connector)" \
+		-v hub_stripped="$$(stripped $(BIN)/mydata-hub)" -v conn_stripped="$$(stripped $(BIN)/mydata-connector)" \
+		-v out="$(BENCH_OUT)" "$$BENCH_SUMMARY" "$(BENCH_OUT)"
+
+# The summary `make bench` ends with: medians over the rounds of each product figure, the ratios (taken per
+# round, since both sides of a round ran minutes apart at most) and each target from docs/benchmarks.md.
+define BENCH_SUMMARY
+function median(a, n,    i, j, t) {
+	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+	return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+}
+function med(name, unit,    i, a) {
+	if (!((name, unit) in count)) return -1
+	for (i = 1; i <= count[name, unit]; i++) a[i] = val[name, unit, i]
+	return median(a, count[name, unit])
+}
+function ratio(num, den,    i, n, a) {
+	n = count[num, "MB/s"] < count[den, "MB/s"] ? count[num, "MB/s"] : count[den, "MB/s"]
+	if (n == 0) return -1
+	for (i = 1; i <= n; i++) a[i] = val[num, "MB/s", i] / val[den, "MB/s", i]
+	return median(a, n)
+}
+function verdict(ok) { return ok ? "met" : "NOT MET" }
+function show(label, v, fmt, target) {
+	if (v < 0) { printf "  %-38s not measured\n", label; return }
+	printf "  %-38s " fmt "%s\n", label, v, target
+}
+/^Benchmark/ {
+	name = $$1; sub(/-[0-9]+$$/, "", name); sub(/^Benchmark/, "", name)
+	for (i = 3; i < NF; i += 2) { k = count[name, $$(i+1)]++; val[name, $$(i+1), k+1] = $$i }
+}
+END {
+	bulk = med("BulkTransfer", "MB/s"); quic = med("BareQUIC", "MB/s"); tls = med("TLSTCP", "MB/s")
+	rq = ratio("BulkTransfer", "BareQUIC"); rt = ratio("BulkTransfer", "TLSTCP")
+	xs = med("SmallExchanges", "exchanges/s"); p50 = med("SmallExchanges", "p50-ms"); p99 = med("SmallExchanges", "p99-ms")
+	rss = med("IdleConnector", "RSS-MiB")
+	printf "Summary of %s (medians of %d rounds; the targets are in docs/benchmarks.md)\n", out, count["BulkTransfer", "MB/s"]
+	show("bulk 256 MiB DP->SP, product", bulk, "%7.1f MB/s", sprintf("   (CPU per transfer: DP %.2f s, SP %.2f s, SP app %.2f s)", med("BulkTransfer", "dp-cpu-ms/op")/1000, med("BulkTransfer", "sp-cpu-ms/op")/1000, med("BulkTransfer", "app-cpu-ms/op")/1000))
+	show("bare quic-go, one stream", quic, "%7.1f MB/s", sprintf("   (CPU per copy: %.2f s)", (med("BareQUIC", "server-cpu-ms/op") + med("BareQUIC", "client-cpu-ms/op"))/1000))
+	show("TLS 1.3 over TCP", tls, "%7.1f MB/s", "")
+	show("product / bare quic-go", rq, "%7.2f", rq < 0 ? "" : "        target >= 0.80: " verdict(rq >= 0.8))
+	show("product / TLS over TCP", rt, "%7.2f", "")
+	show("small exchanges, 32 clients", xs, "%7.1f /s", xs < 0 ? "" : sprintf("   target >= 500/s: %s   (CPU per exchange: hub %.2f, DP %.2f, SP %.2f, clients %.2f ms)", verdict(xs >= 500), med("SmallExchanges", "hub-cpu-ms/op"), med("SmallExchanges", "dp-cpu-ms/op"), med("SmallExchanges", "sp-cpu-ms/op"), med("SmallExchanges", "app-cpu-ms/op")))
+	show("  latency p50", p50, "%7.1f ms", "")
+	show("  latency p99", p99, "%7.1f ms", p99 < 0 ? "" : "     target < 100 ms: " verdict(p99 < 100))
+	show("idle connector RSS (larger of DP, SP)", rss, "%7.1f MiB", rss < 0 ? "" : "    target < 40 MiB: " verdict(rss < 40))
+	show("bin/mydata-hub", hub / 1048576, "%7.1f MiB", hub_stripped > 0 ? sprintf("    (%.1f MiB stripped)", hub_stripped / 1048576) : "")
+	show("bin/mydata-connector", conn / 1048576, "%7.1f MiB", conn_stripped > 0 ? sprintf("    (%.1f MiB stripped)", conn_stripped / 1048576) : "")
+}
+endef
+export BENCH_SUMMARY
 
 lint: ## gofmt (no file may need formatting), go vet and staticcheck
 	@unformatted="$$(gofmt -l .)"; \

@@ -226,6 +226,12 @@ func (n *Node) serveConn(ctx context.Context, conn *quic.Conn, id spiffeid.ID) {
 // serveStream answers one request on a stream.
 func (n *Node) serveStream(st *quic.Stream, id spiffeid.ID) {
 	defer st.Close()
+	// A request is one frame and we read nothing after it. QUIC frees the stream's slot, so that the peer
+	// may open another on this long-lived connection, only once our receiving side is done too: reading
+	// the peer's FIN does that, but it may come after the frame (a ping's comes after the pong), and
+	// without this the slots of MaxIncomingStreams such requests never come back and the peer can open no
+	// more streams.
+	defer st.CancelRead(quic.StreamErrorCode(CodeNoError))
 	st.SetDeadline(time.Now().Add(30 * time.Second))
 	f, err := wire.Read(st)
 	if err != nil {

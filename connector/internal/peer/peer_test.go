@@ -172,3 +172,27 @@ func TestForeignTrustDomain(t *testing.T) {
 		t.Fatal("a peer of another trust domain was served")
 	}
 }
+
+// A connection between two connectors lives long and carries every transfer between them, so a served
+// stream must give its slot back: QUIC lets the peer open a new stream only in place of a completed one,
+// and a stream whose peer closed it after the request (as Ping does, after the pong) completes only once
+// the server has done with its receiving side. Many more requests than MaxIncomingStreams must go through.
+func TestServedStreamsAreReleased(t *testing.T) {
+	ca := spiffetest.New(t, "mydata.test")
+	a := startNode(t, ca, "spiffe://mydata.test/org/moi/connector/a")
+	b := startNode(t, ca, "spiffe://mydata.test/org/moi/connector/b")
+	a.allow.set(b.id, true)
+	b.allow.set(a.id, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := a.Dial(ctx, b.Addr().String(), b.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := b.quicConfig().MaxIncomingStreams
+	for i := range 2*limit + 10 {
+		if _, err := Ping(ctx, conn); err != nil {
+			t.Fatalf("ping %d on one connection (the server allows %d streams at once): %v", i+1, limit, err)
+		}
+	}
+}

@@ -1,0 +1,287 @@
+package federationtest
+
+// The baselines of BenchmarkBulkTransfer: the same bytes copied by bare quic-go (one stream) and by TLS 1.3
+// over TCP, between two processes on loopback. The serving side is this test binary started again as
+// TestBenchCopyPeer, so the baselines need no program of their own.
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// bulkSize is what every bulk benchmark moves per operation.
+const bulkSize = 256 << 20
+
+// copyBuf is the read and write size of the baselines: the size of one sealed chunk of the product.
+const copyBuf = 64 << 10
+
+// Environment of the serving process of a baseline.
+const (
+	envPeerRole = "MYDATA_BENCH_PEER" // quic or tls
+	envPeerFile = "MYDATA_BENCH_FILE" // what to serve
+	benchALPN   = "mydata-bench"
+)
+
+// writeBulkFile writes size deterministic pseudo-random bytes (incompressible, the same in every run) to
+// path.
+func writeBulkFile(tb testing.TB, path string, size int64) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rng := mrand.NewChaCha8([32]byte{'m', 'y', 'd', 'a', 't', 'a'})
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; left -= int64(len(buf)) {
+		rng.Read(buf)
+		if _, err := f.Write(buf[:min(left, int64(len(buf)))]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// bulkFile makes the 256 MiB dataset in a new directory, named as the file backend finds it for subject.
+func bulkFile(tb testing.TB, subject string) (dir, path string) {
+	dir = tb.TempDir()
+	path = filepath.Join(dir, subject+".json")
+	writeBulkFile(tb, path, bulkSize)
+	return dir, path
+}
+
+// TestBenchCopyPeer is not a test: it is the serving process of the copy baselines, which the benchmarks
+// start from this same test binary with MYDATA_BENCH_PEER set. It prints its address, serves the file to
+// every request until its stdin closes, then exits.
+func TestBenchCopyPeer(t *testing.T) {
+	role := os.Getenv(envPeerRole)
+	if role == "" {
+		t.Skip("the serving process of the copy baselines; only benchmarks start it")
+	}
+	if err := servePeer(role, os.Getenv(envPeerFile)); err != nil {
+		fmt.Fprintln(os.Stderr, "bench peer:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func servePeer(role, path string) error {
+	cert, err := benchCert()
+	if err != nil {
+		return err
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{benchALPN}}
+	var serve func() error
+	switch role {
+	case "quic":
+		ln, err := quic.ListenAddr("127.0.0.1:0", conf, &quic.Config{MaxIdleTimeout: time.Minute})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("ADDR %s\n", ln.Addr())
+		serve = func() error {
+			for {
+				conn, err := ln.Accept(context.Background())
+				if err != nil {
+					return err
+				}
+				go func() {
+					for {
+						st, err := conn.AcceptStream(context.Background())
+						if err != nil {
+							return
+						}
+						go func() {
+							defer st.Close()
+							defer st.CancelRead(0) // done reading: lets the client open another stream in its place
+							if err := serveCopy(st, st, path); err != nil {
+								st.CancelWrite(1)
+							}
+						}()
+					}
+				}()
+			}
+		}
+	case "tls":
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", conf)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("ADDR %s\n", ln.Addr())
+		serve = func() error {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return err
+				}
+				go func() {
+					defer c.Close()
+					_ = serveCopy(c, c, path)
+				}()
+			}
+		}
+	default:
+		return fmt.Errorf("unknown role %q", role)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	go func() {
+		io.Copy(io.Discard, os.Stdin) // the benchmark is done (or gone) when our stdin closes
+		errc <- nil
+	}()
+	return <-errc
+}
+
+// serveCopy reads the one-byte request and writes the file in copyBuf writes, as a DP writes sealed chunks.
+func serveCopy(r io.Reader, w io.Writer, path string) error {
+	var req [1]byte
+	if _, err := io.ReadFull(r, req[:]); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, copyBuf)
+	for {
+		n, err := io.ReadFull(f, buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// discardAll reads r to its end in copyBuf reads and counts the bytes.
+func discardAll(r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		n += int64(k)
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func benchCert() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// startCopyPeer starts this test binary as the serving process of a baseline and returns its address and
+// process id.
+func startCopyPeer(b *testing.B, role, path string) (string, int) {
+	b.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestBenchCopyPeer$", "-test.count=1")
+	cmd.Env = append(os.Environ(), envPeerRole+"="+role, envPeerFile+"="+path)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ADDR ")
+	if err != nil || !ok {
+		b.Fatalf("bench peer did not say its address: %q %v", line, err)
+	}
+	go io.Copy(io.Discard, stdout)
+	return addr, cmd.Process.Pid
+}
+
+// benchClientTLS trusts the baseline's throwaway certificate: the baselines measure transport, not trust.
+func benchClientTLS() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{benchALPN}}
+}
+
+// quicCopy fetches the file once over a new stream of conn.
+func quicCopy(conn *quic.Conn, buf []byte) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer st.CancelRead(0)
+	if _, err := st.Write([]byte{1}); err != nil {
+		return 0, err
+	}
+	st.Close()
+	return discardAll(st, buf)
+}
+
+// tlsCopy fetches the file once over a new TLS connection.
+func tlsCopy(addr string, buf []byte) (int64, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, benchClientTLS())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{1}); err != nil {
+		return 0, err
+	}
+	return discardAll(c, buf)
+}

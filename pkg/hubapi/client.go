@@ -31,9 +31,11 @@ type Client struct {
 // NewClient makes a client for the hub at baseURL (https://host:port) with the given TLS configuration.
 func NewClient(baseURL string, tlsConf *tls.Config) *Client {
 	tr := &http.Transport{
-		TLSClientConfig:     tlsConf,
-		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 4,
+		TLSClientConfig:   tlsConf,
+		ForceAttemptHTTP2: true,
+		// An SP connector redeems many codes at once; every connection beyond the idle pool would pay a
+		// fresh mutual-TLS handshake (measured: 15 % of the SP's CPU with 4).
+		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the database/sql driver
@@ -121,34 +123,26 @@ func (o *Outbox) sendDue(ctx context.Context) time.Duration {
 		}
 	}
 	rows.Close()
+	// Up to 16 at once: each waits for the hub's raft commit, and one at a time the outbox fell behind the
+	// transfers it reports (measured: receipts arrived 3 s after the last exchange at 230 exchanges/s).
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	var recovered atomic.Bool
 	for _, it := range due {
-		var r hubapi.ReceiptRequest
-		if err := json.Unmarshal([]byte(it.body), &r); err != nil {
-			o.log.Error("dropping an unreadable receipt", "id", it.id, "err", err)
-			o.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, it.id)
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := o.hub.Do(rctx, http.MethodPost, hubapi.PathReceipts, r, nil)
-		cancel()
-		if err == nil {
-			o.sent.WithLabelValues("accepted").Inc()
-			o.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, it.id)
-			if it.attempts > 0 {
-				// The hub is back: what waited out its backoff during the outage is due now.
-				o.db.ExecContext(ctx, `UPDATE outbox SET next_at = ? WHERE next_at > ?`, now, now)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if o.send(ctx, it.id, it.body, it.attempts) && it.attempts > 0 {
+				recovered.Store(true)
 			}
-			continue
-		}
-		if ctx.Err() != nil {
-			return 0
-		}
-		o.sent.WithLabelValues("retry").Inc()
-		backoff := min(time.Second<<min(it.attempts, 10), 10*time.Minute)
-		backoff = backoff/2 + rand.N(backoff/2+1)
-		o.log.Warn("receipt not accepted yet; will retry", "ticket", r.TicketID, "attempt", it.attempts+1, "retry_in", backoff, "err", err)
-		o.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?`,
-			time.Now().Add(backoff).UnixMilli(), err.Error(), it.id)
+		}()
+	}
+	wg.Wait()
+	if recovered.Load() {
+		// The hub is back: what waited out its backoff during the outage is due now.
+		o.db.ExecContext(ctx, `UPDATE outbox SET next_at = ? WHERE next_at > ?`, now, now)
+		return 0
 	}
 	var next sql.NullInt64
 	o.db.QueryRowContext(ctx, `SELECT min(next_at) FROM outbox`).Scan(&next)
@@ -156,4 +150,32 @@ func (o *Outbox) sendDue(ctx context.Context) time.Duration {
 		return time.Minute
 	}
 	return max(time.Until(time.UnixMilli(next.Int64)), 10*time.Millisecond)
+}
+
+// send posts one receipt; it reports whether the hub accepted it.
+func (o *Outbox) send(ctx context.Context, id int64, body string, attempts int) bool {
+	var r hubapi.ReceiptRequest
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		o.log.Error("dropping an unreadable receipt", "id", id, "err", err)
+		o.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id)
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err := o.hub.Do(rctx, http.MethodPost, hubapi.PathReceipts, r, nil)
+	cancel()
+	if err == nil {
+		o.sent.WithLabelValues("accepted").Inc()
+		o.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id)
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	o.sent.WithLabelValues("retry").Inc()
+	backoff := min(time.Second<<min(attempts, 10), 10*time.Minute)
+	backoff = backoff/2 + rand.N(backoff/2+1)
+	o.log.Warn("receipt not accepted yet; will retry", "ticket", r.TicketID, "attempt", attempts+1, "retry_in", backoff, "err", err)
+	o.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?`,
+		time.Now().Add(backoff).UnixMilli(), err.Error(), id)
+	return false
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/api"
@@ -43,9 +44,12 @@ type Server struct {
 	apiLn   net.Listener
 	tel     *telemetry.Server
 	keys    *nodekeys.Keys
-	portal  *portal.Server
-	portLn  net.Listener
-	portTLS *tls.Certificate
+	// published is set once this node's keys are in the replicated state: until then no directory lists
+	// them and no ticket this node signs could be verified, so the node is not ready.
+	published atomic.Bool
+	portal    *portal.Server
+	portLn    net.Listener
+	portTLS   *tls.Certificate
 }
 
 // New opens everything a hub node needs, creating the CA and the operator credential on first start.
@@ -156,6 +160,9 @@ func (s *Server) ready() error {
 	if s.cluster.Leader() == "" {
 		return errors.New("no raft leader")
 	}
+	if !s.published.Load() {
+		return errors.New("this node's keys are not published yet")
+	}
 	return nil
 }
 
@@ -221,10 +228,11 @@ func (s *Server) publishKeys(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(500 * time.Millisecond):
+			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}
+	s.published.Store(true)
 	return nil
 }
 

@@ -302,9 +302,9 @@ func Receive(r io.Reader, dst io.Writer, exp Expect, key hpke.PrivateKey) (*Resu
 	hash := sha256.New()
 	// One buffer holds every sealed frame in turn (Open returns the plaintext in a new slice): a fresh 64 KiB
 	// slice per chunk doubled the garbage of a delivery, and collecting it was a tenth of the receiver's work.
-	frames := &frameReader{r: r, buf: make([]byte, seal.ChunkSize+seal.Overhead)}
+	buf := make([]byte, seal.ChunkSize+seal.Overhead)
 	for {
-		f, err := frames.next()
+		f, err := wire.ReadInto(r, buf)
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, wire.ErrTruncated) {
 				return nil, ErrTruncated
@@ -349,43 +349,6 @@ func Receive(r io.Reader, dst io.Writer, exp Expect, key hpke.PrivateKey) (*Resu
 			return nil, fmt.Errorf("transfer: unexpected frame type 0x%02x in content", uint8(f.Type))
 		}
 	}
-}
-
-// frameReader reads the frames that follow the header, chunks and the trailer, into one reused buffer.
-// It checks what wire.Read checks; a frame's payload is valid until the next call.
-type frameReader struct {
-	r   io.Reader
-	buf []byte
-}
-
-func (fr *frameReader) next() (wire.Frame, error) {
-	var hdr [wire.HeaderSize]byte
-	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return wire.Frame{}, wire.ErrTruncated
-		}
-		return wire.Frame{}, err
-	}
-	t, n := wire.Type(hdr[0]), binary.BigEndian.Uint32(hdr[1:5])
-	var limit uint32
-	switch t {
-	case wire.TypeChunk:
-		limit = seal.ChunkSize + seal.Overhead
-	case wire.TypeTrailer:
-		limit = 16 << 10
-	default:
-		return wire.Frame{}, fmt.Errorf("transfer: unexpected frame type 0x%02x in content", hdr[0])
-	}
-	if n > limit {
-		return wire.Frame{}, fmt.Errorf("%w: %d bytes for type 0x%02x (limit %d)", wire.ErrTooLarge, n, hdr[0], limit)
-	}
-	if _, err := io.ReadFull(fr.r, fr.buf[:n]); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return wire.Frame{}, wire.ErrTruncated
-		}
-		return wire.Frame{}, err
-	}
-	return wire.Frame{Type: t, Payload: fr.buf[:n]}, nil
 }
 
 func verifySigner(tr *Trailer, exp Expect, d []byte) error {

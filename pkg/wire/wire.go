@@ -72,7 +72,11 @@ func Write(w io.Writer, f Frame) error {
 }
 
 // Read reads one frame. io.EOF means the stream ended cleanly between frames.
-func Read(r io.Reader) (Frame, error) {
+func Read(r io.Reader) (Frame, error) { return ReadInto(r, nil) }
+
+// ReadInto reads one frame like Read, into buf when it is large enough: the payload is then valid only
+// until buf is used again. A receiver of many chunks reuses one buffer instead of allocating per frame.
+func ReadInto(r io.Reader, buf []byte) (Frame, error) {
 	var hdr [HeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -89,7 +93,11 @@ func Read(r io.Reader) (Frame, error) {
 	if n > limit {
 		return Frame{}, fmt.Errorf("%w: %d bytes for type 0x%02x (limit %d)", ErrTooLarge, n, hdr[0], limit)
 	}
-	payload := make([]byte, n)
+	payload := buf[:0]
+	if uint32(cap(buf)) < n {
+		payload = make([]byte, n)
+	}
+	payload = payload[:n]
 	if _, err := io.ReadFull(r, payload); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return Frame{}, ErrTruncated

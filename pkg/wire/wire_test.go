@@ -68,3 +68,18 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestReadIntoReusesBuffer(t *testing.T) {
+	var stream bytes.Buffer
+	Write(&stream, Frame{TypePing, []byte("abc")})
+	Write(&stream, Frame{TypePong, []byte("defgh")})
+	buf := make([]byte, 64)
+	f, err := ReadInto(&stream, buf)
+	if err != nil || string(f.Payload) != "abc" || &f.Payload[0] != &buf[0] {
+		t.Fatalf("first frame: %q %v (reused %v)", f.Payload, err, err == nil && &f.Payload[0] == &buf[0])
+	}
+	f, err = ReadInto(&stream, buf[:0:2]) // too small: a fresh slice
+	if err != nil || string(f.Payload) != "defgh" {
+		t.Fatalf("second frame: %q %v", f.Payload, err)
+	}
+}

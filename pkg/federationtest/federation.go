@@ -26,9 +26,14 @@ var (
 	buildErr  error
 )
 
-// Binaries builds mydata-hub and mydata-connector once per test process and returns their paths.
+// Binaries builds mydata-hub and mydata-connector once per test process and returns their paths. With
+// MYDATA_BIN_DIR set it uses the binaries already there instead (what `perf` needs to name symbols in a
+// profile of a benchmark; the caller answers for their being current).
 func Binaries(t testing.TB) (hub, connector string) {
 	t.Helper()
+	if dir := os.Getenv("MYDATA_BIN_DIR"); dir != "" {
+		return filepath.Join(dir, "mydata-hub"), filepath.Join(dir, "mydata-connector")
+	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "mydata-bin-")
 		if buildErr != nil {
@@ -60,27 +65,50 @@ func RemoveBinaries() {
 	}
 }
 
-// FreeTCP returns a loopback TCP address that was free a moment ago.
-func FreeTCP(t testing.TB) string {
+// handedOut holds the loopback ports FreeTCP and FreeUDP have returned in this process. The kernel may
+// hand a port that was just closed to the next caller too, and a hub given the same port for raft and
+// its portal fails to start (seen once).
+var handedOut = struct {
+	sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
+
+// freePort asks the kernel for a free port on the network until it is one not handed out before.
+func freePort(t testing.TB, network string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		var addr string
+		if network == "tcp" {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr = ln.Addr().String()
+			ln.Close()
+		} else {
+			c, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr = c.LocalAddr().String()
+			c.Close()
+		}
+		if !handedOut.ports[network+addr] {
+			handedOut.ports[network+addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no fresh %s port after 100 tries", network)
+	return ""
 }
 
-// FreeUDP returns a loopback UDP address that was free a moment ago.
-func FreeUDP(t testing.TB) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
+// FreeTCP returns a loopback TCP address that was free a moment ago and not returned before.
+func FreeTCP(t testing.TB) string { return freePort(t, "tcp") }
+
+// FreeUDP returns a loopback UDP address that was free a moment ago and not returned before.
+func FreeUDP(t testing.TB) string { return freePort(t, "udp") }
 
 // Process is a started binary whose output goes to a log file.
 type Process struct {

@@ -66,6 +66,29 @@ const (
 	RoleReceiver = "sp"
 )
 
+// MaxReceiptBatch bounds the receipts in one report.
+const MaxReceiptBatch = 100
+
+// ReceiptBatch is a connector reporting transfers to the hub, up to MaxReceiptBatch at a time: a busy
+// connector reports many transfers in one request and the hub records them in one raft entry.
+type ReceiptBatch struct {
+	Receipts []ReceiptRequest `json:"receipts"`
+}
+
+// ReceiptBatchResult answers a ReceiptBatch receipt by receipt, in order, so that one refused receipt
+// does not hold back the others.
+type ReceiptBatchResult struct {
+	Results []ReceiptResult `json:"results"`
+}
+
+// ReceiptResult is the hub's answer to one receipt of a batch.
+type ReceiptResult struct {
+	// Status is 204 when the hub recorded the receipt, otherwise the HTTP status that says why not
+	// (400 malformed, 403 not a party to the transfer, 404 no such consent or dataset).
+	Status int    `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
 // ReceiptRequest is a connector reporting one transfer to the hub: metadata only.
 type ReceiptRequest struct {
 	TicketID    string    `json:"ticket_id"`

@@ -108,7 +108,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+hubapi.PathRenew, s.require(fedid.KindConnector, s.renew))
 	mux.Handle("POST "+hubapi.PathKeys, s.require(fedid.KindConnector, s.publishKey))
 	mux.Handle("POST "+hubapi.PathRedeem, s.require(fedid.KindConnector, s.redeem))
-	mux.Handle("POST "+hubapi.PathReceipts, s.require(fedid.KindConnector, s.receipt))
+	mux.Handle("POST "+hubapi.PathReceipts, s.require(fedid.KindConnector, s.receipts))
 	mux.Handle("GET "+hubapi.PathDirectory, s.require(anyKind, s.directory))
 	mux.Handle("GET "+hubapi.PathOrgs, s.require(fedid.KindOperator, s.listOrgs))
 	mux.Handle("POST "+hubapi.PathOrgs, s.require(fedid.KindOperator, s.addOrg))

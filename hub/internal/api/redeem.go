@@ -177,55 +177,82 @@ func randomTicketID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// receipt records a connector's report of one transfer. Only the two parties of the ticket's consent may
-// report: the service's SP connector and the dataset's DP connector.
-func (s *Server) receipt(w http.ResponseWriter, r *http.Request) {
+// receipts records a connector's reports of transfers, a batch at a time. Only the two parties of a
+// ticket's consent may report it: the service's SP connector and the dataset's DP connector. Each receipt
+// is checked on its own and answered on its own; the accepted ones go to raft as one entry.
+func (s *Server) receipts(w http.ResponseWriter, r *http.Request) {
 	p := peer(r)
-	var req hubapi.ReceiptRequest
+	var req hubapi.ReceiptBatch
 	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	c, err := s.cfg.State.Consent(req.ConsentID)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if c == nil || !slices.Contains(c.Datasets, req.Dataset) {
-		writeError(w, http.StatusNotFound, "consent_id and dataset: no such consent for this dataset")
-		return
-	}
-	var org, name string
-	switch req.Role {
-	case hubapi.RoleReceiver:
-		svc, err := s.cfg.State.Service(c.Service)
-		if err != nil || svc == nil {
-			s.fail(w, r, fmt.Errorf("service %s: %v", c.Service, err))
-			return
-		}
-		org, name = svc.SPOrg, svc.SPConnector
-	case hubapi.RoleSender:
-		d, err := s.cfg.State.Dataset(req.Dataset)
-		if err != nil || d == nil {
-			s.fail(w, r, fmt.Errorf("dataset %s: %v", req.Dataset, err))
-			return
-		}
-		org, name = d.DPOrg, d.DPConnector
-	default:
-		writeError(w, http.StatusBadRequest, "role: must be dp or sp")
-		return
-	}
-	if p.Org != org || p.Name != name {
-		writeError(w, http.StatusForbidden, fmt.Sprintf("only %s/%s reports as %s for this consent and dataset", org, name, req.Role))
+	if len(req.Receipts) == 0 || len(req.Receipts) > hubapi.MaxReceiptBatch {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("receipts: between 1 and %d receipts per request, not %d", hubapi.MaxReceiptBatch, len(req.Receipts)))
 		return
 	}
 	reporter, _ := fedid.Connector(s.td, p.Org, p.Name)
-	rec := fsm.Receipt{TicketID: req.TicketID, Role: req.Role, ConsentID: req.ConsentID, Dataset: req.Dataset, Reporter: reporter.String(),
-		Counterpart: req.Counterpart, Outcome: req.Outcome, Bytes: req.Bytes, At: req.At, RecordedAt: s.now()}
-	if err := s.cfg.Cluster.Apply(&fsm.ReceiptAdd{Receipt: rec}); err != nil {
-		s.fail(w, r, err)
-		return
+	res := hubapi.ReceiptBatchResult{Results: make([]hubapi.ReceiptResult, len(req.Receipts))}
+	var accepted []fsm.Receipt
+	consents := map[string]*fsm.Consent{}
+	for i, rr := range req.Receipts {
+		rec := fsm.Receipt{TicketID: rr.TicketID, Role: rr.Role, ConsentID: rr.ConsentID, Dataset: rr.Dataset, Reporter: reporter.String(),
+			Counterpart: rr.Counterpart, Outcome: rr.Outcome, Bytes: rr.Bytes, At: rr.At, RecordedAt: s.now()}
+		status, msg, err := s.checkReceipt(p, rec, consents)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		res.Results[i] = hubapi.ReceiptResult{Status: status, Error: msg}
+		if status == http.StatusNoContent {
+			accepted = append(accepted, rec)
+		}
 	}
-	s.metrics.receipts.WithLabelValues(req.Role).Inc()
-	w.WriteHeader(http.StatusNoContent)
+	if len(accepted) > 0 {
+		if err := s.cfg.Cluster.Apply(&fsm.ReceiptsAdd{Receipts: accepted}); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	for _, rec := range accepted {
+		s.metrics.receipts.WithLabelValues(rec.Role).Inc()
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// checkReceipt says whether the reporting connector p may record rec: the HTTP status of the answer
+// (204 when it may) and why not. consents caches lookups across one batch.
+func (s *Server) checkReceipt(p fedid.Parsed, rec fsm.Receipt, consents map[string]*fsm.Consent) (int, string, error) {
+	if err := fsm.CheckReceipt(rec); err != nil {
+		return http.StatusBadRequest, err.Error(), nil
+	}
+	c, seen := consents[rec.ConsentID]
+	if !seen {
+		var err error
+		if c, err = s.cfg.State.Consent(rec.ConsentID); err != nil {
+			return 0, "", err
+		}
+		consents[rec.ConsentID] = c
+	}
+	if c == nil || !slices.Contains(c.Datasets, rec.Dataset) {
+		return http.StatusNotFound, "consent_id and dataset: no such consent for this dataset", nil
+	}
+	var org, name string
+	if rec.Role == hubapi.RoleReceiver {
+		svc, err := s.cfg.State.Service(c.Service)
+		if err != nil || svc == nil {
+			return 0, "", fmt.Errorf("service %s: %v", c.Service, err)
+		}
+		org, name = svc.SPOrg, svc.SPConnector
+	} else {
+		d, err := s.cfg.State.Dataset(rec.Dataset)
+		if err != nil || d == nil {
+			return 0, "", fmt.Errorf("dataset %s: %v", rec.Dataset, err)
+		}
+		org, name = d.DPOrg, d.DPConnector
+	}
+	if p.Org != org || p.Name != name {
+		return http.StatusForbidden, fmt.Sprintf("only %s/%s reports as %s for this consent and dataset", org, name, rec.Role), nil
+	}
+	return http.StatusNoContent, "", nil
 }

@@ -31,6 +31,7 @@ const (
 	TypeConsentUse
 	TypeConsentRevoke
 	TypeReceiptAdd
+	TypeReceiptsAdd
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the
@@ -160,6 +161,14 @@ type ReceiptAdd struct {
 	Receipt Receipt `json:"receipt"`
 }
 
+// ReceiptsAdd records a batch of receipts in one log entry: connectors report in batches, and one entry
+// per batch instead of per receipt keeps the raft log and the apply loop out of the exchanges' way. The
+// API checks each receipt with CheckReceipt before proposing, so apply refuses none in practice; one it
+// would refuse is skipped rather than failing the others.
+type ReceiptsAdd struct {
+	Receipts []Receipt `json:"receipts"`
+}
+
 // Encode makes the log entry for a command.
 func Encode(cmd any) ([]byte, error) {
 	var t Type
@@ -198,6 +207,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = TypeConsentRevoke
 	case *ReceiptAdd:
 		t = TypeReceiptAdd
+	case *ReceiptsAdd:
+		t = TypeReceiptsAdd
 	default:
 		return nil, fmt.Errorf("fsm: no command type for %T", cmd)
 	}

@@ -201,15 +201,36 @@ type Receipt struct {
 	RecordedAt  time.Time `json:"recorded_at"`
 }
 
-func applyReceiptAdd(tx *sql.Tx, c *ReceiptAdd) (Result, bool, error) {
-	r := c.Receipt
+// CheckReceipt says what is wrong with a receipt's fields, or nil.
+func CheckReceipt(r Receipt) error { return checkReceipt(r).Err() }
+
+func checkReceipt(r Receipt) Result {
 	if r.TicketID == "" || r.ConsentID == "" || r.Dataset == "" || (r.Role != "dp" && r.Role != "sp") {
-		return refuse(Invalid, "receipt: ticket_id, consent_id, dataset and role (dp or sp) are required"), false, nil
+		return refuse(Invalid, "receipt: ticket_id, consent_id, dataset and role (dp or sp) are required")
 	}
 	switch r.Outcome {
 	case "delivered", "no_record", "pending", "failed", "refused":
-	default:
-		return refuse(Invalid, "receipt: outcome %q is not delivered, no_record, pending, failed or refused", r.Outcome), false, nil
+		return Result{}
+	}
+	return refuse(Invalid, "receipt: outcome %q is not delivered, no_record, pending, failed or refused", r.Outcome)
+}
+
+func applyReceiptAdd(tx *sql.Tx, c *ReceiptAdd) (Result, bool, error) {
+	return addReceipt(tx, c.Receipt)
+}
+
+func applyReceiptsAdd(tx *sql.Tx, c *ReceiptsAdd) (Result, bool, error) {
+	for _, r := range c.Receipts {
+		if _, _, err := addReceipt(tx, r); err != nil {
+			return Result{}, false, err
+		}
+	}
+	return Result{}, false, nil
+}
+
+func addReceipt(tx *sql.Tx, r Receipt) (Result, bool, error) {
+	if res := checkReceipt(r); res.Code != OK {
+		return res, false, nil
 	}
 	k, err := consentByID(tx, r.ConsentID)
 	if err != nil {

@@ -126,6 +126,7 @@ var handlers = map[Type]handler{
 	TypeConsentUse:      decodeThen(applyConsentUse),
 	TypeConsentRevoke:   decodeThen(applyConsentRevoke),
 	TypeReceiptAdd:      decodeThen(applyReceiptAdd),
+	TypeReceiptsAdd:     decodeThen(applyReceiptsAdd),
 }
 
 // decodeThen adapts a typed apply function. The bool it returns says whether the directory changed.

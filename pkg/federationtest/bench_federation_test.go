@@ -245,11 +245,12 @@ func (fl *benchFlow) run(subject string) error {
 	if err != nil {
 		return fmt.Errorf("authorize after login: %w", err)
 	}
-	id, csrf := consentIDRe.FindStringSubmatch(page), csrfRe.FindStringSubmatch(page)
-	if id == nil || csrf == nil {
-		return fmt.Errorf("not a consent page: %.300s", page)
+	form, err := ConsentForm(page)
+	if err != nil {
+		return err
 	}
-	_, resp, err = fl.postForm(browser, fl.portal+"/oauth/consent", url.Values{"consent_id": {id[1]}, "csrf": {csrf[1]}, "decision": {"approve"}}, http.StatusFound)
+	form.Set("decision", "approve")
+	_, resp, err = fl.postForm(browser, fl.portal+"/oauth/consent", form, http.StatusFound)
 	if err != nil {
 		return fmt.Errorf("approve: %w", err)
 	}

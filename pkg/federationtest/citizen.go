@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -100,23 +101,35 @@ func (h *Hub) AuthorizeURL(clientID, redirect, scope, state string, p PKCE, extr
 	return "/oauth/authorize?" + q.Encode()
 }
 
-var (
-	consentIDRe = regexp.MustCompile(`name="consent_id" value="([^"]+)"`)
-	csrfRe      = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-)
+// hiddenInput is a hidden field of a form as the portal's templates write them.
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// ConsentForm is what a browser posts from a consent page: its hidden fields (the signed request and its
+// CSRF token), without the decision.
+func ConsentForm(page string) (url.Values, error) {
+	if !strings.Contains(page, `action="/oauth/consent"`) {
+		return nil, fmt.Errorf("not a consent page: %.300s", page)
+	}
+	form := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	return form, nil
+}
 
 // Decide answers the consent page p and returns where the hub sends the browser.
 func (c *Citizen) Decide(p Page, approve bool) *url.URL {
 	c.t.Helper()
-	id, csrf := consentIDRe.FindStringSubmatch(p.Body), csrfRe.FindStringSubmatch(p.Body)
-	if id == nil || csrf == nil {
-		c.t.Fatalf("not a consent page (%d):\n%s", p.Status, p.Body)
+	form, err := ConsentForm(p.Body)
+	if err != nil {
+		c.t.Fatalf("%v (%d)", err, p.Status)
 	}
 	decision := "deny"
 	if approve {
 		decision = "approve"
 	}
-	r := c.Post("/oauth/consent", url.Values{"consent_id": {id[1]}, "csrf": {csrf[1]}, "decision": {decision}})
+	form.Set("decision", decision)
+	r := c.Post("/oauth/consent", form)
 	if r.Status != http.StatusFound {
 		c.t.Fatalf("consent decision: %d %s", r.Status, r.Body)
 	}

@@ -95,6 +95,25 @@ func TestOnlineExchange(t *testing.T) {
 	}
 	code := u.Query().Get("code")
 
+	// The consent page is decided once; its signed request cannot be edited or posted by someone else.
+	form, err := ConsentForm(page.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form.Set("decision", "deny")
+	if r := citizen.Post("/oauth/consent", form); r.Status != http.StatusConflict || !strings.Contains(r.Body, "already decided") {
+		t.Fatalf("the same consent page decided twice: %d %s", r.Status, r.Body)
+	}
+	edited := url.Values{"pending": {form.Get("pending") + "x"}, "csrf": form["csrf"], "decision": {"approve"}}
+	if r := citizen.Post("/oauth/consent", edited); r.Status != http.StatusForbidden {
+		t.Fatalf("an edited consent request: %d %s", r.Status, r.Body)
+	}
+	other := f.h.NewCitizen()
+	other.Login(citizenB, "nhi-card")
+	if r := other.Post("/oauth/consent", form); r.Status != http.StatusForbidden {
+		t.Fatalf("another citizen posted this citizen's consent page: %d %s", r.Status, r.Body)
+	}
+
 	res, status, body := f.bank.Exchange(code, p.Verifier, f.redirect)
 	if status != 200 {
 		t.Fatalf("exchange: %d %s", status, body)

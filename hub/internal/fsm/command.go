@@ -32,6 +32,7 @@ const (
 	TypeConsentRevoke
 	TypeReceiptAdd
 	TypeReceiptsAdd
+	TypeConsentRecord
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the
@@ -129,14 +130,29 @@ type HubKey struct {
 }
 
 // ConsentCreate records a pending consent: a valid authorization request shown to a logged-in citizen.
+// Hubs no longer write it (the pending request travels in the signed consent page, see ConsentRecord);
+// it stays so that logs written before still apply.
 type ConsentCreate struct {
 	Consent Consent `json:"consent"`
 }
 
-// ConsentDecide records the citizen's answer. On approval CodeHash and CodeExpiresAt are set.
+// ConsentDecide records the citizen's answer to a ConsentCreate. On approval CodeHash and CodeExpiresAt
+// are set. Like ConsentCreate, only logs written before ConsentRecord hold it.
 type ConsentDecide struct {
 	ID            string    `json:"id"`
 	Subject       string    `json:"subject"`
+	Approve       bool      `json:"approve"`
+	CodeHash      string    `json:"code_hash,omitempty"`
+	CodeExpiresAt time.Time `json:"code_expires_at"`
+	Now           time.Time `json:"now"`
+}
+
+// ConsentRecord records a citizen's decision on an authorization request in one entry: the request,
+// while the citizen reads it, lives in the consent page the hub signed rather than in raft, so a page
+// viewed and left costs no write and leaves nothing to purge. On approval CodeHash and CodeExpiresAt are
+// set. A consent ID is decided once: a second decision on the same page is refused.
+type ConsentRecord struct {
+	Consent       Consent   `json:"consent"`
 	Approve       bool      `json:"approve"`
 	CodeHash      string    `json:"code_hash,omitempty"`
 	CodeExpiresAt time.Time `json:"code_expires_at"`
@@ -209,6 +225,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = TypeReceiptAdd
 	case *ReceiptsAdd:
 		t = TypeReceiptsAdd
+	case *ConsentRecord:
+		t = TypeConsentRecord
 	default:
 		return nil, fmt.Errorf("fsm: no command type for %T", cmd)
 	}

@@ -52,10 +52,54 @@ func (c *Consent) EffectiveState(now time.Time) string {
 	return c.State
 }
 
+// checkConsent refuses a consent request without the fields every consent has.
+func checkConsent(k Consent) Result {
+	if k.ID == "" || k.Service == "" || k.Subject == "" || len(k.Datasets) == 0 || k.CodeChallenge == "" || k.RedirectURI == "" {
+		return refuse(Invalid, "consent: id, service, subject, datasets, code challenge and redirect URI are required")
+	}
+	return Result{}
+}
+
+func applyConsentRecord(tx *sql.Tx, c *ConsentRecord) (Result, bool, error) {
+	k := c.Consent
+	if res := checkConsent(k); res.Code != OK {
+		return res, false, nil
+	}
+	if !c.Now.Before(k.ExpiresAt) {
+		return refuse(Gone, "consent %s: the request expired before the decision", k.ID), false, nil
+	}
+	state := ConsentDenied
+	if c.Approve {
+		if c.CodeHash == "" || !c.CodeExpiresAt.After(c.Now) {
+			return refuse(Invalid, "consent %s: approval needs a code", k.ID), false, nil
+		}
+		state = ConsentGranted
+	}
+	old, err := consentByID(tx, k.ID)
+	if err != nil {
+		return Result{}, false, err
+	}
+	if old != nil {
+		return refuse(Conflict, "consent %s was already decided (%s)", k.ID, old.EffectiveState(c.Now)), false, nil
+	}
+	ds, err := json.Marshal(k.Datasets)
+	if err != nil {
+		return Result{}, false, err
+	}
+	codeExp := int64(0)
+	if c.Approve {
+		codeExp = ms(c.CodeExpiresAt)
+	}
+	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, code_hash, code_expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
+		k.CodeChallenge, k.OAuthState, state, ms(k.CreatedAt), ms(k.ExpiresAt), ms(c.Now), sql.NullString{String: c.CodeHash, Valid: c.Approve}, codeExp)
+	return Result{}, false, err
+}
+
 func applyConsentCreate(tx *sql.Tx, c *ConsentCreate) (Result, bool, error) {
 	k := c.Consent
-	if k.ID == "" || k.Service == "" || k.Subject == "" || len(k.Datasets) == 0 || k.CodeChallenge == "" || k.RedirectURI == "" {
-		return refuse(Invalid, "consent: id, service, subject, datasets, code challenge and redirect URI are required"), false, nil
+	if res := checkConsent(k); res.Code != OK {
+		return res, false, nil
 	}
 	ds, err := json.Marshal(k.Datasets)
 	if err != nil {

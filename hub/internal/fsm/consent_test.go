@@ -63,3 +63,55 @@ func TestConsentLifecycle(t *testing.T) {
 		t.Fatalf("history has %d consents", len(cs))
 	}
 }
+
+// TestConsentRecord covers the one-entry decision the portal writes: the request comes from the signed
+// consent page, so the state machine sees a consent only once it is decided.
+func TestConsentRecord(t *testing.T) {
+	a := &applier{t: t, f: open(t, filepath.Join(t.TempDir(), "state.db"))}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	req := func(id string) Consent {
+		return Consent{ID: id, Service: "bank.card", Subject: "A123456789", Datasets: []string{"moi.household", "fia.income"},
+			TermsVersion: "1", AAL: 2, LoginMethod: "dev", RedirectURI: "https://b/cb", CodeChallenge: "x", CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
+	}
+	approve := func(id string, at time.Time) *ConsentRecord {
+		return &ConsentRecord{Consent: req(id), Approve: true, CodeHash: "h-" + id, CodeExpiresAt: at.Add(time.Minute), Now: at}
+	}
+	deny := func(id string) *ConsentRecord { return &ConsentRecord{Consent: req(id), Now: now} }
+	noService := approve("c9", now)
+	noService.Consent.Service = ""
+	steps := []struct {
+		name string
+		cmd  any
+		want Code
+		msg  string
+	}{
+		{"approve", approve("c1", now), OK, ""},
+		{"approve the same page again", approve("c1", now), Conflict, "already decided (granted)"},
+		{"deny after approving", deny("c1"), Conflict, "already decided"},
+		{"use", &ConsentUse{ID: "c1", Now: now.Add(time.Second)}, OK, ""},
+		{"use again", &ConsentUse{ID: "c1", Now: now.Add(2 * time.Second)}, Gone, "used"},
+		{"deny", deny("c2"), OK, ""},
+		{"deny another", deny("c3"), OK, ""}, // two denials: neither holds a code
+		{"use denied", &ConsentUse{ID: "c2", Now: now}, Gone, "denied"},
+		{"decide after the request expired", approve("c4", now.Add(10*time.Minute)), Gone, "expired"},
+		{"approve without a code", &ConsentRecord{Consent: req("c5"), Approve: true, Now: now}, Invalid, "needs a code"},
+		{"missing field", noService, Invalid, "required"},
+		{"approve 6", approve("c6", now), OK, ""},
+		{"revoke 6", &ConsentRevoke{ID: "c6", Subject: "A123456789", Now: now}, OK, ""},
+		{"use revoked", &ConsentUse{ID: "c6", Now: now}, Gone, "revoked"},
+	}
+	for _, s := range steps {
+		r := a.apply(s.cmd)
+		if r.Code != s.want || !strings.Contains(r.Message, s.msg) {
+			t.Fatalf("%s: got %+v, want code %d with %q", s.name, r, s.want, s.msg)
+		}
+	}
+	k, _ := a.f.ConsentByCode("h-c1")
+	if k == nil || k.State != ConsentUsed || k.DecidedAt.IsZero() || len(k.Datasets) != 2 || k.AAL != 2 {
+		t.Fatalf("consent by code: %+v", k)
+	}
+	cs, _ := a.f.ConsentsOf("A123456789", 10)
+	if len(cs) != 4 { // c1, c2, c3, c6: refused decisions left nothing
+		t.Fatalf("history has %d consents: %+v", len(cs), cs)
+	}
+}

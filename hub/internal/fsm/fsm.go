@@ -127,6 +127,7 @@ var handlers = map[Type]handler{
 	TypeConsentRevoke:   decodeThen(applyConsentRevoke),
 	TypeReceiptAdd:      decodeThen(applyReceiptAdd),
 	TypeReceiptsAdd:     decodeThen(applyReceiptsAdd),
+	TypeConsentRecord:   decodeThen(applyConsentRecord),
 }
 
 // decodeThen adapts a typed apply function. The bool it returns says whether the directory changed.

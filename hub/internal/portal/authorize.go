@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -185,11 +186,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	for _, d := range req.Datasets {
 		c.Datasets = append(c.Datasets, d.ID)
 	}
-	if err := s.apply(&fsm.ConsentCreate{Consent: c}); err != nil {
-		s.log.Error("create consent", "err", err)
-		s.oauthError(w, r, req.RedirectURI, req.State, "temporarily_unavailable", "the hub cannot record consents right now")
+	// The request waits in the page, signed, rather than in raft: most of the cost of a consent page would
+	// otherwise be a raft entry for a decision that may never come.
+	pending, err := json.Marshal(c)
+	if err != nil {
+		s.errorPage(w, http.StatusInternalServerError, "Something went wrong 系統錯誤", "Please try again later.")
 		return
 	}
+	form := base64.RawURLEncoding.EncodeToString(pending)
 	s.metrics.authorize.WithLabelValues("consent_page").Inc()
 	type row struct {
 		hubapi.Dataset
@@ -208,7 +212,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		spName = o.NameZh + " " + o.NameEn
 	}
 	s.render(w, http.StatusOK, "consent.html", map[string]any{
-		"Service": req.Service, "SP": spName, "Datasets": rows, "Consent": c, "CSRF": s.csrf(sess.Subject, c.ID), "Session": sess,
+		"Service": req.Service, "SP": spName, "Datasets": rows, "Consent": c, "Pending": form, "CSRF": s.csrf(sess.Subject, "consent:"+form), "Session": sess,
 	})
 }
 
@@ -240,19 +244,24 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "Invalid request 請求無效", err.Error())
 		return
 	}
-	id := r.PostForm.Get("consent_id")
-	if !s.checkCSRF(sess.Subject, id, r.PostForm.Get("csrf")) {
+	form := r.PostForm.Get("pending")
+	if !s.checkCSRF(sess.Subject, "consent:"+form, r.PostForm.Get("csrf")) {
 		s.errorPage(w, http.StatusForbidden, "Invalid request 請求無效", "This form did not come from your consent page.")
 		return
 	}
-	c, err := s.cfg.State.Consent(id)
-	if err != nil || c == nil || c.Subject != sess.Subject {
-		s.errorPage(w, http.StatusNotFound, "Unknown consent 查無此同意", "This consent does not exist.")
+	var c fsm.Consent
+	raw, err := base64.RawURLEncoding.DecodeString(form)
+	if err == nil {
+		err = json.Unmarshal(raw, &c)
+	}
+	if err != nil || c.Subject != sess.Subject {
+		// Only this hub signs the form, for this citizen: this is a bug or a changed key format.
+		s.errorPage(w, http.StatusBadRequest, "Invalid request 請求無效", "This consent form cannot be read.")
 		return
 	}
 	approve := r.PostForm.Get("decision") == "approve"
 	now := s.now()
-	cmd := &fsm.ConsentDecide{ID: id, Subject: sess.Subject, Approve: approve, Now: now}
+	cmd := &fsm.ConsentRecord{Consent: c, Approve: approve, Now: now}
 	var code string
 	if approve {
 		code = randomID(32)
@@ -261,10 +270,14 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	if err := s.apply(cmd); err != nil {
 		var fe *fsm.Error
 		if errors.As(err, &fe) {
-			s.errorPage(w, http.StatusConflict, "This consent can no longer be changed 此同意已無法變更", fe.Message)
+			status := http.StatusConflict
+			if fe.Code == fsm.Gone {
+				status = http.StatusGone
+			}
+			s.errorPage(w, status, "This consent can no longer be changed 此同意已無法變更", fe.Message)
 			return
 		}
-		s.log.Error("decide consent", "err", err)
+		s.log.Error("record consent", "err", err)
 		s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot record your decision right now.")
 		return
 	}

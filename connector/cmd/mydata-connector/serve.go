@@ -6,11 +6,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/mydatafed/mydata/connector/internal/agent"
 	"github.com/mydatafed/mydata/connector/internal/config"
+	"github.com/mydatafed/mydata/pkg/gctune"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 )
 
@@ -29,7 +29,8 @@ func serve(args []string) error {
 		return err
 	}
 	log := telemetry.NewLogger(os.Stderr, cfg.Log)
-	tuneGC()
+	// 384 MiB: below the packaged unit's MemoryMax (512 MiB).
+	gctune.Set(400, 384<<20)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	a, err := agent.New(ctx, cfg, log)
@@ -40,16 +41,3 @@ func serve(args []string) error {
 }
 
 func version(w io.Writer) error { return telemetry.PrintVersion(w, "mydata-connector") }
-
-// tuneGC trades memory for CPU unless the operator chose with GOGC or GOMEMLIMIT: sealing and opening
-// 64 KiB chunks makes garbage at the transfer rate, and collecting it took 10-13 % of a connector's CPU
-// (docs/benchmarks.md). A soft memory limit below the packaged unit's MemoryMax (512 MiB) makes the
-// collector work harder again before memory runs short.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(384 << 20)
-	}
-}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mydatafed/mydata/hub/internal/config"
 	"github.com/mydatafed/mydata/hub/internal/server"
+	"github.com/mydatafed/mydata/pkg/gctune"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 )
 
@@ -27,6 +28,8 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	// 768 MiB: below the packaged unit's MemoryMax (1 GiB).
+	gctune.Set(400, 768<<20)
 	log := telemetry.NewLogger(os.Stderr, cfg.Log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -121,11 +121,13 @@ func (f *FSM) Datasets() ([]hubapi.Dataset, error) { return f.datasets(`ORDER BY
 
 // Dataset finds one dataset; nil if there is none.
 func (f *FSM) Dataset(id string) (*hubapi.Dataset, error) {
-	ds, err := f.datasets(`WHERE id = ?`, id)
-	if err != nil || len(ds) == 0 {
-		return nil, err
-	}
-	return &ds[0], nil
+	return cached(&f.lookups, "dataset\x00"+id, func() (*hubapi.Dataset, error) {
+		ds, err := f.datasets(`WHERE id = ?`, id)
+		if err != nil || len(ds) == 0 {
+			return nil, err
+		}
+		return &ds[0], nil
+	})
 }
 
 func (f *FSM) datasets(where string, args ...any) ([]hubapi.Dataset, error) {
@@ -152,11 +154,13 @@ func (f *FSM) Services() ([]hubapi.Service, error) { return f.services(`ORDER BY
 
 // Service finds one service; nil if there is none.
 func (f *FSM) Service(id string) (*hubapi.Service, error) {
-	ss, err := f.services(`WHERE id = ?`, id)
-	if err != nil || len(ss) == 0 {
-		return nil, err
-	}
-	return &ss[0], nil
+	return cached(&f.lookups, "service\x00"+id, func() (*hubapi.Service, error) {
+		ss, err := f.services(`WHERE id = ?`, id)
+		if err != nil || len(ss) == 0 {
+			return nil, err
+		}
+		return &ss[0], nil
+	})
 }
 
 func (f *FSM) services(where string, args ...any) ([]hubapi.Service, error) {

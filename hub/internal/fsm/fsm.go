@@ -24,6 +24,8 @@ type FSM struct {
 	path string
 	log  *slog.Logger
 
+	lookups lookups
+
 	mu      sync.Mutex
 	applied uint64
 	// changed is closed and replaced whenever the directory version moves, to wake long-polls.
@@ -185,6 +187,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if err := tx.Commit(); err != nil {
 		panic(fmt.Sprintf("fsm: commit entry %d: %v", l.Index, err))
 	}
+	if !leavesLookups[t&^ignorable] {
+		f.lookups.invalidate()
+	}
 	f.mu.Lock()
 	f.applied = l.Index
 	f.mu.Unlock()
@@ -250,6 +255,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.loadApplied(); err != nil {
 		return err
 	}
+	f.lookups.invalidate()
 	f.notify()
 	return nil
 }

@@ -203,18 +203,20 @@ func (f *FSM) Orgs() ([]hubapi.Org, error) {
 
 // Org finds one organisation; nil if there is none.
 func (f *FSM) Org(code string) (*hubapi.Org, error) {
-	var o hubapi.Org
-	var created int64
-	err := f.db.QueryRow(`SELECT code, name_zh, name_en, type, status, created_at FROM orgs WHERE code = ?`, code).
-		Scan(&o.Code, &o.NameZh, &o.NameEn, &o.Type, &o.Status, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	o.CreatedAt = fromMS(created)
-	return &o, nil
+	return cached(&f.lookups, "org\x00"+code, func() (*hubapi.Org, error) {
+		var o hubapi.Org
+		var created int64
+		err := f.db.QueryRow(`SELECT code, name_zh, name_en, type, status, created_at FROM orgs WHERE code = ?`, code).
+			Scan(&o.Code, &o.NameZh, &o.NameEn, &o.Type, &o.Status, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		o.CreatedAt = fromMS(created)
+		return &o, nil
+	})
 }
 
 // Connectors lists the connectors.
@@ -224,11 +226,13 @@ func (f *FSM) Connectors() ([]hubapi.Connector, error) {
 
 // Connector finds one connector; nil if there is none.
 func (f *FSM) Connector(org, name string) (*hubapi.Connector, error) {
-	cs, err := f.connectors(`WHERE org = ? AND name = ?`, org, name)
-	if err != nil || len(cs) == 0 {
-		return nil, err
-	}
-	return &cs[0], nil
+	return cached(&f.lookups, "connector\x00"+org+"\x00"+name, func() (*hubapi.Connector, error) {
+		cs, err := f.connectors(`WHERE org = ? AND name = ?`, org, name)
+		if err != nil || len(cs) == 0 {
+			return nil, err
+		}
+		return &cs[0], nil
+	})
 }
 
 func (f *FSM) connectors(where string, args ...any) ([]hubapi.Connector, error) {

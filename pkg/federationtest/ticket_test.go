@@ -2,6 +2,7 @@ package federationtest
 
 import (
 	"context"
+	"errors"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -133,4 +134,26 @@ func flip(c byte) string {
 		return "B"
 	}
 	return "A"
+}
+
+// TestRedeemErrorsAreRFC6749 checks the shape of the hub's redemption errors: an OAuth client library
+// reads error and error_description (RFC 6749 section 5.2).
+func TestRedeemErrorsAreRFC6749(t *testing.T) {
+	f := startOnline(t)
+	key, err := seal.GenerateKey(seal.KEMHybrid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := key.PublicKey().Bytes()
+	var e *hubapi.Error
+	err = hubClientAs(t, f.h, f.bank).Do(context.Background(), http.MethodPost, hubapi.PathRedeem, hubapi.RedeemRequest{
+		Code: "no-such-code", CodeVerifier: strings.Repeat("v", 43), RedirectURI: f.redirect, RecipientKEM: seal.KEMHybrid, RecipientKey: pub}, nil)
+	if !errors.As(err, &e) || e.Status != 400 || e.Message != "invalid_grant" || e.Description != "code unknown" {
+		t.Fatalf("unknown code: %#v", err)
+	}
+	err = hubClientAs(t, f.h, f.bank).Do(context.Background(), http.MethodPost, hubapi.PathRedeem, hubapi.RedeemRequest{
+		Code: "no-such-code", CodeVerifier: "short", RedirectURI: f.redirect, RecipientKEM: seal.KEMHybrid, RecipientKey: pub}, nil)
+	if !errors.As(err, &e) || e.Status != 400 || e.Message != "invalid_request" || !strings.Contains(e.Description, "code_verifier") {
+		t.Fatalf("short verifier: %#v", err)
+	}
 }

@@ -36,9 +36,18 @@ const MaxBody = 64 << 10
 type Error struct {
 	Status  int    `json:"-"`
 	Message string `json:"error"`
+	// Description is set by the redemption endpoint, which answers like an OAuth token endpoint (RFC 6749
+	// section 5.2): Message is then the error code (invalid_grant, invalid_client, invalid_request) and
+	// Description says why.
+	Description string `json:"error_description,omitempty"`
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("hub: %s (HTTP %d)", e.Message, e.Status) }
+func (e *Error) Error() string {
+	if e.Description != "" {
+		return fmt.Sprintf("hub: %s: %s (HTTP %d)", e.Message, e.Description, e.Status)
+	}
+	return fmt.Sprintf("hub: %s (HTTP %d)", e.Message, e.Status)
+}
 
 // Organisation types, from the kinds of bodies that join the real platform.
 var OrgTypes = []string{"central-agency", "local-government", "university", "state-owned-enterprise", "financial-institution", "other"}

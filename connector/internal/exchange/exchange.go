@@ -147,7 +147,11 @@ func (m *Manager) redeem(ctx context.Context, req Request) (*Exchange, hpke.Priv
 		var he *hubapi.Error
 		if errors.As(err, &he) && he.Status < 500 {
 			m.metrics.exchanges.WithLabelValues("refused").Inc()
-			return nil, nil, &apiError{he.Status, "the hub refused the code: " + he.Message}
+			msg := he.Message
+			if he.Description != "" {
+				msg += ": " + he.Description
+			}
+			return nil, nil, &apiError{he.Status, "the hub refused the code: " + msg}
 		}
 		m.metrics.exchanges.WithLabelValues("hub_unreachable").Inc()
 		return nil, nil, &apiError{http.StatusBadGateway, "the hub could not be reached: " + err.Error()}

@@ -22,9 +22,9 @@ import (
 // pkceVerifier is RFC 7636's code_verifier: 43 to 128 unreserved characters.
 var pkceVerifier = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 
-// grantError answers like RFC 6749's token endpoint: 400 with invalid_grant and why.
+// grantError answers like RFC 6749's token endpoint (section 5.2): an error code and why.
 func grantError(w http.ResponseWriter, status int, code, msg string) {
-	writeError(w, status, code+": "+msg)
+	writeJSON(w, status, hubapi.Error{Message: code, Description: msg})
 }
 
 // redeem trades an authorization code for tickets. The caller must be the service's own SP connector; the

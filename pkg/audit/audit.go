@@ -524,6 +524,20 @@ func validate(e Entry) error {
 	return nil
 }
 
+// CleanDetail makes s fit an entry's detail: valid UTF-8 without control characters, at most 512 bytes.
+// A detail may quote what a peer sent (a refused ticket's key id, a provider's message), and a peer must
+// not be able to keep its presentation out of the log with an overlong or odd string.
+func CleanDetail(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	return truncate(s, maxDetail)
+}
+
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
 func truncate(s string, n int) string {
 	if len(s) <= n {

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/seal"
@@ -116,9 +118,13 @@ func WriteStatus(w io.Writer, st Status, msg string, retryAfter int) error {
 	return writeHeader(w, &Header{Status: st, Message: clip(msg, 512), RetryAfter: retryAfter})
 }
 
+// MaxRetryAfter bounds a not-ready answer's retry_after.
+const MaxRetryAfter = 24 * time.Hour
+
+// clip cuts s to at most n bytes without splitting a UTF-8 sequence.
 func clip(s string, n int) string {
 	if len(s) > n {
-		return s[:n]
+		return strings.ToValidUTF8(s[:n], "")
 	}
 	return s
 }
@@ -271,7 +277,7 @@ func Receive(r io.Reader, dst io.Writer, exp Expect, key hpke.PrivateKey) (*Resu
 		if wh.Manifest != nil {
 			return nil, errors.New("transfer: a header without content carries a manifest")
 		}
-		if wh.RetryAfter < 0 || wh.RetryAfter > 24*3600 {
+		if wh.RetryAfter < 0 || wh.RetryAfter > int(MaxRetryAfter/time.Second) {
 			return nil, fmt.Errorf("transfer: retry_after %d out of range", wh.RetryAfter)
 		}
 		return res, nil

@@ -359,7 +359,7 @@ func (m *Manager) finish(ex *Exchange, d *Dataset, status, reason string, size i
 	outcome := map[string]string{StatusDelivered: audit.OutcomeDelivered, StatusNoRecord: audit.OutcomeNoRecord, StatusFailed: audit.OutcomeFailed}[status]
 	ctx := context.Background()
 	e := audit.Entry{Time: m.cfg.Now(), Role: audit.RoleSP, Dataset: d.Dataset, Counterpart: d.DP, ConsentID: ex.ConsentID,
-		TicketID: d.ticket.TicketID, Bytes: size, Outcome: outcome, Detail: truncate(reason, 500)}
+		TicketID: d.ticket.TicketID, Bytes: size, Outcome: outcome, Detail: audit.CleanDetail(reason)}
 	if ex.subject != "" {
 		e.Subject = audit.SubjectHash(m.cfg.AuditKey, ex.subject)
 	}

@@ -89,6 +89,10 @@ type outcome struct {
 	status  string // an audit outcome
 	detail  string
 	bytes   int64
+	// notTheTransfer marks a refusal that says nothing of the ticket's own transfer (a replay, a
+	// presentation by someone other than its redeemer): audited, but not reported to the hub, where it
+	// would replace the receipt of the real transfer.
+	notTheTransfer bool
 }
 
 // Serve answers one ticket on st from peer.
@@ -113,6 +117,7 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 	}
 	o.claims = c
 	if c.Redeemer != peer.String() {
+		o.notTheTransfer = true
 		return p.refuse(st, o, "this ticket may be presented only by %s", c.Redeemer)
 	}
 	if c.DP != p.cfg.Self.String() {
@@ -124,6 +129,7 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 	}
 	if err := p.cfg.Tickets.Claim(ctx, c.ID, time.Unix(c.ExpiresAt, 0).Add(ticket.Skew)); err != nil {
 		if errors.Is(err, tickets.ErrUsed) || errors.Is(err, tickets.ErrBusy) {
+			o.notTheTransfer = true
 			return p.refuse(st, o, "%v", err)
 		}
 		p.cfg.Log.Error("ticket record", "err", err)
@@ -161,7 +167,10 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 		return o
 	case backend.NotReady:
 		spent = false
-		retry := int(max(res.RetryAfter, time.Second) / time.Second)
+		// An agency may name any delay; the SP can retry only while the ticket lives, and the protocol
+		// bounds retry_after to a day.
+		left := time.Unix(c.ExpiresAt, 0).Sub(p.cfg.Now())
+		retry := int(min(max(res.RetryAfter, time.Second), max(left, time.Second), transfer.MaxRetryAfter) / time.Second)
 		o.status, o.detail = audit.OutcomePending, fmt.Sprintf("retry after %ds", retry)
 		_ = transfer.WriteStatus(st, transfer.NotReady, "the agency will answer later", retry)
 		return o
@@ -186,10 +195,11 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 }
 
 // record writes the outcome to the audit log and queues the receipt. A refusal of a ticket that did not
-// verify has no consent to report to the hub; it is audited only.
+// verify has no consent to report to the hub, and a replay is not the ticket's transfer: both are audited
+// only.
 func (p *Provider) record(ctx context.Context, peer spiffeid.ID, o *outcome) {
 	dataset := "unknown"
-	e := audit.Entry{Time: p.cfg.Now(), Role: audit.RoleDP, Counterpart: peer.String(), Outcome: o.status, Detail: o.detail, Bytes: o.bytes}
+	e := audit.Entry{Time: p.cfg.Now(), Role: audit.RoleDP, Counterpart: peer.String(), Outcome: o.status, Detail: audit.CleanDetail(o.detail), Bytes: o.bytes}
 	if o.claims != nil {
 		dataset = o.claims.Dataset
 		e.Dataset, e.ConsentID, e.TicketID = o.claims.Dataset, o.claims.ConsentID, o.claims.ID
@@ -203,7 +213,7 @@ func (p *Provider) record(ctx context.Context, peer spiffeid.ID, o *outcome) {
 	if _, err := p.cfg.Audit.Append(ctx, e); err != nil {
 		p.cfg.Log.Error("audit append failed", "ticket", e.TicketID, "err", err)
 	}
-	if o.claims == nil {
+	if o.claims == nil || o.notTheTransfer {
 		return
 	}
 	if err := p.cfg.Receipts.Add(ctx, hubapi.ReceiptRequest{TicketID: o.claims.ID, ConsentID: o.claims.ConsentID, Dataset: o.claims.Dataset,

@@ -82,6 +82,9 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.NoLegacyTelemetry = true
+	// Concurrent applies go to the log, to disk (one fsync) and to the state machine (one SQLite
+	// transaction, fsm.ApplyBatch) together rather than one by one.
+	rc.BatchApplyCh = true
 
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(logs, logs, snaps)

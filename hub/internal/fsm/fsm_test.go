@@ -162,3 +162,52 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Fatalf("restored org %+v", o)
 	}
 }
+
+// TestApplyBatch applies what raft hands over together: each entry answers on its own, in order, as
+// Apply would, and the batch lands in one transaction with the last index recorded.
+func TestApplyBatch(t *testing.T) {
+	f := open(t, filepath.Join(t.TempDir(), "state.db"))
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	entry := func(index uint64, cmd any) *raft.Log {
+		data, err := Encode(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &raft.Log{Index: index, Type: raft.LogCommand, Data: data}
+	}
+	changed := f.Changed()
+	out := f.ApplyBatch([]*raft.Log{
+		entry(1, &OrgAdd{Code: "moi", NameZh: "內政部", NameEn: "MOI", Type: "central-agency", Now: now}),
+		{Index: 2, Type: raft.LogConfiguration},
+		entry(3, &OrgAdd{Code: "moi", NameZh: "內政部", NameEn: "MOI", Type: "central-agency", Now: now}), // refused: exists
+		{Index: 4, Type: raft.LogCommand, Data: []byte{0x7f | ignorable, 1, '{', '}'}},
+		entry(5, &ConnectorAdd{Org: "moi", Name: "dp1", Roles: []string{"dp"}, Address: "a:1", Now: now}),
+	})
+	if len(out) != 5 || out[1] != nil {
+		t.Fatalf("answers %#v", out)
+	}
+	for i, want := range []Code{OK, -1, Conflict, OK, OK} {
+		if want < 0 {
+			continue
+		}
+		if r, ok := out[i].(Result); !ok || r.Code != want {
+			t.Errorf("entry %d: %#v, want code %d", i+1, out[i], want)
+		}
+	}
+	if got := f.AppliedIndex(); got != 5 {
+		t.Errorf("applied index %d, want 5", got)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Error("a connector added in a batch did not wake the directory's long-polls")
+	}
+	if c, _ := f.Connector("moi", "dp1"); c == nil {
+		t.Error("the connector of the batch is not there")
+	}
+	// Replayed after a restart: entries at or below the applied index answer OK and change nothing.
+	out = f.ApplyBatch([]*raft.Log{entry(5, &ConnectorAdd{Org: "moi", Name: "dp1", Roles: []string{"dp"}, Address: "a:1", Now: now})})
+	if r, ok := out[0].(Result); !ok || r.Code != OK {
+		t.Errorf("replayed entry: %#v", out[0])
+	}
+}

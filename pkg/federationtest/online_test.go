@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,6 +147,9 @@ func TestOnlineExchange(t *testing.T) {
 		}
 		if strings.Contains(out, citizenA) {
 			t.Fatalf("%s audit log holds the raw national ID", c.Name)
+		}
+		if !regexp.MustCompile(`"subject":"[0-9a-f]{16,}"`).MatchString(out) {
+			t.Fatalf("%s audit log has no subject hash:\n%s", c.Name, out)
 		}
 	}
 	Eventually(t, 15*time.Second, "four receipts in the citizen's history", func() error {

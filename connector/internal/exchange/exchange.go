@@ -24,6 +24,7 @@ import (
 	"github.com/mydatafed/mydata/connector/internal/receipts"
 	"github.com/mydatafed/mydata/pkg/audit"
 	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/nationalid"
 	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/mydatafed/mydata/pkg/transfer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,8 +159,8 @@ func (m *Manager) redeem(ctx context.Context, req Request) (*Exchange, hpke.Priv
 	}
 	ex := &Exchange{ID: newID(), ConsentID: resp.ConsentID, Service: resp.Service, AAL: resp.AAL, LoginMethod: resp.LoginMethod,
 		State: "in_progress", Created: m.cfg.Now().UTC(), changed: make(chan struct{})}
-	if subj, err := seal.Open(key, hubapi.SubjectInfo(resp.ConsentID), resp.SubjectSealed); err == nil {
-		ex.subject = string(subj)
+	if nationalid.Valid(resp.Subject) == nil {
+		ex.subject = resp.Subject
 	}
 	for _, t := range resp.Tickets {
 		ex.Datasets = append(ex.Datasets, &Dataset{Dataset: t.Dataset, DP: t.DP, Status: StatusFetching, ContentType: t.ContentType, ticket: t, UpdatedAt: ex.Created})

@@ -95,12 +95,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	sealedSubject, err := seal.Seal(recipient, hubapi.SubjectInfo(c.ID), []byte(c.Subject))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	resp := hubapi.RedeemResponse{ConsentID: c.ID, Service: svc.ID, AAL: c.AAL, LoginMethod: c.LoginMethod, SubjectSealed: sealedSubject}
+	resp := hubapi.RedeemResponse{ConsentID: c.ID, Service: svc.ID, AAL: c.AAL, LoginMethod: c.LoginMethod, Subject: c.Subject}
 	for _, id := range c.Datasets {
 		t, unavailable, err := s.ticketFor(c, id, p, req, recipient.KEM().ID(), now)
 		if err != nil {

@@ -3,6 +3,7 @@
 package pemfile
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
@@ -46,18 +47,22 @@ func ReadCertificates(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseCertificates(data)
+	return parseCertificates(data, path)
 }
 
-// ParseCertificates parses PEM certificates, refusing other blocks.
+// ParseCertificates parses PEM certificates, refusing other blocks, a cut-off block and text after the last.
 func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
+	return parseCertificates(data, "")
+}
+
+// parseCertificates is ParseCertificates; path, if not empty, names the file in errors about its PEM.
+func parseCertificates(data []byte, path string) ([]*x509.Certificate, error) {
+	blocks, damage := decode(data)
+	if damage != nil && path != "" {
+		damage = fmt.Errorf("%s: %w", path, damage)
+	}
 	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
+	for _, b := range blocks {
 		if b.Type != "CERTIFICATE" {
 			return nil, fmt.Errorf("unexpected PEM block %q", b.Type)
 		}
@@ -68,7 +73,13 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
+		if damage != nil {
+			return nil, fmt.Errorf("no certificate found: %w", damage)
+		}
 		return nil, errors.New("no certificate found")
+	}
+	if damage != nil {
+		return nil, damage
 	}
 	return certs, nil
 }
@@ -85,7 +96,7 @@ func ReadKey(path string) (crypto.Signer, error) {
 	}
 	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
@@ -119,13 +130,9 @@ func ReadSVID(path string) (*x509svid.SVID, error) {
 	if err != nil {
 		return nil, err
 	}
+	blocks, damage := decode(data)
 	var certs, key []byte
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
+	for _, b := range blocks {
 		switch b.Type {
 		case "CERTIFICATE":
 			certs = append(certs, b.Bytes...)
@@ -136,7 +143,13 @@ func ReadSVID(path string) (*x509svid.SVID, error) {
 		}
 	}
 	if len(certs) == 0 || key == nil {
+		if damage != nil {
+			return nil, fmt.Errorf("%s: want a PRIVATE KEY and at least one CERTIFICATE, and %w", path, damage)
+		}
 		return nil, fmt.Errorf("%s: want a PRIVATE KEY and at least one CERTIFICATE", path)
+	}
+	if damage != nil {
+		return nil, fmt.Errorf("%s: %w", path, damage)
 	}
 	svid, err := x509svid.ParseRaw(certs, key)
 	if err != nil {
@@ -152,4 +165,33 @@ func WriteSVID(path string, svid *x509svid.SVID) error {
 		return err
 	}
 	return WriteAtomic(path, append(keyPEM, EncodeCertificates(svid.Certificates)...), 0o600)
+}
+
+// decode splits data into its PEM blocks. pem.Decode skips what it cannot decode, so on its own a file cut
+// off inside its last block reads as a shorter, valid-looking one: a key, a leaf and half a root load as a
+// one-certificate chain. decode therefore reports, as damage, a BEGIN line that starts no complete block and
+// anything but whitespace after the last block. Text before a block stays allowed, as pem.Decode allows it.
+func decode(data []byte) (blocks []*pem.Block, damage error) {
+	begin := []byte("-----BEGIN")
+	for {
+		b, rest := pem.Decode(data)
+		if b == nil {
+			break
+		}
+		// What Decode stepped over holds a second BEGIN line only if it skipped a broken block.
+		if damage == nil && bytes.Count(data[:len(data)-len(rest)], begin) > 1 {
+			damage = fmt.Errorf("a cut-off or malformed PEM block comes before block %d", len(blocks)+1)
+		}
+		blocks = append(blocks, b)
+		data = rest
+	}
+	tail := bytes.TrimSpace(data)
+	switch {
+	case damage != nil:
+	case bytes.Contains(tail, begin):
+		damage = errors.New("the last PEM block is cut off or malformed")
+	case len(tail) > 0 && len(blocks) > 0:
+		damage = errors.New("text after the last PEM block is not PEM")
+	}
+	return blocks, damage
 }

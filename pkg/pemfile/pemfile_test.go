@@ -93,7 +93,19 @@ func TestParseCertificates(t *testing.T) {
 		{"certificate then key", append(append([]byte{}, one...), keyPEM...), nil, `unexpected PEM block "PRIVATE KEY"`},
 		{"garbage DER", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")}), nil, "x509"},
 		// Without its END line the only block does not decode, so there is no certificate at all.
-		{"truncated", one[:len(one)/2], nil, "no certificate found"},
+		{"truncated", one[:len(one)/2], nil, "no certificate found: the last PEM block is cut off"},
+		// pem.Decode alone would return the first certificate and drop the cut-off second one.
+		{"second truncated", two[:len(two)-40], nil, "the last PEM block is cut off or malformed"},
+		{"second without END line", bytes.TrimSuffix(two, []byte("-----END CERTIFICATE-----\n")), nil, "the last PEM block is cut off"},
+		{"text after the last block", append(bytes.Clone(two), "junk\n"...), nil, "text after the last PEM block is not PEM"},
+		// pem.Decode skips a broken block when a good one follows it on a new line.
+		{"broken block first", bytes.Join([][]byte{one[:len(one)/2], one}, []byte("\n")), nil, "a cut-off or malformed PEM block comes before block 1"},
+		{"broken block between", bytes.Join([][]byte{one, one[:len(one)/2], one}, []byte("\n")), nil, "comes before block 2"},
+		// Without a newline the next BEGIN line is none, so nothing after the cut decodes.
+		{"broken block run into the next", bytes.Join([][]byte{one, one[:len(one)/2], one}, nil), nil, "the last PEM block is cut off"},
+		// Whitespace around blocks and text before them are what other tools write; they stay allowed.
+		{"blank lines around", bytes.Join([][]byte{[]byte("\n\n"), one, []byte("\n \t\n"), one, []byte("\n\n")}, nil), []*x509.Certificate{a, a}, ""},
+		{"text before the block", append([]byte("subject=CN = test\n"), one...), []*x509.Certificate{a}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,6 +145,14 @@ func TestReadCertificates(t *testing.T) {
 	if _, err := ReadCertificates(filepath.Join(t.TempDir(), "none.crt")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: %v, want ErrNotExist", err)
 	}
+	// A bundle cut off inside its second certificate is refused, naming the file.
+	two := EncodeCertificates([]*x509.Certificate{ca.Root, ca.Root})
+	if err := os.WriteFile(path, two[:len(two)-40], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if certs, err := ReadCertificates(path); err == nil || !strings.Contains(err.Error(), path+": the last PEM block is cut off") {
+		t.Fatalf("ReadCertificates of a cut-off bundle = %d certificates, %v; want an error naming %s", len(certs), err, path)
+	}
 }
 
 func TestReadKey(t *testing.T) {
@@ -168,7 +188,6 @@ func TestReadKey(t *testing.T) {
 		{"SEC1 EC key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}), nil, "no PKCS#8 PRIVATE KEY block"},
 		{"certificate", EncodeCertificates([]*x509.Certificate{ca.Root}), nil, "no PKCS#8 PRIVATE KEY block"},
 		{"truncated", good[:len(good)-20], nil, "no PKCS#8 PRIVATE KEY block"},
-		// The parse error does not name the file, unlike the others (the callers add their own context).
 		{"garbage DER", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("junk")}), nil, "pkcs8"},
 		// An X25519 key is valid PKCS#8 but cannot sign.
 		{"X25519", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: xDER}), nil, "cannot sign"},
@@ -183,6 +202,10 @@ func TestReadKey(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				// Every error names the file, the parse error too.
+				if !strings.HasPrefix(err.Error(), path+": ") {
+					t.Errorf("err = %v, want it to start with %s", err, path)
 				}
 				return
 			}
@@ -266,8 +289,9 @@ func TestReadSVIDRefuses(t *testing.T) {
 		{"wrong block type", cat(keyPEM, certPEM, ecBlock), `unexpected PEM block "EC PRIVATE KEY"`},
 		{"key of another SVID", cat(otherKeyPEM, certPEM), "svid.pem"},
 		{"CA certificate as leaf", cat(keyPEM, EncodeCertificates([]*x509.Certificate{ca.Root})), "svid.pem"},
-		{"truncated in the certificate", whole[:len(whole)-40], "want a PRIVATE KEY and at least one CERTIFICATE"},
-		{"truncated in the key", whole[:len(keyPEM)/2], "want a PRIVATE KEY and at least one CERTIFICATE"},
+		{"truncated in the certificate", whole[:len(whole)-40], "want a PRIVATE KEY and at least one CERTIFICATE, and the last PEM block is cut off"},
+		{"truncated in the key", whole[:len(keyPEM)/2], "want a PRIVATE KEY and at least one CERTIFICATE, and the last PEM block is cut off"},
+		{"text after the chain", cat(whole, []byte("junk")), "svid.pem: text after the last PEM block is not PEM"},
 		{"garbage key DER", cat(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("junk")}), certPEM), "svid.pem"},
 	}
 	for _, tt := range tests {
@@ -305,7 +329,10 @@ func TestReadSVIDTruncatedChain(t *testing.T) {
 	}
 	got, err := ReadSVID(path)
 	if err == nil {
-		t.Skipf("bug: ReadSVID accepts a file whose last PEM block is cut off and returns a chain of %d instead of 2", len(got.Certificates))
+		t.Fatalf("ReadSVID accepted a file whose last PEM block is cut off and returned a chain of %d instead of 2", len(got.Certificates))
+	}
+	if want := path + ": the last PEM block is cut off"; !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want one containing %q", err, want)
 	}
 }
 

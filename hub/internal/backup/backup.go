@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mydatafed/mydata/hub/internal/ca"
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/config"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
@@ -96,7 +97,9 @@ func Write(w io.Writer, cfg config.Config, state *fsm.FSM) (*Manifest, error) {
 }
 
 // Restore unpacks a backup into cfg's data directory, which must hold no hub yet, and seeds raft with the
-// state so that the next `serve` starts a one-node cluster with every record of the backup.
+// state so that the next `serve` starts a one-node cluster with every record of the backup. The whole
+// backup is read and checked in a temporary directory first: a damaged or unusable backup leaves the data
+// directory as it was.
 func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 	if cluster.HasState(cfg.RaftDir()) {
 		return nil, fmt.Errorf("%s already holds raft state: restore only onto a fresh node", cfg.DataDir)
@@ -106,7 +109,7 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 			return nil, fmt.Errorf("%s exists: restore only onto a fresh node", p)
 		}
 	}
-	if err := os.MkdirAll(cfg.CADir(), 0o700); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
 	tmp, err := os.MkdirTemp(cfg.DataDir, ".restore-")
@@ -114,38 +117,38 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-
-	gz, err := gzip.NewReader(r)
-	if err != nil {
-		return nil, fmt.Errorf("backup is not gzip: %w", err)
+	// Entries unpack under their own names, so an error about one names it.
+	if err := os.Mkdir(filepath.Join(tmp, "ca"), 0o700); err != nil {
+		return nil, err
 	}
-	tr := tar.NewReader(gz)
+
 	var m *Manifest
 	files := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read backup: %w", err)
-		}
+	err = walk(r, func(h *tar.Header, r io.Reader) error {
 		switch h.Name {
 		case manifestName:
 			var mm Manifest
-			if err := json.NewDecoder(io.LimitReader(tr, 1<<16)).Decode(&mm); err != nil {
-				return nil, fmt.Errorf("backup manifest: %w", err)
+			if err := json.NewDecoder(io.LimitReader(r, 1<<16)).Decode(&mm); err != nil {
+				return fmt.Errorf("backup manifest: %w", err)
 			}
 			m = &mm
 		case stateName, rootCertName, rootKeyName:
-			dst := filepath.Join(tmp, filepath.Base(h.Name))
-			if err := extract(dst, io.LimitReader(tr, maxEntry)); err != nil {
-				return nil, err
+			// Cutting a larger entry short would restore part of it.
+			if h.Size > maxEntry {
+				return fmt.Errorf("backup's %s is %d bytes, more than the %d a restore takes", h.Name, h.Size, maxEntry)
+			}
+			dst := filepath.Join(tmp, filepath.FromSlash(h.Name))
+			if err := extract(dst, r); err != nil {
+				return err
 			}
 			files[h.Name] = dst
 		default:
-			return nil, fmt.Errorf("backup holds an unexpected entry %q", h.Name)
+			return fmt.Errorf("backup holds an unexpected entry %q", h.Name)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if m == nil || m.Format != formatV1 {
 		return nil, errors.New("backup has no manifest of a known format")
@@ -165,8 +168,16 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 	if index != m.Index {
 		return nil, fmt.Errorf("backup state is at index %d but its manifest says %d", index, m.Index)
 	}
+	// Load the CA as `serve` will, so one that serve would refuse (unparsable, not a CA, key not the
+	// certificate's) is refused before anything is installed. Both files are there, so this only loads.
+	if _, _, err := ca.LoadOrCreate(filepath.Join(tmp, "ca"), cfg.TD(), cfg.CA.RootTTL); err != nil {
+		return nil, fmt.Errorf("backup holds no usable CA in %s and %s: %w", rootCertName, rootKeyName, err)
+	}
 	// The CA goes in place first: a node started after a failed seed then has a CA but no raft state, and
 	// a second restore attempt refuses clearly rather than mixing two backups.
+	if err := os.MkdirAll(cfg.CADir(), 0o700); err != nil {
+		return nil, err
+	}
 	if err := os.Rename(files[rootKeyName], filepath.Join(cfg.CADir(), "root.key")); err != nil {
 		return nil, err
 	}
@@ -187,34 +198,19 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 	return m, nil
 }
 
-// Check reads a backup file through to the end of its archive, so a cut-off download is caught at once.
+// Check reads a backup file through to the end of its gzip stream, so a cut-off or damaged download is
+// caught at once.
 func Check(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(gz)
 	seen := map[string]bool{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(io.Discard, tr); err != nil {
-			return err
-		}
+	if err := walk(f, func(h *tar.Header, _ io.Reader) error {
 		seen[h.Name] = true
-	}
-	// Reading to the gzip trailer checks the CRC of everything.
-	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
 	for _, name := range []string{manifestName, stateName, rootCertName, rootKeyName} {
@@ -223,6 +219,68 @@ func Check(path string) error {
 		}
 	}
 	return nil
+}
+
+// walk reads a backup from r through to the end of its gzip stream, handing each archive entry to visit, and
+// refuses an entry that comes twice. The gzip CRC and length are checked only when the trailer is read, after
+// the last entry, so whatever visit kept may be used only once walk has returned nil.
+func walk(r io.Reader, visit func(h *tar.Header, r io.Reader) error) error {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return fmt.Errorf("backup is not gzip: %w", err)
+	}
+	tr := tar.NewReader(gz)
+	seen := map[string]bool{}
+	what := "the first entry's header"
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return damaged(what, err)
+		}
+		if seen[h.Name] {
+			return fmt.Errorf("backup holds %s twice", h.Name)
+		}
+		seen[h.Name] = true
+		// visit's error may come from reading the entry (a damaged backup) or from its own work (a full disk,
+		// say); the reader remembers a read error so that the two are told apart.
+		er := &errReader{r: tr}
+		if err := visit(h, er); err != nil {
+			if er.err != nil {
+				return damaged(h.Name, er.err)
+			}
+			return err
+		}
+		// What visit left unread still counts towards the checksum.
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return damaged(h.Name, err)
+		}
+		what = "the header after " + h.Name
+	}
+	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return damaged("the end of the gzip stream", err)
+	}
+	return nil
+}
+
+func damaged(what string, err error) error {
+	return fmt.Errorf("backup is truncated or damaged: reading %s: %w", what, err)
+}
+
+// errReader remembers the first error other than io.EOF that reading r gave.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 func extract(dst string, r io.Reader) error {

@@ -32,7 +32,8 @@ type Keys struct {
 	HPKEKID string
 	// Session signs citizens' login cookies and consent forms.
 	Session []byte
-	created time.Time
+	// When each key was made, as its file's modification time: a key is only ever written when made.
+	ticketCreated, hpkeCreated time.Time
 }
 
 // LoadOrCreate reads the keys kept in dir, making any that are missing (mode 0600).
@@ -62,25 +63,36 @@ func LoadOrCreate(dir, node string) (*Keys, error) {
 	default:
 		key, ok := signer.(*ecdsa.PrivateKey)
 		if !ok {
-			return nil, fmt.Errorf("%s is not an ECDSA key", tpath)
+			return nil, fmt.Errorf("ticket key: %s is not an ECDSA key", tpath)
 		}
 		k.ticket = key
 	}
 	if k.Tickets, err = ticket.NewSigner(k.ticket); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ticket key: %s: %w", tpath, err)
+	}
+	if k.ticketCreated, err = modTime(tpath); err != nil {
+		return nil, fmt.Errorf("ticket key: %w", err)
 	}
 	hpath := filepath.Join(dir, "hpke.key")
 	if k.HPKE, err = seal.LoadOrCreateKey(hpath, seal.KEMHybrid); err != nil {
 		return nil, fmt.Errorf("HPKE key: %w", err)
 	}
 	k.HPKEKID = HPKEKeyID(k.HPKE.PublicKey().Bytes())
+	if k.hpkeCreated, err = modTime(hpath); err != nil {
+		return nil, fmt.Errorf("HPKE key: %w", err)
+	}
 	if k.Session, err = loadOrCreateSecret(filepath.Join(dir, "session.key")); err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	if fi, err := os.Stat(hpath); err == nil {
-		k.created = fi.ModTime().UTC()
-	}
 	return k, nil
+}
+
+func modTime(path string) (time.Time, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime().UTC(), nil
 }
 
 func loadOrCreateSecret(path string) ([]byte, error) {
@@ -114,7 +126,7 @@ func (k *Keys) Public() ([]hubapi.HubKey, error) {
 		return nil, err
 	}
 	return []hubapi.HubKey{
-		{KID: k.Tickets.KeyID(), Node: k.Node, Kind: hubapi.HubKeyTicket, PublicKey: der, CreatedAt: k.created},
-		{KID: k.HPKEKID, Node: k.Node, Kind: hubapi.HubKeyHPKE, KEM: k.HPKE.KEM().ID(), PublicKey: k.HPKE.PublicKey().Bytes(), CreatedAt: k.created},
+		{KID: k.Tickets.KeyID(), Node: k.Node, Kind: hubapi.HubKeyTicket, PublicKey: der, CreatedAt: k.ticketCreated},
+		{KID: k.HPKEKID, Node: k.Node, Kind: hubapi.HubKeyHPKE, KEM: k.HPKE.KEM().ID(), PublicKey: k.HPKE.PublicKey().Bytes(), CreatedAt: k.hpkeCreated},
 	}, nil
 }

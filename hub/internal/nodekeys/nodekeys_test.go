@@ -210,8 +210,9 @@ func TestLoadOrCreateRefusesBadFiles(t *testing.T) {
 	}{
 		{"empty ticket key", "ticket.key", nil, []string{"ticket key", "ticket.key", "PRIVATE KEY"}},
 		{"SEC1 ticket key", "ticket.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}), []string{"ticket key", "PRIVATE KEY"}},
-		{"Ed25519 ticket key", "ticket.key", mustEncodeKey(t, ed), []string{"ticket.key", "not an ECDSA key"}},
-		{"P-384 ticket key", "ticket.key", mustEncodeKey(t, p384), []string{"P-256"}},
+		{"Ed25519 ticket key", "ticket.key", mustEncodeKey(t, ed), []string{"ticket key", "ticket.key", "not an ECDSA key"}},
+		{"P-384 ticket key", "ticket.key", mustEncodeKey(t, p384), []string{"ticket key", "ticket.key", "P-256"}},
+		{"garbage ticket key DER", "ticket.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("junk")}), []string{"ticket key", "ticket.key"}},
 		{"truncated ticket key", "ticket.key", mustEncodeKey(t, p256)[:100], []string{"ticket key"}},
 		{"empty HPKE key", "hpke.key", nil, []string{"HPKE key", "hpke.key"}},
 		{"ticket key as HPKE key", "hpke.key", mustEncodeKey(t, p256), []string{"HPKE key", "no MYDATA HPKE PRIVATE KEY block"}},
@@ -248,6 +249,35 @@ func TestLoadOrCreateRefusesBadFiles(t *testing.T) {
 				t.Error("a refused load changed the key files")
 			}
 		})
+	}
+}
+
+func TestPublicCreatedAt(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadOrCreate(dir, "hub-1"); err != nil {
+		t.Fatal(err)
+	}
+	// The keys are made at different times, e.g. one was lost and remade; each is published with its own.
+	ticketMade := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	hpkeMade := time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
+	for name, at := range map[string]time.Time{"ticket.key": ticketMade, "hpke.key": hpkeMade} {
+		if err := os.Chtimes(filepath.Join(dir, name), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := LoadOrCreate(dir, "hub-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := k.Public()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{hubapi.HubKeyTicket: ticketMade, hubapi.HubKeyHPKE: hpkeMade}
+	for _, p := range pub {
+		if !p.CreatedAt.Equal(want[p.Kind]) {
+			t.Errorf("%s key published as created %v, want %v (its file's time)", p.Kind, p.CreatedAt, want[p.Kind])
+		}
 	}
 }
 

@@ -37,6 +37,9 @@ func Open(path string, hub *hubapi.Client, log *slog.Logger, reg prometheus.Regi
 	if err != nil {
 		return nil, err
 	}
+	// One connection, as in the ticket record: writers queue in Go rather than sleep in SQLite's busy
+	// handler.
+	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS outbox (
 		id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
 		next_at INTEGER NOT NULL, last_error TEXT NOT NULL DEFAULT '')`); err != nil {

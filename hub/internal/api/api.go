@@ -21,6 +21,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -57,6 +58,8 @@ type Server struct {
 	metrics *metrics
 	dir     *directoryCache
 	srv     *http.Server
+	// keys parses the HPKE keys of redemptions: the same DP and recipient keys come back all the time.
+	keys seal.PublicKeys
 }
 
 // New makes the server.

@@ -40,7 +40,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 		grantError(w, http.StatusBadRequest, "invalid_request", "code_verifier must be 43 to 128 unreserved characters")
 		return
 	}
-	recipient, err := seal.ParsePublicKey(req.RecipientKEM, req.RecipientKey)
+	recipient, err := s.keys.Parse(req.RecipientKEM, req.RecipientKey)
 	if err != nil || req.RecipientKEM != seal.KEMHybrid {
 		grantError(w, http.StatusBadRequest, "invalid_request", "recipient_key must be an ML-KEM-768+X25519 HPKE public key")
 		return
@@ -137,7 +137,7 @@ func (s *Server) ticketFor(c *fsm.Consent, datasetID string, p fedid.Parsed, req
 	if len(dp.HPKEKey) == 0 {
 		return unavailable("unavailable", "the data provider's connector has not published its key yet")
 	}
-	dpKey, err := seal.ParsePublicKey(dp.HPKEKEM, dp.HPKEKey)
+	dpKey, err := s.keys.Parse(dp.HPKEKEM, dp.HPKEKey)
 	if err != nil {
 		return unavailable("unavailable", "the data provider's key is unusable")
 	}

@@ -241,6 +241,8 @@ type Expect struct {
 	DP      spiffeid.ID
 	MaxSize int64
 	Bundles x509bundle.Source
+	// Signers, if set, remembers chains already verified against Bundles.
+	Signers *Signers
 }
 
 // Result is a verified delivery, or a status without content.
@@ -358,18 +360,32 @@ func Receive(r io.Reader, dst io.Writer, exp Expect, key hpke.PrivateKey) (*Resu
 }
 
 func verifySigner(tr *Trailer, exp Expect, d []byte) error {
-	id, chains, err := x509svid.ParseAndVerify(tr.Chain, exp.Bundles)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrSigner, err)
+	now := time.Now()
+	k := chainKey(tr.Chain)
+	v, ok := exp.Signers.get(k, now)
+	if !ok {
+		id, chains, err := x509svid.ParseAndVerify(tr.Chain, exp.Bundles)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrSigner, err)
+		}
+		if err := fedid.CheckChain(id.TrustDomain(), id, chains); err != nil {
+			return fmt.Errorf("%w: %v", ErrSigner, err)
+		}
+		leaf := chains[0][0]
+		pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+		if !ok {
+			return fmt.Errorf("%w: the signer's key is not ECDSA", ErrSigner)
+		}
+		v = verifiedChain{id: id, key: pub, until: now.Add(signerMemory)}
+		if leaf.NotAfter.Before(v.until) {
+			v.until = leaf.NotAfter
+		}
+		exp.Signers.put(k, v)
 	}
-	if id != exp.DP {
-		return fmt.Errorf("%w: signed by %s, want %s", ErrSigner, id, exp.DP)
+	if v.id != exp.DP {
+		return fmt.Errorf("%w: signed by %s, want %s", ErrSigner, v.id, exp.DP)
 	}
-	if err := fedid.CheckChain(exp.DP.TrustDomain(), id, chains); err != nil {
-		return fmt.Errorf("%w: %v", ErrSigner, err)
-	}
-	pub, ok := chains[0][0].PublicKey.(*ecdsa.PublicKey)
-	if !ok || !ecdsa.VerifyASN1(pub, d, tr.Signature) {
+	if !ecdsa.VerifyASN1(v.key, d, tr.Signature) {
 		return fmt.Errorf("%w: signature does not verify", ErrSigner)
 	}
 	return nil

@@ -232,3 +232,54 @@ func BenchmarkSendReceive(b *testing.B) {
 		}
 	}
 }
+
+// TestSignersRemembersVerifiedChains checks the SP's memory of verified DP chains: a chain verified once
+// is not verified against the bundle again for a while, yet every delivery's signature and signer are
+// still checked.
+func TestSignersRemembersVerifiedChains(t *testing.T) {
+	f := newFixture(t, 100)
+	var signers Signers
+	f.exp.Signers = &signers
+	receive := func(exp Expect, stream []byte) error {
+		_, err := Receive(bytes.NewReader(stream), io.Discard, exp, f.key)
+		return err
+	}
+	if err := receive(f.exp, f.send(t, f.dp)); err != nil {
+		t.Fatal(err)
+	}
+	// A bundle that trusts nothing: only the remembered chain lets the next delivery verify.
+	distrust := f.exp
+	distrust.Bundles = spiffetest.New(t, "mydata.test").Bundle()
+	if err := receive(distrust, f.send(t, f.dp)); err != nil {
+		t.Fatalf("a remembered chain was verified again: %v", err)
+	}
+	noMemory := distrust
+	noMemory.Signers = nil
+	if err := receive(noMemory, f.send(t, f.dp)); !errors.Is(err, ErrSigner) {
+		t.Fatalf("without memory a chain from another CA verified: %v", err)
+	}
+	// The remembered chain is the DP's: another connector's chain from the same CA is not the signer wanted.
+	other := f.ca.SVID(t, "spiffe://mydata.test/org/fia/connector/dp2", time.Hour)
+	if err := receive(f.exp, f.send(t, other)); !errors.Is(err, ErrSigner) {
+		t.Fatalf("another connector's signature: %v", err)
+	}
+	if err := receive(f.exp, f.send(t, other)); !errors.Is(err, ErrSigner) {
+		t.Fatalf("another connector's signature, remembered: %v", err)
+	}
+	// A forged signature under a remembered chain is refused.
+	fs := frames(t, f.send(t, f.dp))
+	last := len(fs) - 1
+	fs[last].Payload[len(fs[last].Payload)-1] ^= 1
+	if err := receive(f.exp, join(t, fs)); err == nil {
+		t.Fatal("a damaged trailer verified under a remembered chain")
+	}
+	// Memory ends: past signerMemory the chain is verified again.
+	if _, ok := signers.get(chainKey([][]byte{[]byte("never sent")}), time.Now()); ok {
+		t.Fatal("a chain that was never sent is remembered")
+	}
+	for k := range signers.m {
+		if _, ok := signers.get(k, time.Now().Add(signerMemory+time.Second)); ok {
+			t.Fatal("a chain is remembered past signerMemory")
+		}
+	}
+}

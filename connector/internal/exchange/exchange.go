@@ -67,6 +67,9 @@ type Manager struct {
 	byID    map[string]*Exchange
 	metrics *metrics
 
+	// signers remembers the DP chains already verified.
+	signers transfer.Signers
+
 	keyMu    sync.Mutex
 	key      hpke.PrivateKey
 	keyBytes []byte
@@ -362,7 +365,7 @@ func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spi
 		return nil, fmt.Errorf("send ticket: %v", err)
 	}
 	st.Close() // we have said all we will say on this stream
-	res, err := transfer.Receive(st, dst, transfer.Expect{TicketID: t.TicketID, Dataset: t.Dataset, DP: dp, MaxSize: m.cfg.MaxBytes, Bundles: m.cfg.Bundles}, key)
+	res, err := transfer.Receive(st, dst, transfer.Expect{TicketID: t.TicketID, Dataset: t.Dataset, DP: dp, MaxSize: m.cfg.MaxBytes, Bundles: m.cfg.Bundles, Signers: &m.signers}, key)
 	if err != nil {
 		return nil, fmt.Errorf("delivery rejected: %v", err)
 	}

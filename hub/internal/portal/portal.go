@@ -4,6 +4,7 @@
 package portal
 
 import (
+	"bytes"
 	"context"
 	"crypto/hpke"
 	"crypto/rand"
@@ -15,7 +16,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/cluster"
@@ -126,12 +129,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, cert *tls.Certifica
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	if err := s.tmpl.ExecuteTemplate(w, name, data); err != nil {
+	// Into a buffer first: one write with a Content-Length instead of many small chunked ones, and a
+	// template error becomes a clean 500 rather than half a page.
+	buf := pageBuffers.Get().(*bytes.Buffer)
+	defer pageBuffers.Put(buf)
+	buf.Reset()
+	if err := s.tmpl.ExecuteTemplate(buf, name, data); err != nil {
 		s.log.Error("render", "template", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
 	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
 }
+
+var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // errorPage shows an error the citizen can read, and never redirects: used when the client or its redirect
 // URI cannot be trusted.

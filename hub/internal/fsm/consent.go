@@ -75,12 +75,12 @@ func applyConsentRecord(tx *sql.Tx, c *ConsentRecord) (Result, bool, error) {
 		}
 		state = ConsentGranted
 	}
-	old, err := consentByID(tx, k.ID)
-	if err != nil {
+	var decided string
+	switch err := tx.QueryRow(`SELECT state FROM consents WHERE id = ?`, k.ID).Scan(&decided); {
+	case err == nil:
+		return refuse(Conflict, "consent %s was already decided (%s)", k.ID, decided), false, nil
+	case !errors.Is(err, sql.ErrNoRows):
 		return Result{}, false, err
-	}
-	if old != nil {
-		return refuse(Conflict, "consent %s was already decided (%s)", k.ID, old.EffectiveState(c.Now)), false, nil
 	}
 	ds, err := json.Marshal(k.Datasets)
 	if err != nil {
@@ -276,12 +276,13 @@ func addReceipt(tx *sql.Tx, r Receipt) (Result, bool, error) {
 	if res := checkReceipt(r); res.Code != OK {
 		return res, false, nil
 	}
-	k, err := consentByID(tx, r.ConsentID)
+	var one int
+	err := tx.QueryRow(`SELECT 1 FROM consents WHERE id = ?`, r.ConsentID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return refuse(NotFound, "receipt: consent %s does not exist", r.ConsentID), false, nil
+	}
 	if err != nil {
 		return Result{}, false, err
-	}
-	if k == nil {
-		return refuse(NotFound, "receipt: consent %s does not exist", r.ConsentID), false, nil
 	}
 	// A receipt is retried until accepted, so the same report may come twice, and reports of one ticket
 	// (pending, then delivered) may arrive out of order: a later report replaces an earlier one, a final

@@ -82,9 +82,10 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.NoLegacyTelemetry = true
-	// Concurrent applies go to the log, to disk (one fsync) and to the state machine (one SQLite
-	// transaction, fsm.ApplyBatch) together rather than one by one.
-	rc.BatchApplyCh = true
+	// Concurrent applies already go to the log and to disk (one fsync) together: the leader gathers every
+	// apply waiting on its channel (group commit), and the state machine applies what commits together in
+	// one SQLite transaction (fsm.ApplyBatch). BatchApplyCh is left off: its buffered channel can swallow an
+	// apply or a barrier during shutdown, whose future then never completes (a test hung on it).
 
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(logs, logs, snaps)

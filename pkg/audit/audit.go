@@ -368,6 +368,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	l.queueMu.Unlock()
 	return p.out, p.err
 }
+
 // state is what a write transaction starts from.
 type state struct {
 	head head // the last row, or the base when there are none: what the next entry chains from

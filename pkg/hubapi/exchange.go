@@ -31,9 +31,9 @@ type RedeemResponse struct {
 	// log. It travels in the clear inside the mutual-TLS connection, which ends in the SP connector
 	// itself: sealing it again to the recipient key cost the hub and the SP a hybrid KEM operation each
 	// per exchange (about 6 % of a small exchange's CPU) and protected nothing more.
-	Subject string `json:"subject"`
-	Tickets       []RedeemedTicket     `json:"tickets"`
-	Unavailable   []UnavailableDataset `json:"unavailable,omitempty"`
+	Subject     string               `json:"subject"`
+	Tickets     []RedeemedTicket     `json:"tickets"`
+	Unavailable []UnavailableDataset `json:"unavailable,omitempty"`
 }
 
 // LoginHintInfo is the HPKE info under which an SP seals a login hint to the hub: bound to its client ID, so

@@ -41,6 +41,9 @@ func Binaries(t testing.TB) (hub, connector string) {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
+		if buildErr = touchSources(root); buildErr != nil {
+			return
+		}
 		args := []string{"build", "-o", buildDir + "/"}
 		if raceBuild {
 			args = append(args, "-race")
@@ -56,6 +59,27 @@ func Binaries(t testing.TB) (hub, connector string) {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(buildDir, "mydata-hub"), filepath.Join(buildDir, "mydata-connector")
+}
+
+// touchSources stats every Go source and module file under root. The binaries are built by a `go build`
+// that go test does not see, so without this a cached result of these tests would outlive a change to the
+// hub or the connector; go test remembers the files a test stats and reruns it when one changes.
+func touchSources(root string) error {
+	return filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "bin" || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(path, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum" || strings.Contains(path, "templates") {
+			_, err = os.Stat(path)
+		}
+		return err
+	})
 }
 
 // RemoveBinaries deletes what Binaries built; call it from TestMain after the tests.

@@ -60,6 +60,8 @@ type Server struct {
 	srv     *http.Server
 	// keys parses the HPKE keys of redemptions: the same DP and recipient keys come back all the time.
 	keys seal.PublicKeys
+	// parties remembers the consents whose receipts are expected.
+	parties consentParties
 }
 
 // New makes the server.

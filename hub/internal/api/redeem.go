@@ -95,6 +95,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.parties.remember(c)
 	resp := hubapi.RedeemResponse{ConsentID: c.ID, Service: svc.ID, AAL: c.AAL, LoginMethod: c.LoginMethod, Subject: c.Subject}
 	for _, id := range c.Datasets {
 		t, unavailable, err := s.ticketFor(c, id, p, req, recipient.KEM().ID(), now)
@@ -189,11 +190,10 @@ func (s *Server) receipts(w http.ResponseWriter, r *http.Request) {
 	reporter, _ := fedid.Connector(s.td, p.Org, p.Name)
 	res := hubapi.ReceiptBatchResult{Results: make([]hubapi.ReceiptResult, len(req.Receipts))}
 	var accepted []fsm.Receipt
-	consents := map[string]*fsm.Consent{}
 	for i, rr := range req.Receipts {
 		rec := fsm.Receipt{TicketID: rr.TicketID, Role: rr.Role, ConsentID: rr.ConsentID, Dataset: rr.Dataset, Reporter: reporter.String(),
 			Counterpart: rr.Counterpart, Outcome: rr.Outcome, Bytes: rr.Bytes, At: rr.At, RecordedAt: s.now()}
-		status, msg, err := s.checkReceipt(p, rec, consents)
+		status, msg, err := s.checkReceipt(p, rec)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -216,27 +216,23 @@ func (s *Server) receipts(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkReceipt says whether the reporting connector p may record rec: the HTTP status of the answer
-// (204 when it may) and why not. consents caches lookups across one batch.
-func (s *Server) checkReceipt(p fedid.Parsed, rec fsm.Receipt, consents map[string]*fsm.Consent) (int, string, error) {
+// (204 when it may) and why not.
+func (s *Server) checkReceipt(p fedid.Parsed, rec fsm.Receipt) (int, string, error) {
 	if err := fsm.CheckReceipt(rec); err != nil {
 		return http.StatusBadRequest, err.Error(), nil
 	}
-	c, seen := consents[rec.ConsentID]
-	if !seen {
-		var err error
-		if c, err = s.cfg.State.Consent(rec.ConsentID); err != nil {
-			return 0, "", err
-		}
-		consents[rec.ConsentID] = c
+	c, found, err := s.partiesOf(rec.ConsentID)
+	if err != nil {
+		return 0, "", err
 	}
-	if c == nil || !slices.Contains(c.Datasets, rec.Dataset) {
+	if !found || !slices.Contains(c.datasets, rec.Dataset) {
 		return http.StatusNotFound, "consent_id and dataset: no such consent for this dataset", nil
 	}
 	var org, name string
 	if rec.Role == hubapi.RoleReceiver {
-		svc, err := s.cfg.State.Service(c.Service)
+		svc, err := s.cfg.State.Service(c.service)
 		if err != nil || svc == nil {
-			return 0, "", fmt.Errorf("service %s: %v", c.Service, err)
+			return 0, "", fmt.Errorf("service %s: %v", c.service, err)
 		}
 		org, name = svc.SPOrg, svc.SPConnector
 	} else {

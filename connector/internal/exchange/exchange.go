@@ -400,13 +400,6 @@ func (m *Manager) finish(ex *Exchange, d *Dataset, status, reason string, size i
 	}
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
 // Run drops finished exchanges after Keep, so results do not linger in the connector.
 func (m *Manager) Run(ctx context.Context) error {
 	t := time.NewTicker(min(m.cfg.Keep, time.Minute))

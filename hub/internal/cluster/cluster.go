@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -39,10 +40,37 @@ type Config struct {
 // Cluster is a running raft node.
 type Cluster struct {
 	raft      *raft.Raft
-	logs      *wal.WAL
+	logs      *logStore
 	transport *raft.NetworkTransport
 	fsm       *fsm.FSM
 	nodeID    string
+}
+
+// logStore is raft-wal's log and stable store together with its meta database, which WAL.Close leaves
+// open in raft-wal v0.4.0: its lock then outlives the store, and opening the directory again in the same
+// process waits for it forever. Handing the WAL a meta database we own lets Close release it.
+type logStore struct {
+	*wal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func openLogStore(dir string, log hclog.Logger) (*logStore, error) {
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithLogger(log), wal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, err
+	}
+	return &logStore{WAL: w, meta: meta}, nil
+}
+
+// Close closes the log and its meta database.
+func (s *logStore) Close() error {
+	err := s.WAL.Close()
+	if merr := s.meta.Close(); err == nil {
+		err = merr
+	}
+	return err
 }
 
 // ErrNotLeader is returned by Apply on a node that is not the leader.
@@ -58,7 +86,7 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	hlog := newHCLog(cfg.Log)
 	// raft-wal rather than raft-boltdb: boltdb/v2 does not build with raft v1.8.0, and the WAL applied about
 	// twice as fast on the machines we measured. It is both the log store and the stable store.
-	logs, err := wal.Open(walDir, wal.WithLogger(hlog.Named("wal")))
+	logs, err := openLogStore(walDir, hlog.Named("wal"))
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}

@@ -216,20 +216,14 @@ func TestOneNodeCluster(t *testing.T) {
 	}
 	f.Close()
 
-	// raft-wal v0.4.0 keeps wal/wal-meta.db locked after Close (TestCloseReleasesTheLog), so a second start
-	// in this process would block forever; each restart below runs on a copy of the directory instead, which
-	// holds the same bytes a new process would find.
-	raftDir, copies := n.dir, t.TempDir()
-
+	// Each restart below opens the same directory again in this process (TestCloseReleasesTheLog).
 	t.Run("metrics registered twice", func(t *testing.T) {
-		n.dir = copyDir(t, raftDir, filepath.Join(copies, "dup"))
 		if _, _, err := n.start(t, reg); err == nil || !strings.Contains(err.Error(), "duplicate") {
 			t.Fatalf("start with the metrics already registered: %v", err)
 		}
 	})
 
 	t.Run("restart with its database", func(t *testing.T) {
-		n.dir = copyDir(t, raftDir, filepath.Join(copies, "second"))
 		c, f := n.mustStartLeader(t, prometheus.NewRegistry())
 		if got := orgCodes(t, f); !slices.Equal(got, []string{"fia", "moi"}) {
 			t.Fatalf("orgs after restart %v", got)
@@ -246,7 +240,6 @@ func TestOneNodeCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		raftDir = n.dir
 	})
 
 	t.Run("restart from an empty database", func(t *testing.T) {
@@ -255,7 +248,6 @@ func TestOneNodeCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		n.dir = copyDir(t, raftDir, filepath.Join(copies, "third"))
 		c, f := n.mustStartLeader(t, prometheus.NewRegistry())
 		if got := orgCodes(t, f); !slices.Equal(got, []string{"fia", "moi", "ndc"}) {
 			t.Fatalf("orgs rebuilt from snapshot and log: %v", got)
@@ -525,36 +517,6 @@ func TestStreamLayerAuthorisesHubsOnly(t *testing.T) {
 			}
 		})
 	}
-}
-
-// copyDir copies the tree at src to dst, which must not exist, and returns dst.
-func copyDir(t *testing.T, src, dst string) string {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), info.Mode().Perm())
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, info.Mode().Perm())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
 }
 
 type staticSVID struct{ svid *x509svid.SVID }

@@ -2,15 +2,15 @@ package seal
 
 import (
 	"crypto/hpke"
-	"sync"
+
+	"github.com/mydatafed/mydata/pkg/memo"
 )
 
 // PublicKeys parses public keys and remembers the last ones: the same few keys (a DP's published key, an
 // SP connector's current recipient key) come back on every ticket, and parsing an ML-KEM-768 key expands
-// its matrix each time (about 20 µs). The zero value is ready to use.
+// its matrix each time (about 20 µs). Make one with NewPublicKeys.
 type PublicKeys struct {
-	mu sync.Mutex
-	m  map[keyID]hpke.PublicKey
+	m memo.Map[keyID, hpke.PublicKey]
 }
 
 type keyID struct {
@@ -18,27 +18,24 @@ type keyID struct {
 	b   string
 }
 
-// maxCachedKeys bounds the memory a stream of distinct keys can take: the cache starts over when full.
+// maxCachedKeys bounds the memory a stream of distinct keys can take.
 const maxCachedKeys = 256
+
+// NewPublicKeys makes an empty cache.
+func NewPublicKeys() *PublicKeys {
+	return &PublicKeys{m: memo.Map[keyID, hpke.PublicKey]{Max: maxCachedKeys}}
+}
 
 // Parse is ParsePublicKey, from the cache when the key was parsed before.
 func (c *PublicKeys) Parse(kemID uint16, b []byte) (hpke.PublicKey, error) {
 	id := keyID{kemID, string(b)}
-	c.mu.Lock()
-	pk, ok := c.m[id]
-	c.mu.Unlock()
-	if ok {
+	if pk, ok := c.m.Get(id); ok {
 		return pk, nil
 	}
 	pk, err := ParsePublicKey(kemID, b)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxCachedKeys {
-		c.m = map[keyID]hpke.PublicKey{}
-	}
-	c.m[id] = pk
-	c.mu.Unlock()
+	c.m.Put(id, pk)
 	return pk, nil
 }

@@ -6,7 +6,7 @@ import (
 )
 
 func TestPublicKeysCache(t *testing.T) {
-	var c PublicKeys
+	c := NewPublicKeys()
 	sk, err := GenerateKey(KEMHybrid)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +40,7 @@ func TestPublicKeysCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(c.m); n > maxCachedKeys {
+	if n := c.m.Len(); n > maxCachedKeys {
 		t.Fatalf("%d keys cached, at most %d", n, maxCachedKeys)
 	}
 }

@@ -4,20 +4,19 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/binary"
-	"sync"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/memo"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // Signers remembers DP certificate chains already verified, so that a DP's thousandth delivery does not
 // parse and verify the same chain again (a tenth of an SP connector's CPU went to ECDSA in small
 // exchanges, half of it on the chain). A chain is trusted from memory for at most signerMemory, and never
-// past its leaf's expiry, so a change of trust bundle takes effect within that time. The zero value is
-// ready to use; a nil *Signers verifies every chain.
+// past its leaf's expiry, so a change of trust bundle takes effect within that time. Make one with
+// NewSigners; a nil *Signers verifies every chain.
 type Signers struct {
-	mu sync.Mutex
-	m  map[[32]byte]verifiedChain
+	m memo.Map[[32]byte, verifiedChain]
 }
 
 type verifiedChain struct {
@@ -30,6 +29,11 @@ const (
 	signerMemory   = time.Minute
 	maxSignerCache = 1024
 )
+
+// NewSigners makes an empty memory of verified chains.
+func NewSigners() *Signers {
+	return &Signers{m: memo.Map[[32]byte, verifiedChain]{Max: maxSignerCache}}
+}
 
 // chainKey identifies a chain by all of its bytes.
 func chainKey(chain [][]byte) [32]byte {
@@ -49,9 +53,7 @@ func (s *Signers) get(k [32]byte, now time.Time) (verifiedChain, bool) {
 	if s == nil {
 		return verifiedChain{}, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[k]
+	v, ok := s.m.Get(k)
 	if !ok || !now.Before(v.until) {
 		return verifiedChain{}, false
 	}
@@ -59,13 +61,7 @@ func (s *Signers) get(k [32]byte, now time.Time) (verifiedChain, bool) {
 }
 
 func (s *Signers) put(k [32]byte, v verifiedChain) {
-	if s == nil {
-		return
+	if s != nil {
+		s.m.Put(k, v)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil || len(s.m) >= maxSignerCache {
-		s.m = map[[32]byte]verifiedChain{}
-	}
-	s.m[k] = v
 }

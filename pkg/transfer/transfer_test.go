@@ -238,8 +238,8 @@ func BenchmarkSendReceive(b *testing.B) {
 // still checked.
 func TestSignersRemembersVerifiedChains(t *testing.T) {
 	f := newFixture(t, 100)
-	var signers Signers
-	f.exp.Signers = &signers
+	signers := NewSigners()
+	f.exp.Signers = signers
 	receive := func(exp Expect, stream []byte) error {
 		_, err := Receive(bytes.NewReader(stream), io.Discard, exp, f.key)
 		return err
@@ -277,9 +277,20 @@ func TestSignersRemembersVerifiedChains(t *testing.T) {
 	if _, ok := signers.get(chainKey([][]byte{[]byte("never sent")}), time.Now()); ok {
 		t.Fatal("a chain that was never sent is remembered")
 	}
-	for k := range signers.m {
-		if _, ok := signers.get(k, time.Now().Add(signerMemory+time.Second)); ok {
-			t.Fatal("a chain is remembered past signerMemory")
+	if signers.m.Len() == 0 {
+		t.Fatal("no chain remembered")
+	}
+	k := chainKey(func() [][]byte {
+		var raw [][]byte
+		for _, c := range f.dp.Certificates {
+			raw = append(raw, c.Raw)
 		}
+		return raw
+	}())
+	if _, ok := signers.get(k, time.Now()); !ok {
+		t.Fatal("the DP's chain is not remembered under its bytes")
+	}
+	if _, ok := signers.get(k, time.Now().Add(signerMemory+time.Second)); ok {
+		t.Fatal("a chain is remembered past signerMemory")
 	}
 }

@@ -68,7 +68,7 @@ type Manager struct {
 	metrics *metrics
 
 	// signers remembers the DP chains already verified.
-	signers transfer.Signers
+	signers *transfer.Signers
 
 	keyMu    sync.Mutex
 	key      hpke.PrivateKey
@@ -104,7 +104,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, byID: map[string]*Exchange{}, metrics: m}, nil
+	return &Manager{cfg: cfg, byID: map[string]*Exchange{}, metrics: m, signers: transfer.NewSigners()}, nil
 }
 
 // Exchange is one redeemed consent and its datasets.
@@ -365,7 +365,7 @@ func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spi
 		return nil, fmt.Errorf("send ticket: %v", err)
 	}
 	st.Close() // we have said all we will say on this stream
-	res, err := transfer.Receive(st, dst, transfer.Expect{TicketID: t.TicketID, Dataset: t.Dataset, DP: dp, MaxSize: m.cfg.MaxBytes, Bundles: m.cfg.Bundles, Signers: &m.signers}, key)
+	res, err := transfer.Receive(st, dst, transfer.Expect{TicketID: t.TicketID, Dataset: t.Dataset, DP: dp, MaxSize: m.cfg.MaxBytes, Bundles: m.cfg.Bundles, Signers: m.signers}, key)
 	if err != nil {
 		return nil, fmt.Errorf("delivery rejected: %v", err)
 	}

@@ -55,7 +55,7 @@ type Provider struct {
 	cfg        Config
 	transfers  *prometheus.CounterVec
 	bytes      prometheus.Counter
-	recipients seal.PublicKeys
+	recipients *seal.PublicKeys
 }
 
 // New makes a provider.
@@ -63,7 +63,7 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Provider{cfg: cfg,
+	p := &Provider{cfg: cfg, recipients: seal.NewPublicKeys(),
 		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mydata_connector_dp_transfers_total",
 			Help: "Tickets served as a data provider, by dataset and outcome (delivered, no_record, pending, refused, failed).",

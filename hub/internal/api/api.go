@@ -21,6 +21,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/memo"
 	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -59,9 +60,9 @@ type Server struct {
 	dir     *directoryCache
 	srv     *http.Server
 	// keys parses the HPKE keys of redemptions: the same DP and recipient keys come back all the time.
-	keys seal.PublicKeys
+	keys *seal.PublicKeys
 	// parties remembers the consents whose receipts are expected.
-	parties consentParties
+	parties *memo.Map[string, parties]
 }
 
 // New makes the server.
@@ -73,7 +74,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, td: cfg.CA.TrustDomain(), log: cfg.Log, now: cfg.Now, metrics: m}
+	s := &Server{cfg: cfg, td: cfg.CA.TrustDomain(), log: cfg.Log, now: cfg.Now, metrics: m,
+		keys: seal.NewPublicKeys(), parties: &memo.Map[string, parties]{Max: maxRememberedConsents}}
 	s.dir = &directoryCache{s: s}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),

@@ -95,7 +95,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.parties.remember(c)
+	s.rememberParties(c)
 	resp := hubapi.RedeemResponse{ConsentID: c.ID, Service: svc.ID, AAL: c.AAL, LoginMethod: c.LoginMethod, Subject: c.Subject}
 	for _, id := range c.Datasets {
 		t, unavailable, err := s.ticketFor(c, id, p, req, recipient.KEM().ID(), now)

@@ -82,18 +82,12 @@ func applyConsentRecord(tx *sql.Tx, c *ConsentRecord) (Result, bool, error) {
 	case !errors.Is(err, sql.ErrNoRows):
 		return Result{}, false, err
 	}
-	ds, err := json.Marshal(k.Datasets)
-	if err != nil {
-		return Result{}, false, err
-	}
-	codeExp := int64(0)
+	k.State, k.DecidedAt = state, c.Now
+	codeHash := ""
 	if c.Approve {
-		codeExp = ms(c.CodeExpiresAt)
+		codeHash, k.CodeExpiresAt = c.CodeHash, c.CodeExpiresAt
 	}
-	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, code_hash, code_expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
-		k.CodeChallenge, k.OAuthState, state, ms(k.CreatedAt), ms(k.ExpiresAt), ms(c.Now), sql.NullString{String: c.CodeHash, Valid: c.Approve}, codeExp)
-	return Result{}, false, err
+	return Result{}, false, insertConsent(tx, k, codeHash)
 }
 
 func applyConsentCreate(tx *sql.Tx, c *ConsentCreate) (Result, bool, error) {
@@ -101,14 +95,29 @@ func applyConsentCreate(tx *sql.Tx, c *ConsentCreate) (Result, bool, error) {
 	if res := checkConsent(k); res.Code != OK {
 		return res, false, nil
 	}
+	k.State, k.DecidedAt, k.CodeExpiresAt = ConsentPending, time.Time{}, time.Time{}
+	return Result{}, false, insertConsent(tx, k, "")
+}
+
+// insertConsent stores a new consent in its state; codeHash is empty when it holds no code.
+func insertConsent(tx *sql.Tx, k Consent, codeHash string) error {
 	ds, err := json.Marshal(k.Datasets)
 	if err != nil {
-		return Result{}, false, err
+		return err
 	}
-	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
-		k.CodeChallenge, k.OAuthState, ConsentPending, ms(k.CreatedAt), ms(k.ExpiresAt))
-	return Result{}, false, err
+	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, code_hash, code_expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
+		k.CodeChallenge, k.OAuthState, k.State, ms(k.CreatedAt), ms(k.ExpiresAt), msOrZero(k.DecidedAt),
+		sql.NullString{String: codeHash, Valid: codeHash != ""}, msOrZero(k.CodeExpiresAt))
+	return err
+}
+
+// msOrZero is ms, with 0 for a time not set (the columns' "never").
+func msOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return ms(t)
 }
 
 func consentByID(q queryRower, id string) (*Consent, error) {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/filetest"
 	"github.com/mydatafed/mydata/pkg/spiffetest"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
@@ -54,7 +55,7 @@ func TestWriteAtomic(t *testing.T) {
 			if !bytes.Equal(got, tt.data) {
 				t.Errorf("contents %q, want %q", got, tt.data)
 			}
-			checkMode(t, path, tt.mode)
+			filetest.Mode(t, path, tt.mode)
 			// The temporary file beside the target must not outlive the call.
 			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 				t.Errorf("directory holds %d entries, want only the file: %v", len(entries), names(entries))
@@ -238,7 +239,7 @@ func TestSVIDRoundTrip(t *testing.T) {
 			if err := WriteSVID(path, svid); err != nil {
 				t.Fatal(err)
 			}
-			checkMode(t, path, 0o600)
+			filetest.Mode(t, path, 0o600)
 			got, err := ReadSVID(path)
 			if err != nil {
 				t.Fatal(err)
@@ -333,17 +334,6 @@ func TestReadSVIDTruncatedChain(t *testing.T) {
 	}
 	if want := path + ": the last PEM block is cut off"; !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want one containing %q", err, want)
-	}
-}
-
-func checkMode(t *testing.T, path string, want os.FileMode) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fi.Mode().Perm(); got != want {
-		t.Errorf("%s has mode %o, want %o", filepath.Base(path), got, want)
 	}
 }
 

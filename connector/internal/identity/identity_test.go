@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/filetest"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/jointoken"
 	"github.com/mydatafed/mydata/pkg/pemfile"
@@ -197,18 +198,7 @@ func TestLoadLocalErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for name, data := range tt.files {
-				p := filepath.Join(dir, name)
-				var err error
-				if strings.HasSuffix(name, "/") {
-					err = os.Mkdir(p, 0o700)
-				} else {
-					err = os.WriteFile(p, data, 0o600)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			filetest.WriteTree(t, dir, tt.files)
 			l, err := LoadLocal(dir, conn, discard())
 			if err == nil {
 				t.Fatalf("LoadLocal loaded %v", l.Leaf().URIs)

@@ -24,6 +24,7 @@ import (
 	"github.com/mydatafed/mydata/connector/internal/receipts"
 	"github.com/mydatafed/mydata/connector/internal/tickets"
 	"github.com/mydatafed/mydata/pkg/audit"
+	"github.com/mydatafed/mydata/pkg/filetest"
 	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/mydatafed/mydata/pkg/spiffetest"
 	"github.com/mydatafed/mydata/pkg/ticket"
@@ -179,18 +180,7 @@ func newEnv(t *testing.T, f *fixture, maxBytes int64) *env {
 // write puts the agency's files in place; a name ending in "/" is made a directory.
 func (e *env) write(t *testing.T, files map[string][]byte) {
 	t.Helper()
-	for name, data := range files {
-		p := filepath.Join(e.files, name)
-		var err error
-		if strings.HasSuffix(name, "/") {
-			err = os.Mkdir(p, 0o700)
-		} else {
-			err = os.WriteFile(p, data, 0o600)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	filetest.WriteTree(t, e.files, files)
 }
 
 // stream stands in for a QUIC stream: Serve reads nothing from it (the ticket frame was read before), so

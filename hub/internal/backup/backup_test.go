@@ -25,6 +25,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/config"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/filetest"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 )
 
@@ -119,8 +120,8 @@ func TestRoundTrip(t *testing.T) {
 	if *got != *m {
 		t.Errorf("Restore returned manifest %+v, want %+v", got, m)
 	}
-	checkMode(t, filepath.Join(dst.CADir(), "root.key"), 0o600)
-	checkMode(t, filepath.Join(dst.CADir(), "root.crt"), 0o644)
+	filetest.Mode(t, filepath.Join(dst.CADir(), "root.key"), 0o600)
+	filetest.Mode(t, filepath.Join(dst.CADir(), "root.crt"), 0o644)
 	restoredCA, created, err := ca.LoadOrCreate(dst.CADir(), dst.TD(), dst.CA.RootTTL)
 	if err != nil || created {
 		t.Fatalf("restored CA: created=%v, %v", created, err)
@@ -595,15 +596,4 @@ func tree(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func checkMode(t *testing.T, path string, want os.FileMode) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fi.Mode().Perm(); got != want {
-		t.Errorf("%s has mode %o, want %o", filepath.Base(path), got, want)
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/filetest"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/mydatafed/mydata/pkg/seal"
@@ -30,9 +31,9 @@ func TestLoadOrCreateFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkMode(t, dir, 0o700)
+	filetest.Mode(t, dir, 0o700)
 	for _, name := range keyFiles {
-		checkMode(t, filepath.Join(dir, name), 0o600)
+		filetest.Mode(t, filepath.Join(dir, name), 0o600)
 	}
 	if len(k.Session) != 32 {
 		t.Errorf("session key of %d bytes, want 32", len(k.Session))
@@ -168,7 +169,7 @@ func TestLoadOrCreateRemakesOnlyTheMissingKey(t *testing.T) {
 					t.Errorf("%s changed although it was present", name)
 				}
 			}
-			checkMode(t, filepath.Join(dir, missing), 0o600)
+			filetest.Mode(t, filepath.Join(dir, missing), 0o600)
 		})
 	}
 }
@@ -357,17 +358,6 @@ func equalFiles(a, b map[string][]byte) bool {
 		}
 	}
 	return true
-}
-
-func checkMode(t *testing.T, path string, want os.FileMode) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fi.Mode().Perm(); got != want {
-		t.Errorf("%s has mode %o, want %o", filepath.Base(path), got, want)
-	}
 }
 
 func mustEncodeKey(t *testing.T, k crypto.Signer) []byte {

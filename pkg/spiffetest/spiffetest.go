@@ -3,6 +3,7 @@
 package spiffetest
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -60,16 +61,27 @@ func (c *CA) SVID(t testing.TB, id string, ttl time.Duration) *x509svid.SVID {
 	if err != nil {
 		t.Fatal(err)
 	}
+	leaf := c.Issue(t, key.Public(), id, ttl)
+	return &x509svid.SVID{ID: spiffeid.RequireFromString(id), Certificates: []*x509.Certificate{leaf}, PrivateKey: key}
+}
+
+// Issue certifies pub as id (a full spiffe:// URI), valid from a minute ago for ttl: what a hub does with
+// a CSR.
+func (c *CA) Issue(t testing.TB, pub crypto.PublicKey, id string, ttl time.Duration) *x509.Certificate {
+	t.Helper()
 	sid := spiffeid.RequireFromString(id)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(c.serial.Add(1)), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(ttl),
 		URIs: []*url.URL{sid.URL()}, KeyUsage: x509.KeyUsageDigitalSignature, BasicConstraintsValid: true,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Root, key.Public(), c.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Root, pub, c.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
-	return &x509svid.SVID{ID: sid, Certificates: []*x509.Certificate{leaf}, PrivateKey: key}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
 }
 
 // TLSCertificate turns an SVID into a tls.Certificate.

@@ -2,24 +2,18 @@ package identity
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -339,78 +333,21 @@ func TestSetHubRegistersMetrics(t *testing.T) {
 	}
 }
 
-// hubCA is a CA that can sign CSRs, which spiffetest's cannot: the fake hub below needs it for renewal
-// and enrollment.
-type hubCA struct {
-	root *x509.Certificate
-	key  *ecdsa.PrivateKey
-	n    atomic.Int64
-}
-
-func newHubCA(t *testing.T) *hubCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tdURL := spiffeid.RequireTrustDomainFromString(td).ID().URL()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test hub root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, URIs: []*url.URL{tdURL}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &hubCA{root: root, key: key}
-	c.n.Store(1)
-	return c
-}
-
-// issue certifies pub as id, valid from a minute ago for life.
-func (c *hubCA) issue(t *testing.T, pub crypto.PublicKey, id string, life time.Duration) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(c.n.Add(1)), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(life),
-		URIs: []*url.URL{spiffeid.RequireFromString(id).URL()}, KeyUsage: x509.KeyUsageDigitalSignature, BasicConstraintsValid: true,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.root, pub, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
-func (c *hubCA) svid(t *testing.T, id string, life time.Duration) *x509svid.SVID {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &x509svid.SVID{ID: spiffeid.RequireFromString(id), Certificates: []*x509.Certificate{c.issue(t, key.Public(), id, life)}, PrivateKey: key}
-}
-
 // fakeHub answers enroll and renew as the hub's API does, or as answer says. It serves a hub node SVID
 // with the root in the chain, so both the pinned first contact and the bundle-verified renewal accept it.
 type fakeHub struct {
-	ca    *hubCA
+	ca    *spiffetest.CA
 	srv   *httptest.Server
 	calls atomic.Int64
 	// answer makes the response to a CSR for id; nil issues the SVID for an hour.
 	answer func(t *testing.T, csr *x509.CertificateRequest) (int, any)
 }
 
-func newFakeHub(t *testing.T, ca *hubCA) *fakeHub {
+func newFakeHub(t *testing.T, ca *spiffetest.CA) *fakeHub {
 	t.Helper()
 	h := &fakeHub{ca: ca}
-	hub := ca.svid(t, hubNodeID, time.Hour)
-	cert := tls.Certificate{Certificate: [][]byte{hub.Certificates[0].Raw, ca.root.Raw}, PrivateKey: hub.PrivateKey, Leaf: hub.Certificates[0]}
+	hub := ca.SVID(t, hubNodeID, time.Hour)
+	cert := tls.Certificate{Certificate: [][]byte{hub.Certificates[0].Raw, ca.Root.Raw}, PrivateKey: hub.PrivateKey, Leaf: hub.Certificates[0]}
 	mux := http.NewServeMux()
 	handle := func(w http.ResponseWriter, r *http.Request, csrDER []byte) {
 		h.calls.Add(1)
@@ -420,7 +357,7 @@ func newFakeHub(t *testing.T, ca *hubCA) *fakeHub {
 			return
 		}
 		status, body := http.StatusOK, any(hubapi.SVIDResponse{SPIFFEID: csr.URIs[0].String(),
-			Chain: [][]byte{ca.issue(t, csr.PublicKey, csr.URIs[0].String(), time.Hour).Raw}, Bundle: [][]byte{ca.root.Raw}, TrustDomain: td})
+			Chain: [][]byte{ca.Issue(t, csr.PublicKey, csr.URIs[0].String(), time.Hour).Raw}, Bundle: [][]byte{ca.Root.Raw}, TrustDomain: td})
 		if h.answer != nil {
 			status, body = h.answer(t, csr)
 		}
@@ -459,10 +396,10 @@ func newFakeHub(t *testing.T, ca *hubCA) *fakeHub {
 }
 
 // enrolled is a connector whose identity directory holds an SVID from ca, with a hub client for h.
-func enrolled(t *testing.T, ca *hubCA, h *fakeHub, life time.Duration) (*Local, *prometheus.Registry) {
+func enrolled(t *testing.T, ca *spiffetest.CA, h *fakeHub, life time.Duration) (*Local, *prometheus.Registry) {
 	t.Helper()
 	dir := t.TempDir()
-	saveSVID(t, dir, ca.svid(t, connID, life), ca.root)
+	saveSVID(t, dir, ca.SVID(t, connID, life), ca.Root)
 	l, err := LoadLocal(dir, conn, discard())
 	if err != nil {
 		t.Fatal(err)
@@ -513,7 +450,7 @@ func readFiles(t *testing.T, dir string) (svid, bundle []byte) {
 }
 
 func TestRenew(t *testing.T) {
-	ca := newHubCA(t)
+	ca := spiffetest.New(t, td)
 	tests := []struct {
 		name    string
 		noHub   bool
@@ -533,13 +470,13 @@ func TestRenew(t *testing.T) {
 			return http.StatusServiceUnavailable, map[string]string{"error": "no raft leader"}
 		}, wantMsg: "no raft leader"},
 		{name: "SVID for another key", answer: func(t *testing.T, _ *x509.CertificateRequest) (int, any) {
-			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{ca.svid(t, connID, time.Hour).Certificates[0].Raw}, Bundle: [][]byte{ca.root.Raw}}
+			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{ca.SVID(t, connID, time.Hour).Certificates[0].Raw}, Bundle: [][]byte{ca.Root.Raw}}
 		}, wantMsg: "hub issued an SVID for another key"},
 		{name: "SVID for another connector", answer: func(t *testing.T, csr *x509.CertificateRequest) (int, any) {
-			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{ca.issue(t, csr.PublicKey, otherID, time.Hour).Raw}, Bundle: [][]byte{ca.root.Raw}}
+			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{ca.Issue(t, csr.PublicKey, otherID, time.Hour).Raw}, Bundle: [][]byte{ca.Root.Raw}}
 		}, wantMsg: "hub issued " + otherID + ", want " + connID},
 		{name: "SVID under another root", answer: func(t *testing.T, csr *x509.CertificateRequest) (int, any) {
-			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{newHubCA(t).issue(t, csr.PublicKey, connID, time.Hour).Raw}, Bundle: [][]byte{ca.root.Raw}}
+			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{spiffetest.New(t, td).Issue(t, csr.PublicKey, connID, time.Hour).Raw}, Bundle: [][]byte{ca.Root.Raw}}
 		}, wantMsg: "SVID from hub does not verify"},
 	}
 	for _, tt := range tests {
@@ -601,7 +538,7 @@ func TestRenew(t *testing.T) {
 
 // Run renews once the SVID is past half its life. The wait is at least a second, so this takes one.
 func TestRunRenewsPastHalfLife(t *testing.T) {
-	ca := newHubCA(t)
+	ca := spiffetest.New(t, td)
 	h := newFakeHub(t, ca)
 	// Issued a minute ago for 61 s: past half-life at once.
 	l, reg := enrolled(t, ca, h, time.Second)
@@ -632,7 +569,7 @@ func TestRunRenewsPastHalfLife(t *testing.T) {
 }
 
 func TestRunStopsWhenCancelled(t *testing.T) {
-	ca := newHubCA(t)
+	ca := spiffetest.New(t, td)
 	for _, life := range []time.Duration{time.Hour, time.Second} {
 		t.Run(fmt.Sprint(life), func(t *testing.T) {
 			l, _ := enrolled(t, ca, nil, life)
@@ -646,8 +583,8 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 }
 
 func TestEnroll(t *testing.T) {
-	ca := newHubCA(t)
-	pin := sha256.Sum256(ca.root.Raw)
+	ca := spiffetest.New(t, td)
+	pin := sha256.Sum256(ca.Root.Raw)
 	tests := []struct {
 		name    string
 		pin     [32]byte // zero: the token's
@@ -666,8 +603,8 @@ func TestEnroll(t *testing.T) {
 			return http.StatusForbidden, map[string]string{"error": "join token unknown or used"}
 		}, wantMsg: "enroll: hub: join token unknown or used (HTTP 403)", calls: 1},
 		{name: "bundle without the pinned CA", token: pin, answer: func(t *testing.T, csr *x509.CertificateRequest) (int, any) {
-			other := newHubCA(t)
-			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{other.issue(t, csr.PublicKey, connID, time.Hour).Raw}, Bundle: [][]byte{other.root.Raw}}
+			other := spiffetest.New(t, td)
+			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{other.Issue(t, csr.PublicKey, connID, time.Hour).Raw}, Bundle: [][]byte{other.Root.Raw}}
 		}, wantMsg: "hub's bundle does not hold the pinned CA", calls: 1},
 	}
 	for _, tt := range tests {

@@ -39,7 +39,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mydatafed/mydata/pkg/sqlitedb"
 )
 
 // Roles: which side of the transfer this connector was.
@@ -203,14 +203,6 @@ func Open(cfg Config) (*Log, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	// SQLite creates the file with the process umask and gives the -wal and -shm files the database's
-	// mode; making it 0600 first keeps all three private.
-	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
-	}
-	f.Close()
-
 	l := &Log{cfg: cfg, headPath: cfg.Path + ".head", sem: make(chan struct{}, 1)}
 	if err := l.open(); err != nil {
 		l.Close()
@@ -221,12 +213,10 @@ func Open(cfg Config) (*Log, error) {
 
 func (l *Log) open() error {
 	var err error
-	if l.writer, err = sql.Open("sqlite3", dsn(l.cfg.Path, "immediate")); err != nil {
+	if l.writer, err = sqlitedb.Open(l.cfg.Path, sqlitedb.Options{Immediate: true, OneConn: true}); err != nil {
 		return err
 	}
-	l.writer.SetMaxOpenConns(1)
-	l.writer.SetMaxIdleConns(1)
-	if l.reader, err = sql.Open("sqlite3", dsn(l.cfg.Path, "deferred")); err != nil {
+	if l.reader, err = sqlitedb.Open(l.cfg.Path, sqlitedb.Options{}); err != nil {
 		return err
 	}
 	var v int
@@ -278,13 +268,6 @@ func (l *Log) init() error {
 		}
 	}
 	return tx.Commit()
-}
-
-// dsn builds a go-sqlite3 URI. The path is escaped because SQLite decodes %XX in URIs and '?' and '#'
-// would end the path.
-func dsn(path, txlock string) string {
-	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return "file:" + esc + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=" + txlock
 }
 
 // Close closes the database.
@@ -342,15 +325,14 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	// Write batches until the queue is empty: the first holds this entry, later ones what came meanwhile.
 	// This caller's context bounds the wait for the write lock (another process may hold it), for the
 	// entries of others too: connectors append with contexts that do not end.
-	wctx := ctx
 	for len(l.queue) > 0 {
 		batch := l.queue
 		l.queue = nil
 		l.queueMu.Unlock()
-		err := l.write(wctx, func(tx *sql.Tx, st *state) error {
+		err := l.write(ctx, func(tx *sql.Tx, st *state) error {
 			for _, q := range batch {
 				var err error
-				if q.out, err = l.insert(wctx, tx, st, q.e); err != nil {
+				if q.out, err = l.insert(ctx, tx, st, q.e); err != nil {
 					return err
 				}
 			}

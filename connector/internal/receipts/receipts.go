@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // the database/sql driver
+	"github.com/mydatafed/mydata/pkg/sqlitedb"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -33,13 +33,11 @@ type Outbox struct {
 
 // Open opens the outbox at path.
 func Open(path string, hub *hubapi.Client, log *slog.Logger, reg prometheus.Registerer) (*Outbox, error) {
-	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000")
+	// One connection: every transfer adds to it while batches leave it.
+	db, err := sqlitedb.Open(path, sqlitedb.Options{OneConn: true})
 	if err != nil {
 		return nil, err
 	}
-	// One connection, as in the ticket record: writers queue in Go rather than sleep in SQLite's busy
-	// handler.
-	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS outbox (
 		id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
 		next_at INTEGER NOT NULL, last_error TEXT NOT NULL DEFAULT '')`); err != nil {

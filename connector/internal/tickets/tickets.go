@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // the database/sql driver
+	"github.com/mydatafed/mydata/pkg/sqlitedb"
 )
 
 const (
@@ -31,14 +31,11 @@ type Store struct{ db *sql.DB }
 // Open opens the record at path. Deliveries a crash interrupted count as spent: some content may have
 // left, and a ticket must never deliver twice.
 func Open(path string) (*Store, error) {
-	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate")
+	// One connection: concurrent deliveries write it.
+	db, err := sqlitedb.Open(path, sqlitedb.Options{Immediate: true, OneConn: true})
 	if err != nil {
 		return nil, err
 	}
-	// One connection: concurrent deliveries then queue for it in Go, where the next one starts the moment
-	// the lock is free, instead of in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms... between tries
-	// (measured: the main cause of the tail latency of small exchanges).
-	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS tickets (
 		id TEXT PRIMARY KEY, state TEXT NOT NULL, expires_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`); err != nil {
 		db.Close()

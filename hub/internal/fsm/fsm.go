@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/mattn/go-sqlite3"
+	"github.com/mydatafed/mydata/pkg/sqlitedb"
 )
 
 // FSM applies commands to the SQLite database and answers reads from it.
@@ -47,17 +48,10 @@ func Open(path string, log *slog.Logger) (*FSM, error) {
 }
 
 func openDB(path string) (*sql.DB, error) {
-	// The state names citizens (consents): only the hub's user may read it.
-	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-		f.Close()
-	}
-	if err := os.Chmod(path, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	// WAL lets reads run beside the apply loop's writes; synchronous=NORMAL is safe here because the raft
-	// log is the durable record and entries after the stored applied index are applied again on start.
-	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate"
-	db, err := sql.Open("sqlite3", dsn)
+	// Private (the state names citizens); WAL lets reads run beside the apply loop's writes, and
+	// synchronous=NORMAL is safe here because the raft log is the durable record and entries after the
+	// stored applied index are applied again on start.
+	db, err := sqlitedb.Open(path, sqlitedb.Options{Immediate: true, ForeignKeys: true})
 	if err != nil {
 		return nil, err
 	}

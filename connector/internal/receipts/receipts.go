@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mydatafed/mydata/pkg/sqlitedb"
 	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/sqlitedb"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

@@ -27,7 +27,7 @@ func (s *Server) addDataset(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.cfg.Cluster.Apply(&fsm.DatasetAdd{Dataset: d, Now: s.now()}); err != nil {
+	if err := s.cfg.Cluster.Apply(&fsm.DatasetAdd{Dataset: fsm.DatasetFrom(d), Now: s.now()}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -78,7 +78,7 @@ func (s *Server) addService(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.cfg.Cluster.Apply(&fsm.ServiceAdd{Service: svc, Now: s.now()}); err != nil {
+	if err := s.cfg.Cluster.Apply(&fsm.ServiceAdd{Service: fsm.ServiceFrom(svc), Now: s.now()}); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -147,8 +147,11 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	return c, nil
 }
 
-// Apply replicates cmd and applies it; a refused command comes back as a *fsm.Error.
-func (c *Cluster) Apply(cmd any) error {
+// Apply validates cmd, replicates it and applies it; a refused command comes back as a *fsm.Error.
+func (c *Cluster) Apply(cmd fsm.Command) error {
+	if err := fsm.Validate(cmd); err != nil {
+		return err
+	}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return err

@@ -139,7 +139,7 @@ func TestOneNodeCluster(t *testing.T) {
 
 	applies := []struct {
 		name     string
-		cmd      any
+		cmd      fsm.Command
 		wantCode fsm.Code // OK for success
 		wantErr  string   // for errors that are not *fsm.Error
 	}{
@@ -147,8 +147,8 @@ func TestOneNodeCluster(t *testing.T) {
 		{"org again", org("moi"), fsm.Conflict, ""},
 		{"connector", &fsm.ConnectorAdd{Org: "moi", Name: "dp1", Roles: []string{"dp"}, Address: "127.0.0.1:7001", Now: time.Now()}, fsm.OK, ""},
 		{"connector of unknown org", &fsm.ConnectorAdd{Org: "nope", Name: "dp1", Roles: []string{"dp"}, Address: "a:1", Now: time.Now()}, fsm.NotFound, ""},
-		// Not a command at all: refused before it reaches the log.
-		{"not a command", struct{}{}, fsm.OK, "no command type"},
+		// Invalid in itself: refused before it reaches the log.
+		{"invalid command", &fsm.OrgAdd{Code: "x", NameZh: "x", NameEn: "x", Type: "club"}, fsm.OK, "type"},
 	}
 	for _, a := range applies {
 		t.Run("apply "+a.name, func(t *testing.T) {

@@ -216,7 +216,7 @@ func diffLines(want, got string) string {
 
 // writeUpgradeFixture runs cmds on a fresh one-node cluster, snapshotting after the first snapshotAfter of
 // them, and keeps its raft directory and resulting state under testdata/name.
-func writeUpgradeFixture(t *testing.T, name string, cmds []any, snapshotAfter int) {
+func writeUpgradeFixture(t *testing.T, name string, cmds []fsm.Command, snapshotAfter int) {
 	n := newNode(t)
 	c, f := n.mustStartLeader(t, nil)
 	for i, cmd := range cmds {

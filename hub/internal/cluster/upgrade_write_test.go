@@ -21,11 +21,11 @@ func TestWriteUpgradeFixture(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 	far := time.Date(2036, 1, 1, 0, 0, 0, 0, time.UTC)
-	ds := hubapi.Dataset{ID: "moi.household", NameZh: "戶籍資料", NameEn: "Household registration", Description: "戶籍 household",
+	ds := fsm.Dataset{ID: "moi.household", NameZh: "戶籍資料", NameEn: "Household registration", Description: "戶籍 household",
 		DPOrg: "moi", DPConnector: "dp1", MinAAL: 2, ContentType: "application/json"}
-	ds2 := hubapi.Dataset{ID: "fia.income", NameZh: "所得資料", NameEn: "Income", Description: "所得 income",
+	ds2 := fsm.Dataset{ID: "fia.income", NameZh: "所得資料", NameEn: "Income", Description: "所得 income",
 		DPOrg: "fia", DPConnector: "dp1", MinAAL: 3, ContentType: "text/csv", Async: true}
-	svc := hubapi.Service{ID: "bank.loan", NameZh: "貸款", NameEn: "Loan", SPOrg: "bank", SPConnector: "sp1", Modes: []string{"online"},
+	svc := fsm.Service{ID: "bank.loan", NameZh: "貸款", NameEn: "Loan", SPOrg: "bank", SPConnector: "sp1", Modes: []string{"online"},
 		Datasets: []string{"moi.household", "fia.income"}, Purpose: "loan review", Terms: "terms", TermsVersion: "v1",
 		RedirectURIs: []string{"https://bank.example/cb"}}
 	consent := func(id, subject string, m int) fsm.Consent {
@@ -37,7 +37,7 @@ func TestWriteUpgradeFixture(t *testing.T) {
 		return fsm.Receipt{TicketID: tid, Role: role, ConsentID: cid, Dataset: ds, Reporter: "spiffe://mydata.test/org/x/connector/y",
 			Counterpart: "spiffe://mydata.test/org/z/connector/w", Outcome: outcome, Bytes: 1234, At: at(m), RecordedAt: at(m)}
 	}
-	cmds := []any{
+	cmds := []fsm.Command{
 		&fsm.OrgAdd{Code: "moi", NameZh: "內政部", NameEn: "Ministry of the Interior", Type: "central-agency", Now: at(0)},
 		&fsm.OrgAdd{Code: "fia", NameZh: "財政部財政資訊中心", NameEn: "Fiscal Information Agency", Type: "central-agency", Now: at(0)},
 		&fsm.OrgAdd{Code: "bank", NameZh: "範例銀行", NameEn: "Sample Bank", Type: "financial-institution", Now: at(0)},
@@ -58,8 +58,8 @@ func TestWriteUpgradeFixture(t *testing.T) {
 		&fsm.ConnectorKey{Org: "moi", Name: "dp1", KEM: 0x647a, Key: []byte("moi-dp1-public-key"), Now: at(5)},
 		&fsm.ConnectorKey{Org: "fia", Name: "dp1", KEM: 0x647a, Key: []byte("fia-dp1-public-key"), Now: at(5)},
 		&fsm.ConnectorKey{Org: "bank", Name: "sp1", KEM: 0x647a, Key: []byte("bank-sp1-public-key"), Now: at(5)},
-		&fsm.HubKey{Key: hubapi.HubKey{KID: "tk1", Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: []byte("ticket-public"), CreatedAt: at(0)}},
-		&fsm.HubKey{Key: hubapi.HubKey{KID: "hk1", Node: "hub-1", Kind: hubapi.HubKeyHPKE, KEM: 0x647a, PublicKey: []byte("hpke-public"), CreatedAt: at(0)}},
+		&fsm.HubKey{Key: fsm.HubKeyRecord{KID: "tk1", Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: []byte("ticket-public"), CreatedAt: at(0)}},
+		&fsm.HubKey{Key: fsm.HubKeyRecord{KID: "hk1", Node: "hub-1", Kind: hubapi.HubKeyHPKE, KEM: 0x647a, PublicKey: []byte("hpke-public"), CreatedAt: at(0)}},
 		&fsm.DatasetAdd{Dataset: ds, Now: at(6)},
 		&fsm.DatasetAdd{Dataset: ds2, Now: at(6)},
 		&fsm.DatasetStatus{ID: "fia.income", Status: "maintenance", Now: at(7)},

@@ -24,9 +24,6 @@ func hasRole(q queryRower, org, name, role string) (status string, ok bool, err 
 
 func applyDatasetAdd(tx *sql.Tx, c *DatasetAdd) (Result, bool, error) {
 	d := c.Dataset
-	if err := d.Validate(); err != nil {
-		return refuse(Invalid, "%v", err), false, nil
-	}
 	if org, _, _ := strings.Cut(d.ID, "."); org != d.DPOrg {
 		return refuse(Invalid, "id: dataset %q must be named after its data provider, %s.<name>", d.ID, d.DPOrg), false, nil
 	}
@@ -75,10 +72,7 @@ func applyDatasetStatus(tx *sql.Tx, c *DatasetStatus) (Result, bool, error) {
 }
 
 func applyServiceAdd(tx *sql.Tx, c *ServiceAdd) (Result, bool, error) {
-	s := c.Service
-	if err := s.Validate(); err != nil {
-		return refuse(Invalid, "%v", err), false, nil
-	}
+	s := c.Service.api()
 	st, isSP, err := hasRole(tx, s.SPOrg, s.SPConnector, hubapi.RoleSP)
 	if err != nil {
 		return Result{}, false, err

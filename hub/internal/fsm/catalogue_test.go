@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mydatafed/mydata/pkg/hubapi"
 )
 
 func TestCatalogue(t *testing.T) {
@@ -16,11 +14,11 @@ func TestCatalogue(t *testing.T) {
 	a.apply(&OrgAdd{Code: "bank", NameZh: "銀行", NameEn: "Bank", Type: "financial-institution", Now: now})
 	a.apply(&ConnectorAdd{Org: "moi", Name: "dp1", Roles: []string{"dp"}, Address: "a:1", Now: now})
 	a.apply(&ConnectorAdd{Org: "bank", Name: "sp1", Roles: []string{"sp"}, Address: "a:2", Now: now})
-	ds := func(id, org, conn string) hubapi.Dataset {
-		return hubapi.Dataset{ID: id, NameZh: "戶籍", NameEn: "Household", DPOrg: org, DPConnector: conn, MinAAL: 2}
+	ds := func(id, org, conn string) Dataset {
+		return Dataset{ID: id, NameZh: "戶籍", NameEn: "Household", DPOrg: org, DPConnector: conn, MinAAL: 2}
 	}
-	svc := func(id string, datasets ...string) hubapi.Service {
-		return hubapi.Service{ID: id, NameZh: "信用卡", NameEn: "Credit card", SPOrg: "bank", SPConnector: "sp1", Modes: []string{"online"},
+	svc := func(id string, datasets ...string) Service {
+		return Service{ID: id, NameZh: "信用卡", NameEn: "Credit card", SPOrg: "bank", SPConnector: "sp1", Modes: []string{"online"},
 			Datasets: datasets, Purpose: "p", Terms: "t", TermsVersion: "1", RedirectURIs: []string{"https://bank.example/cb"}}
 	}
 	six := svc("bank.six", "moi.a", "moi.b", "moi.c", "moi.d", "moi.e", "moi.f")
@@ -28,7 +26,7 @@ func TestCatalogue(t *testing.T) {
 	sixWithBasis.ID, sixWithBasis.LegalBasis = "bank.six-basis", "Banking Act art. 12"
 	steps := []struct {
 		name string
-		cmd  any
+		cmd  Command
 		want Code
 		msg  string
 	}{

@@ -1,11 +1,8 @@
 package fsm
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/mydatafed/mydata/pkg/hubapi"
 )
 
 // Type identifies a command in the raft log. Values are never reused: a log written by an older hub must
@@ -98,8 +95,8 @@ type TokenPurge struct {
 
 // DatasetAdd registers a dataset.
 type DatasetAdd struct {
-	Dataset hubapi.Dataset `json:"dataset"`
-	Now     time.Time      `json:"now"`
+	Dataset Dataset   `json:"dataset"`
+	Now     time.Time `json:"now"`
 }
 
 // DatasetStatus puts a dataset under maintenance or back.
@@ -111,8 +108,8 @@ type DatasetStatus struct {
 
 // ServiceAdd registers a service.
 type ServiceAdd struct {
-	Service hubapi.Service `json:"service"`
-	Now     time.Time      `json:"now"`
+	Service Service   `json:"service"`
+	Now     time.Time `json:"now"`
 }
 
 // ConnectorKey publishes a connector's HPKE key.
@@ -126,7 +123,7 @@ type ConnectorKey struct {
 
 // HubKey publishes a hub node's public key.
 type HubKey struct {
-	Key hubapi.HubKey `json:"key"`
+	Key HubKeyRecord `json:"key"`
 }
 
 // ConsentCreate records a pending consent: a valid authorization request shown to a logged-in citizen.
@@ -183,58 +180,6 @@ type ReceiptAdd struct {
 // would refuse is skipped rather than failing the others.
 type ReceiptsAdd struct {
 	Receipts []Receipt `json:"receipts"`
-}
-
-// Encode makes the log entry for a command.
-func Encode(cmd any) ([]byte, error) {
-	var t Type
-	switch cmd.(type) {
-	case *OrgAdd:
-		t = TypeOrgAdd
-	case *ConnectorAdd:
-		t = TypeConnectorAdd
-	case *ConnectorStatus:
-		t = TypeConnectorStatus
-	case *TokenCreate:
-		t = TypeTokenCreate
-	case *Enroll:
-		t = TypeEnroll
-	case *CertRecord:
-		t = TypeCertRecord
-	case *TokenPurge:
-		t = TypeTokenPurge
-	case *DatasetAdd:
-		t = TypeDatasetAdd
-	case *DatasetStatus:
-		t = TypeDatasetStatus
-	case *ServiceAdd:
-		t = TypeServiceAdd
-	case *ConnectorKey:
-		t = TypeConnectorKey
-	case *HubKey:
-		t = TypeHubKey
-	case *ConsentCreate:
-		t = TypeConsentCreate
-	case *ConsentDecide:
-		t = TypeConsentDecide
-	case *ConsentUse:
-		t = TypeConsentUse
-	case *ConsentRevoke:
-		t = TypeConsentRevoke
-	case *ReceiptAdd:
-		t = TypeReceiptAdd
-	case *ReceiptsAdd:
-		t = TypeReceiptsAdd
-	case *ConsentRecord:
-		t = TypeConsentRecord
-	default:
-		return nil, fmt.Errorf("fsm: no command type for %T", cmd)
-	}
-	payload, err := json.Marshal(cmd)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{byte(t), payloadV1}, payload...), nil
 }
 
 // Result is what applying a command returns through raft. Business errors travel as a code and a message

@@ -19,7 +19,7 @@ func TestConsentLifecycle(t *testing.T) {
 	}
 	steps := []struct {
 		name string
-		cmd  any
+		cmd  Command
 		want Code
 		msg  string
 	}{
@@ -81,7 +81,7 @@ func TestConsentRecord(t *testing.T) {
 	noService.Consent.Service = ""
 	steps := []struct {
 		name string
-		cmd  any
+		cmd  Command
 		want Code
 		msg  string
 	}{

@@ -5,7 +5,6 @@ package fsm
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,41 +101,6 @@ func (f *FSM) notify() {
 // later commands depend on, so none carries it yet.
 const ignorable = 0x80
 
-type handler func(tx *sql.Tx, payload []byte) (Result, bool, error)
-
-var handlers = map[Type]handler{
-	TypeOrgAdd:          decodeThen(applyOrgAdd),
-	TypeConnectorAdd:    decodeThen(applyConnectorAdd),
-	TypeConnectorStatus: decodeThen(applyConnectorStatus),
-	TypeTokenCreate:     decodeThen(applyTokenCreate),
-	TypeEnroll:          decodeThen(applyEnroll),
-	TypeCertRecord:      decodeThen(applyCertRecord),
-	TypeTokenPurge:      decodeThen(applyTokenPurge),
-	TypeDatasetAdd:      decodeThen(applyDatasetAdd),
-	TypeDatasetStatus:   decodeThen(applyDatasetStatus),
-	TypeServiceAdd:      decodeThen(applyServiceAdd),
-	TypeConnectorKey:    decodeThen(applyConnectorKey),
-	TypeHubKey:          decodeThen(applyHubKey),
-	TypeConsentCreate:   decodeThen(applyConsentCreate),
-	TypeConsentDecide:   decodeThen(applyConsentDecide),
-	TypeConsentUse:      decodeThen(applyConsentUse),
-	TypeConsentRevoke:   decodeThen(applyConsentRevoke),
-	TypeReceiptAdd:      decodeThen(applyReceiptAdd),
-	TypeReceiptsAdd:     decodeThen(applyReceiptsAdd),
-	TypeConsentRecord:   decodeThen(applyConsentRecord),
-}
-
-// decodeThen adapts a typed apply function. The bool it returns says whether the directory changed.
-func decodeThen[T any](fn func(tx *sql.Tx, cmd *T) (Result, bool, error)) handler {
-	return func(tx *sql.Tx, payload []byte) (Result, bool, error) {
-		var cmd T
-		if err := json.Unmarshal(payload, &cmd); err != nil {
-			return Result{}, false, fmt.Errorf("decode %T: %w", cmd, err)
-		}
-		return fn(tx, &cmd)
-	}
-}
-
 // Apply applies one raft log entry. It panics on what can only be a bug or a broken disk, because a node
 // that skipped an entry would silently diverge from the others.
 func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
@@ -183,7 +147,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 				panic(fmt.Sprintf("fsm: directory version: %v", err))
 			}
 		}
-		invalidate = invalidate || !leavesLookups[t&^ignorable]
+		invalidate = invalidate || registry[t&^ignorable].effect == dropsLookups
 		out[i] = res
 	}
 	if tx == nil {
@@ -214,7 +178,7 @@ func (f *FSM) handler(l *raft.Log) (Type, handler) {
 		panic(fmt.Sprintf("fsm: entry %d is %d bytes, too short for a command", l.Index, len(l.Data)))
 	}
 	t, version := Type(l.Data[0]), l.Data[1]
-	h, known := handlers[t&^ignorable]
+	e, known := registry[t&^ignorable]
 	if !known || version > payloadV1 {
 		if t&ignorable != 0 {
 			f.log.Warn("skipping unknown ignorable command; upgrade this hub", "type", t, "version", version, "index", l.Index)
@@ -222,7 +186,7 @@ func (f *FSM) handler(l *raft.Log) (Type, handler) {
 		}
 		panic(fmt.Sprintf("fsm: entry %d has command type %d version %d, which this hub does not know: upgrade it", l.Index, t, version))
 	}
-	return t, h
+	return t, e.apply
 }
 
 type execer interface {

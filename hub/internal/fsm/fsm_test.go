@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +19,12 @@ type applier struct {
 	index uint64
 }
 
-func (a *applier) apply(cmd any) Result {
+// apply does what the cluster does: validate, then apply through the log.
+func (a *applier) apply(cmd Command) Result {
 	a.t.Helper()
+	if err := cmd.Validate(); err != nil {
+		return refuse(Invalid, "%v", err)
+	}
 	data, err := Encode(cmd)
 	if err != nil {
 		a.t.Fatal(err)
@@ -43,7 +48,7 @@ func TestCommands(t *testing.T) {
 	now := time.Now().UTC()
 	steps := []struct {
 		name string
-		cmd  any
+		cmd  Command
 		want Code
 		msg  string
 	}{
@@ -56,15 +61,15 @@ func TestCommands(t *testing.T) {
 		{"token for unknown connector", &TokenCreate{Hash: "h2", Org: "moi", Connector: "dp9", ExpiresAt: now.Add(time.Hour), Now: now}, NotFound, "dp9"},
 		{"expired token", &TokenCreate{Hash: "h3", Org: "moi", Connector: "dp1", ExpiresAt: now.Add(-time.Second), Now: now}, Invalid, "expire"},
 		{"enroll", &Enroll{TokenHash: "h1", Cert: CertRecord{Serial: "1", SPIFFEID: "spiffe://t/org/moi/connector/dp1", Kind: "enroll", Now: now}}, OK, ""},
-		{"enroll replay", &Enroll{TokenHash: "h1", Cert: CertRecord{Serial: "2", Now: now}}, Forbidden, "already used"},
+		{"enroll replay", &Enroll{TokenHash: "h1", Cert: CertRecord{Serial: "2", SPIFFEID: "spiffe://t/org/moi/connector/dp1", Kind: "enroll", Now: now}}, Forbidden, "already used"},
 		{"suspend", &ConnectorStatus{Org: "moi", Name: "dp1", Status: "suspended", Now: now}, OK, ""},
 		{"suspend again", &ConnectorStatus{Org: "moi", Name: "dp1", Status: "suspended", Now: now}, Conflict, "already"},
 		{"token while suspended", &TokenCreate{Hash: "h4", Org: "moi", Connector: "dp1", ExpiresAt: now.Add(time.Hour), Now: now}, OK, ""},
-		{"enroll while suspended", &Enroll{TokenHash: "h4", Cert: CertRecord{Serial: "3", Now: now}}, Forbidden, "suspended"},
+		{"enroll while suspended", &Enroll{TokenHash: "h4", Cert: CertRecord{Serial: "3", SPIFFEID: "spiffe://t/org/moi/connector/dp1", Kind: "enroll", Now: now}}, Forbidden, "suspended"},
 		{"revoke", &ConnectorStatus{Org: "moi", Name: "dp1", Status: "revoked", Now: now}, OK, ""},
 		{"unrevoke", &ConnectorStatus{Org: "moi", Name: "dp1", Status: "active", Now: now}, Gone, "revoked"},
 		{"token after revoke", &TokenCreate{Hash: "h5", Org: "moi", Connector: "dp1", ExpiresAt: now.Add(time.Hour), Now: now}, Gone, "revoked"},
-		{"enroll after revoke", &Enroll{TokenHash: "h4", Cert: CertRecord{Serial: "4", Now: now}}, Forbidden, "revoked"},
+		{"enroll after revoke", &Enroll{TokenHash: "h4", Cert: CertRecord{Serial: "4", SPIFFEID: "spiffe://t/org/moi/connector/dp1", Kind: "enroll", Now: now}}, Forbidden, "revoked"},
 	}
 	for _, s := range steps {
 		r := a.apply(s.cmd)
@@ -168,7 +173,7 @@ func TestSnapshotRestore(t *testing.T) {
 func TestApplyBatch(t *testing.T) {
 	f := open(t, filepath.Join(t.TempDir(), "state.db"))
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	entry := func(index uint64, cmd any) *raft.Log {
+	entry := func(index uint64, cmd Command) *raft.Log {
 		data, err := Encode(cmd)
 		if err != nil {
 			t.Fatal(err)
@@ -209,5 +214,35 @@ func TestApplyBatch(t *testing.T) {
 	out = f.ApplyBatch([]*raft.Log{entry(5, &ConnectorAdd{Org: "moi", Name: "dp1", Roles: []string{"dp"}, Address: "a:1", Now: now})})
 	if r, ok := out[0].(Result); !ok || r.Code != OK {
 		t.Errorf("replayed entry: %#v", out[0])
+	}
+}
+
+// unregistered is a Command the registry does not know.
+type unregistered struct{}
+
+func (unregistered) Validate() error { return nil }
+
+func TestRegistry(t *testing.T) {
+	for typ, e := range registry {
+		// Every payload encodes under its own type and decodes back through its handler's payload type.
+		cmd := reflect.New(e.payload.Elem()).Interface().(Command)
+		data, err := Encode(cmd)
+		if err != nil {
+			t.Fatalf("type %d: %v", typ, err)
+		}
+		if Type(data[0]) != typ || data[1] != payloadV1 {
+			t.Errorf("%T encodes as type %d version %d, registered as %d", cmd, data[0], data[1], typ)
+		}
+		if typ&ignorable != 0 {
+			t.Errorf("type %d carries the ignorable bit; registry keys are the bare type", typ)
+		}
+	}
+	if _, err := Encode(unregistered{}); err == nil || !strings.Contains(err.Error(), "not in the command registry") {
+		t.Errorf("Encode of an unregistered command = %v", err)
+	}
+	if err := Validate(&OrgAdd{Code: "moi", NameZh: "x", NameEn: "x", Type: "club"}); err == nil {
+		t.Error("an invalid command validated")
+	} else if fe, ok := err.(*Error); !ok || fe.Code != Invalid {
+		t.Errorf("Validate = %#v, want an *Error with code Invalid", err)
 	}
 }

@@ -46,12 +46,6 @@ func (l *lookups) put(key string, gen uint64, v any) {
 // invalidate starts a new generation; call it after committing a change to what is cached.
 func (l *lookups) invalidate() { l.gen.Add(1) }
 
-// leavesLookups lists the commands that change nothing the cache holds: the ones every exchange writes.
-var leavesLookups = map[Type]bool{
-	TypeConsentCreate: true, TypeConsentDecide: true, TypeConsentRecord: true, TypeConsentUse: true,
-	TypeConsentRevoke: true, TypeReceiptAdd: true, TypeReceiptsAdd: true,
-}
-
 // cached returns fetch's answer for key, from the cache when it holds one. T is a pointer to a row the
 // callers may modify, so the cache hands out copies.
 func cached[T any](l *lookups, key string, fetch func() (*T, error)) (*T, error) {

@@ -171,6 +171,6 @@ func aalName(l int) string {
 	return "?"
 }
 
-func (s *Server) apply(cmd any) error {
+func (s *Server) apply(cmd fsm.Command) error {
 	return s.cfg.Cluster.Apply(cmd)
 }

@@ -218,7 +218,7 @@ func (s *Server) publishKeys(ctx context.Context) error {
 	}
 	for _, k := range keys {
 		for {
-			err := s.cluster.Apply(&fsm.HubKey{Key: k})
+			err := s.cluster.Apply(&fsm.HubKey{Key: fsm.HubKeyFrom(k)})
 			if err == nil {
 				break
 			}

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -33,8 +33,13 @@ type Config struct {
 	ServerTLS, ClientTLS *tls.Config
 	SnapshotInterval     time.Duration
 	SnapshotThreshold    uint64
-	Log                  *slog.Logger
-	Registerer           prometheus.Registerer
+	// HoldTimeout is how long a write waits for a leader during an election before ErrNoLeader (like
+	// Consul's RPC hold timeout). Zero means 5 s.
+	HoldTimeout time.Duration
+	// Autopilot promotes caught-up non-voters and removes dead voters; zero values take the defaults.
+	Autopilot  AutopilotConfig
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Cluster is a running raft node.
@@ -42,8 +47,18 @@ type Cluster struct {
 	raft      *raft.Raft
 	logs      *logStore
 	transport *raft.NetworkTransport
+	stream    *streamLayer
 	fsm       *fsm.FSM
 	nodeID    string
+	hold      time.Duration
+	autopilot AutopilotConfig
+	log       *slog.Logger
+	metrics   *metrics
+	// fwd speaks the forwarding protocol to other nodes; fwdServer answers it.
+	fwd       *http.Client
+	fwdServer *http.Server
+	// health is the leader's view of its peers, kept by the autopilot loop.
+	health *peerHealth
 }
 
 // logStore is raft-wal's log and stable store together with its meta database, which WAL.Close leaves
@@ -73,8 +88,16 @@ func (s *logStore) Close() error {
 	return err
 }
 
-// ErrNotLeader is returned by Apply on a node that is not the leader.
+// ErrNotLeader is what a node says when asked to do what only the leader does.
 var ErrNotLeader = errors.New("this hub node is not the raft leader")
+
+// ErrNoLeader is returned when no leader took a write within the hold timeout: an election, or this node
+// is cut off from the majority. Answer 503 with a Retry-After.
+var ErrNoLeader = errors.New("no hub leader is reachable from this node (an election, or this node is cut off from the majority)")
+
+// ErrUnknownOutcome is returned when a forwarded write may or may not have been applied (the connection
+// to the leader broke after the write was sent). Retrying a single-use write may then be refused.
+var ErrUnknownOutcome = errors.New("the leader did not answer; the write may or may not have been applied")
 
 // New opens the node's stores and starts raft. A node with no state and Bootstrap set makes itself a
 // one-node cluster.
@@ -95,7 +118,7 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 		logs.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	stream, err := listenStream(cfg.Listen, cfg.Advertise, cfg.ServerTLS, cfg.ClientTLS)
+	stream, err := listenStream(cfg.Listen, cfg.Advertise, cfg.ServerTLS, cfg.ClientTLS, cfg.Log)
 	if err != nil {
 		logs.Close()
 		return nil, err
@@ -137,7 +160,15 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 		logs.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	c := &Cluster{raft: r, logs: logs, transport: transport, fsm: f, nodeID: cfg.NodeID}
+	if cfg.HoldTimeout <= 0 {
+		cfg.HoldTimeout = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{raft: r, logs: logs, transport: transport, stream: stream, fsm: f, nodeID: cfg.NodeID, hold: cfg.HoldTimeout,
+		autopilot: cfg.Autopilot.withDefaults(), log: cfg.Log, fwd: newForwardClient(stream), health: newPeerHealth(), metrics: newMetrics()}
+	go c.serveForward()
 	if cfg.Registerer != nil {
 		if err := c.registerMetrics(cfg.Registerer); err != nil {
 			c.Shutdown()
@@ -147,7 +178,10 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	return c, nil
 }
 
-// Apply validates cmd, replicates it and applies it; a refused command comes back as a *fsm.Error.
+// Apply validates cmd and has the leader replicate and apply it: here if this node leads, else forwarded
+// to the leader. It answers once this node has applied the entry too, so that a read that follows on this
+// node sees the write. During an election it waits up to the hold timeout for a leader; then ErrNoLeader.
+// A refused command comes back as a *fsm.Error.
 func (c *Cluster) Apply(cmd fsm.Command) error {
 	if err := fsm.Validate(cmd); err != nil {
 		return err
@@ -156,21 +190,112 @@ func (c *Cluster) Apply(cmd fsm.Command) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.hold+10*time.Second)
+	defer cancel()
+	res, index, err := c.applyAnywhere(ctx, data)
+	if err != nil {
+		return err
+	}
+	if err := c.waitApplied(ctx, index); err != nil {
+		return err
+	}
+	return res.Err()
+}
+
+// applyAnywhere applies data on the leader, wherever it is, holding through elections.
+func (c *Cluster) applyAnywhere(ctx context.Context, data []byte) (fsm.Result, uint64, error) {
+	start := time.Now()
+	deadline := start.Add(c.hold)
+	held := false
+	defer func() {
+		if held {
+			c.metrics.hold.Observe(time.Since(start).Seconds())
+		}
+	}()
+	for {
+		var (
+			res   fsm.Result
+			index uint64
+			err   error
+		)
+		forwarded := false
+		if c.raft.State() == raft.Shutdown {
+			return fsm.Result{}, 0, raft.ErrRaftShutdown
+		}
+		if c.raft.State() == raft.Leader {
+			res, index, err = c.applyLocal(data)
+		} else if addr := c.leaderAddr(); addr != "" {
+			forwarded = true
+			res, index, err = c.forwardApply(ctx, addr, data)
+		} else {
+			err = ErrNotLeader
+		}
+		switch {
+		case err == nil:
+			if forwarded {
+				c.metrics.forwards.WithLabelValues("ok").Inc()
+			}
+			return res, index, nil
+		case errors.Is(err, ErrNotLeader) || errors.Is(err, errUnsent):
+			// Nobody took it: safe to try again once a leader is known.
+		case errors.Is(err, ErrUnknownOutcome):
+			return fsm.Result{}, 0, err
+		default:
+			if forwarded {
+				c.metrics.forwards.WithLabelValues("error").Inc()
+				c.log.Warn("forwarding a write to the leader failed", "err", err)
+				return fsm.Result{}, 0, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+			}
+			return fsm.Result{}, 0, err
+		}
+		held = true
+		if time.Now().After(deadline) {
+			c.metrics.forwards.WithLabelValues("no_leader").Inc()
+			return fsm.Result{}, 0, ErrNoLeader
+		}
+		select {
+		case <-ctx.Done():
+			return fsm.Result{}, 0, ErrNoLeader
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// applyLocal applies data through raft on this node, which must lead.
+func (c *Cluster) applyLocal(data []byte) (fsm.Result, uint64, error) {
 	if c.raft.State() != raft.Leader {
-		return ErrNotLeader
+		return fsm.Result{}, 0, ErrNotLeader
 	}
 	fut := c.raft.Apply(data, 10*time.Second)
 	if err := fut.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return ErrNotLeader
+		switch {
+		case errors.Is(err, raft.ErrLeadershipLost):
+			// The entry may still commit under the next leader: neither done nor refused.
+			return fsm.Result{}, 0, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return fsm.Result{}, 0, ErrNotLeader
 		}
-		return fmt.Errorf("raft apply: %w", err)
+		return fsm.Result{}, 0, fmt.Errorf("raft apply: %w", err)
 	}
 	res, ok := fut.Response().(fsm.Result)
 	if !ok {
-		return fmt.Errorf("raft apply: unexpected response %T", fut.Response())
+		return fsm.Result{}, 0, fmt.Errorf("raft apply: unexpected response %T", fut.Response())
 	}
-	return res.Err()
+	return res, fut.Index(), nil
+}
+
+// waitApplied waits until this node's state machine has applied index.
+func (c *Cluster) waitApplied(ctx context.Context, index uint64) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for c.fsm.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: this node has not applied entry %d yet", ErrUnknownOutcome, index)
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // WaitLeader waits until this node leads, or ctx ends.
@@ -207,39 +332,14 @@ func (c *Cluster) Snapshot() error { return c.raft.Snapshot().Error() }
 func (c *Cluster) Shutdown() error {
 	err := c.raft.Shutdown().Error()
 	c.transport.Close()
+	if c.fwdServer != nil {
+		c.fwdServer.Close()
+	}
+	c.fwd.CloseIdleConnections()
 	if cerr := c.logs.Close(); err == nil {
 		err = cerr
 	}
 	return err
-}
-
-// listenStream binds the raft listener; raft runs over TLS so that only hub nodes can join the log.
-func listenStream(listen, advertise string, server, client *tls.Config) (*streamLayer, error) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return nil, fmt.Errorf("raft listen %s: %w", listen, err)
-	}
-	adv, err := net.ResolveTCPAddr("tcp", advertise)
-	if err != nil || adv.Port == 0 {
-		// Port 0 in tests: advertise what we got.
-		adv = ln.Addr().(*net.TCPAddr)
-	}
-	return &streamLayer{Listener: tls.NewListener(ln, server), advertise: adv, client: client}, nil
-}
-
-type streamLayer struct {
-	net.Listener
-	advertise net.Addr
-	client    *tls.Config
-}
-
-func (s *streamLayer) Addr() net.Addr { return s.advertise }
-
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.client}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return d.DialContext(ctx, "tcp", string(addr))
 }
 
 // SeedSnapshot makes the raft state of a node restored from a backup: one snapshot at index holding the

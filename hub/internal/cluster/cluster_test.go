@@ -62,6 +62,7 @@ type node struct {
 	server, client   *tls.Config
 	bootstrap        bool
 	snapshotInterval time.Duration
+	hold             time.Duration
 }
 
 func newNode(t *testing.T) *node {
@@ -70,7 +71,7 @@ func newNode(t *testing.T) *node {
 	server, client := hubTLS(t, newCA(t), "hub-1")
 	return &node{dir: filepath.Join(dir, "raft"), state: filepath.Join(dir, "state.db"), server: server, client: client, bootstrap: true,
 		// Long enough that raft takes no snapshot of its own during a test.
-		snapshotInterval: time.Hour}
+		snapshotInterval: time.Hour, hold: 500 * time.Millisecond}
 }
 
 // start opens the node's state database and raft; both are closed when the test ends, raft first.
@@ -83,7 +84,7 @@ func (n *node) start(t *testing.T, reg prometheus.Registerer) (*Cluster, *fsm.FS
 	t.Cleanup(func() { f.Close() })
 	c, err := New(Config{
 		NodeID: "hub-1", Listen: "127.0.0.1:0", Advertise: "127.0.0.1:0", Dir: n.dir, Bootstrap: n.bootstrap,
-		ServerTLS: n.server, ClientTLS: n.client, SnapshotInterval: n.snapshotInterval, SnapshotThreshold: 1 << 20,
+		ServerTLS: n.server, ClientTLS: n.client, SnapshotInterval: n.snapshotInterval, SnapshotThreshold: 1 << 20, HoldTimeout: n.hold,
 		Log: discard(), Registerer: reg,
 	}, f)
 	if err != nil {
@@ -272,8 +273,8 @@ func TestOneNodeCluster(t *testing.T) {
 			do   func() error
 			want error
 		}{
-			// Apply says "not leader", which callers already retry on; they stop with their context.
-			{"apply", func() error { return c.Apply(org("tsa")) }, ErrNotLeader},
+			// A node that is shut down says so at once rather than holding the write.
+			{"apply", func() error { return c.Apply(org("tsa")) }, raft.ErrRaftShutdown},
 			{"barrier", func() error { return c.Barrier(time.Second) }, raft.ErrRaftShutdown},
 			{"snapshot", c.Snapshot, raft.ErrRaftShutdown},
 			{"wait leader", func() error {
@@ -304,8 +305,13 @@ func TestNodeWithoutClusterNeverLeads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Apply(org("moi")); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("Apply on a lone follower: %v, want ErrNotLeader", err)
+	// It holds the write for the hold timeout, waiting for a leader that never comes.
+	start := time.Now()
+	if err := c.Apply(org("moi")); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("Apply on a lone follower: %v, want ErrNoLeader", err)
+	}
+	if held := time.Since(start); held < n.hold {
+		t.Errorf("gave up after %s, before the hold timeout %s", held, n.hold)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -419,21 +425,21 @@ func TestStreamLayerAddr(t *testing.T) {
 	server, client := hubTLS(t, c, "hub-1")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := listenStream("127.0.0.1:0", tt.advertise, server, client)
+			s, err := listenStream("127.0.0.1:0", tt.advertise, server, client, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
 			want := tt.want
 			if want == "" {
-				want = s.Listener.Addr().String()
+				want = s.tcp.Addr().String()
 			}
 			if got := s.Addr().String(); got != want {
 				t.Errorf("Addr() = %s, want %s", got, want)
 			}
 		})
 	}
-	if _, err := listenStream("256.0.0.1:1", "", server, client); err == nil {
+	if _, err := listenStream("256.0.0.1:1", "", server, client, nil); err == nil {
 		t.Error("listen on a bad address succeeded")
 	}
 }
@@ -475,7 +481,7 @@ func TestStreamLayerAuthorisesHubsOnly(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := listenStream("127.0.0.1:0", "", tt.server, nil)
+			s, err := listenStream("127.0.0.1:0", "", tt.server, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -505,7 +511,13 @@ func TestStreamLayerAuthorisesHubsOnly(t *testing.T) {
 				_, readErr = conn.Read(make([]byte, 1))
 				conn.Close()
 			}
-			serverErr := <-accepted
+			// A connection whose handshake the server refuses never reaches Accept.
+			var serverErr error
+			select {
+			case serverErr = <-accepted:
+			case <-time.After(2 * time.Second):
+				serverErr = errors.New("never accepted")
+			}
 			if tt.ok {
 				if dialErr != nil || readErr != nil || serverErr != nil {
 					t.Fatalf("dial %v, read %v, server %v", dialErr, readErr, serverErr)

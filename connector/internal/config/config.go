@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"gopkg.in/yaml.v3"
 )
 
 // Identity sources.
@@ -34,8 +34,9 @@ type Config struct {
 	DataDir     string `yaml:"data_dir"`
 
 	Hub struct {
-		URL           string `yaml:"url"`
-		CAFingerprint string `yaml:"ca_fingerprint"`
+		// URLs are the hub nodes' API URLs: hub.url is one URL or a list of them.
+		URLs          HubURLs `yaml:"url"`
+		CAFingerprint string  `yaml:"ca_fingerprint"`
 	} `yaml:"hub"`
 
 	Identity struct {
@@ -81,7 +82,7 @@ func Default() Config {
 	var c Config
 	c.TrustDomain = "mydata.example"
 	c.DataDir = "/var/lib/mydata/connector"
-	c.Hub.URL = "https://127.0.0.1:8443"
+	c.Hub.URLs = HubURLs{"https://127.0.0.1:8443"}
 	c.Identity.Source = SourceLocal
 	c.Identity.SPIRESocket = "unix:///run/spire/agent/public/api.sock"
 	c.QUIC.Listen = "0.0.0.0:7443"
@@ -127,8 +128,8 @@ func (c *Config) Validate() error {
 	if abs, err := filepath.Abs(c.DataDir); err == nil {
 		c.DataDir = abs
 	}
-	if u, err := url.Parse(c.Hub.URL); err != nil || u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("hub.url: %q is not an https:// URL", c.Hub.URL)
+	if err := CheckHubURLs("hub.url", c.Hub.URLs); err != nil {
+		return err
 	}
 	switch c.Identity.Source {
 	case SourceLocal:
@@ -189,6 +190,57 @@ func (c *Config) Validate() error {
 		}
 	}
 	return c.Log.Validate()
+}
+
+// HubURLs is hub.url: the API URL of every hub node, written as one URL or as a YAML list of them. Every
+// node serves every request; the connector fails over between them in this order.
+type HubURLs []string
+
+// UnmarshalYAML takes a single URL or a list.
+func (h *HubURLs) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var u string
+		if err := n.Decode(&u); err != nil {
+			return err
+		}
+		*h = HubURLs{u}
+	case yaml.SequenceNode:
+		var us []string
+		if err := n.Decode(&us); err != nil {
+			return err
+		}
+		*h = us
+	default:
+		return fmt.Errorf("line %d: hub.url: give one URL or a list of URLs", n.Line)
+	}
+	return nil
+}
+
+// CheckHubURLs checks the hub nodes' URLs given under key (hub.url, or a flag): at least one, each https://
+// with a host, none twice. A bad entry of a list is named by its index.
+func CheckHubURLs(key string, urls []string) error {
+	if len(urls) == 0 {
+		return fmt.Errorf("%s: give at least one URL", key)
+	}
+	name := func(i int) string {
+		if len(urls) == 1 {
+			return key
+		}
+		return fmt.Sprintf("%s[%d]", key, i)
+	}
+	seen := map[string]int{}
+	for i, u := range urls {
+		if err := hubapi.ValidBaseURL(u); err != nil {
+			return fmt.Errorf("%s: %w", name(i), err)
+		}
+		norm := strings.TrimRight(u, "/")
+		if j, ok := seen[norm]; ok {
+			return fmt.Errorf("%s: %q repeats %s", name(i), u, name(j))
+		}
+		seen[norm] = i
+	}
+	return nil
 }
 
 // Dataset maps one dataset to the agency system that holds it.

@@ -17,7 +17,18 @@ func TestLoad(t *testing.T) {
 		{"unknown key", base + "colour: red\n", `unknown key "colour"`},
 		{"bad source", base + "identity:\n  source: vault\n", "identity.source"},
 		{"bad socket", base + "identity:\n  source: spire\n  spire_socket: /tmp/x\n", "identity.spire_socket"},
-		{"http hub", base + "hub:\n  url: http://hub:8443\n", "hub.url"},
+		{"http hub", base + "hub:\n  url: http://hub:8443\n", `hub.url: "http://hub:8443" is not an https:// URL`},
+		{"hub list", base + "hub:\n  url: [https://h1:8443, https://h2:8443]\n", ""},
+		{"hub list, block style", base + "hub:\n  url:\n    - https://h1:8443\n    - https://h2:8443\n    - https://h3:8443\n", ""},
+		{"hub list of one", base + "hub:\n  url: [https://h1:8443]\n", ""},
+		{"http hub in list", base + "hub:\n  url: [https://h1:8443, http://x]\n", `hub.url[1]: "http://x" is not an https:// URL`},
+		{"hostless hub in list", base + "hub:\n  url: [https://h1:8443, https://h2:8443, https://]\n", `hub.url[2]: "https://" is not an https:// URL`},
+		{"hub listed twice", base + "hub:\n  url: [https://h1:8443, https://h2:8443, https://h1:8443/]\n", `hub.url[2]: "https://h1:8443/" repeats hub.url[0]`},
+		{"empty hub list", base + "hub:\n  url: []\n", "hub.url: give at least one URL"},
+		{"empty hub", base + "hub:\n  url:\n", "hub.url: give at least one URL"},
+		{"empty hub string", base + "hub:\n  url: \"\"\n", `hub.url: "" is not an https:// URL`},
+		{"hub map", base + "hub:\n  url: {a: b}\n", "line 5: hub.url: give one URL or a list of URLs"},
+		{"hub list of lists", base + "hub:\n  url: [[https://h1:8443]]\n", "cannot unmarshal"},
 		{"bad quic", base + "quic:\n  listen: nope\n", "quic.listen"},
 		{"tiny interval", base + "directory:\n  sync_interval: 1ms\n", "directory.sync_interval"},
 	}
@@ -33,10 +44,39 @@ func TestLoad(t *testing.T) {
 				if c.ID().String() != "spiffe://mydata.example/org/moi/connector/dp1" {
 					t.Fatalf("ID %s", c.ID())
 				}
+				if len(c.Hub.URLs) == 0 {
+					t.Fatal("no hub URL")
+				}
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestHubURLs(t *testing.T) {
+	base := "org: moi\nname: dp1\ndata_dir: /tmp/c\n"
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"default", base, []string{"https://127.0.0.1:8443"}},
+		{"one URL", base + "hub:\n  url: https://hub.example:8443\n", []string{"https://hub.example:8443"}},
+		{"list", base + "hub:\n  url:\n    - https://h1:8443\n    - https://h2:8443\n", []string{"https://h1:8443", "https://h2:8443"}},
+		{"list replaces the default", base + "hub:\n  url: [https://h3:8443]\n", []string{"https://h3:8443"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(p, []byte(tt.yaml), 0o644)
+			c, err := Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(c.Hub.URLs, " ") != strings.Join(tt.want, " ") {
+				t.Fatalf("hub URLs %q, want %q", c.Hub.URLs, tt.want)
 			}
 		})
 	}

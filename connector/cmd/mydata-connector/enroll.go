@@ -6,17 +6,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/mydatafed/mydata/connector/internal/config"
 	"github.com/mydatafed/mydata/connector/internal/identity"
 	"github.com/mydatafed/mydata/pkg/jointoken"
+	"github.com/mydatafed/mydata/pkg/telemetry"
 )
 
 func enroll(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
 	path := configFlag(fs)
-	hub := fs.String("hub", "", "hub API URL (default: hub.url from the config)")
+	var hubs hubURLsFlag
+	fs.Var(&hubs, "hub", "hub API URL; several, comma-separated or with --hub again, are tried in turn (default: hub.url from the config)")
 	token := fs.String("token", "", "single-use join token from the operator (required)")
 	hubCA := fs.String("hub-ca", "", "SHA-256 fingerprint of the hub's root CA (default: hub.ca_fingerprint, else the token's)")
 	if err := fs.Parse(args); err != nil {
@@ -36,9 +40,13 @@ func enroll(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := identity.EnrollRequest{Dir: cfg.IdentityDir(), HubURL: cfg.Hub.URL, Token: tok, Org: cfg.Org, Name: cfg.Name, ID: cfg.ID()}
-	if *hub != "" {
-		req.HubURL = *hub
+	req := identity.EnrollRequest{Dir: cfg.IdentityDir(), HubURLs: cfg.Hub.URLs, Token: tok, Org: cfg.Org, Name: cfg.Name, ID: cfg.ID(),
+		Log: telemetry.NewLogger(os.Stderr, cfg.Log).With(telemetry.KeyComponent, "hub")}
+	if len(hubs) > 0 {
+		if err := config.CheckHubURLs("--hub", hubs); err != nil {
+			return err
+		}
+		req.HubURLs = hubs
 	}
 	pin := cfg.Hub.CAFingerprint
 	if *hubCA != "" {
@@ -57,4 +65,16 @@ func enroll(args []string, out io.Writer) error {
 	}
 	_, err = fmt.Fprintf(out, "enrolled %s; SVID valid until %s, stored in %s\n", svid.ID, svid.Certificates[0].NotAfter.Format(time.RFC3339), cfg.IdentityDir())
 	return err
+}
+
+// hubURLsFlag is --hub: one URL, a comma-separated list, or the flag given again for each.
+type hubURLsFlag []string
+
+func (h *hubURLsFlag) String() string { return strings.Join(*h, ",") }
+
+func (h *hubURLsFlag) Set(v string) error {
+	for _, u := range strings.Split(v, ",") {
+		*h = append(*h, strings.TrimSpace(u))
+	}
+	return nil
 }

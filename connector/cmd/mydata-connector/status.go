@@ -48,14 +48,18 @@ func status(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "identity source: %s\n", cfg.Identity.Source)
 	fmt.Fprintf(out, "svid expires:    %s (in %s)\n", leaf.NotAfter.Format(time.RFC3339), time.Until(leaf.NotAfter).Round(time.Second))
 
-	hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
+	if urls := hub.URLs(); len(urls) > 1 {
+		fmt.Fprintf(out, "hub nodes:       %s\n", strings.Join(urls, ", "))
+	}
+	// Long enough to leave one node that is down or hangs (a dial or handshake timeout) for the next.
+	hctx, hcancel := context.WithTimeout(ctx, 10*time.Second)
 	var h hubapi.Health
 	herr := hub.Do(hctx, http.MethodGet, hubapi.PathHealth, nil, &h)
 	hcancel()
 	if herr != nil {
-		fmt.Fprintf(out, "hub:             unreachable at %s: %v\n", cfg.Hub.URL, herr)
+		fmt.Fprintf(out, "hub:             unreachable: %v\n", herr)
 	} else {
-		fmt.Fprintf(out, "hub:             reachable at %s (node %s, %s, leader %s)\n", cfg.Hub.URL, h.Node, h.RaftState, h.Leader)
+		fmt.Fprintf(out, "hub:             reachable at %s (node %s, %s, leader %s)\n", hub.Current(), h.Node, h.RaftState, h.Leader)
 	}
 
 	dir, err := dirsync.New(dirsync.Config{TD: cfg.TD(), Path: cfg.DirectoryPath(), Hub: hub, Bundles: src,

@@ -58,7 +58,9 @@ type Agent struct {
 }
 
 // OpenIdentity opens the configured identity source. reg may be nil.
+// The hub client it returns fails over between the hub nodes of hub.url.
 func OpenIdentity(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (identity.Source, *hubapi.Client, error) {
+	hubLog := log.With(telemetry.KeyComponent, "hub")
 	switch cfg.Identity.Source {
 	case config.SourceSPIRE:
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -67,13 +69,21 @@ func OpenIdentity(ctx context.Context, cfg config.Config, log *slog.Logger, reg 
 		if err != nil {
 			return nil, nil, err
 		}
-		return src, identity.HubClient(cfg.Hub.URL, src, cfg.TD()), nil
+		hub, err := identity.HubClient(cfg.Hub.URLs, src, cfg.TD(), hubLog, reg)
+		if err != nil {
+			src.Close()
+			return nil, nil, err
+		}
+		return src, hub, nil
 	default:
 		src, err := identity.LoadLocal(cfg.IdentityDir(), cfg.ID(), log.With(telemetry.KeyComponent, "identity"))
 		if err != nil {
 			return nil, nil, err
 		}
-		hub := identity.HubClient(cfg.Hub.URL, src, cfg.TD())
+		hub, err := identity.HubClient(cfg.Hub.URLs, src, cfg.TD(), hubLog, reg)
+		if err != nil {
+			return nil, nil, err
+		}
 		if err := src.SetHub(hub, reg); err != nil {
 			return nil, nil, err
 		}
@@ -202,7 +212,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return a.housekeeping(gctx) })
 	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),
-		"telemetry", a.tel.Addr().String(), "hub", a.cfg.Hub.URL, "datasets", len(a.cfg.Datasets))
+		"telemetry", a.tel.Addr().String(), "hub", a.hub.Current(), "hub_nodes", len(a.cfg.Hub.URLs), "datasets", len(a.cfg.Datasets))
 	err := g.Wait()
 	a.log.Info("connector stopped", telemetry.KeyError, err)
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 
@@ -15,13 +16,16 @@ import (
 
 // EnrollRequest is what `mydata-connector enroll` knows.
 type EnrollRequest struct {
-	Dir    string
-	HubURL string
-	Token  jointoken.Token
+	Dir string
+	// HubURLs are the hub nodes' API URLs, tried in turn.
+	HubURLs []string
+	Token   jointoken.Token
 	// Pin is the hub CA fingerprint to trust; the token's own is used when it is zero.
 	Pin       [32]byte
 	Org, Name string
 	ID        spiffeid.ID
+	// Log hears of failovers between hub nodes; nil discards.
+	Log *slog.Logger
 }
 
 // Enroll makes a key here, sends a CSR with the join token to the hub it pins, and keeps the SVID, key and
@@ -39,7 +43,11 @@ func Enroll(ctx context.Context, req EnrollRequest) (*x509svid.SVID, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := hubapi.NewClient(req.HubURL, hubapi.PinnedTLSConfig(pin))
+	client, err := newHubClient(req.HubURLs, hubapi.PinnedTLSConfig(pin), req.Log, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer client.CloseIdle()
 	var resp hubapi.SVIDResponse
 	err = client.Do(ctx, http.MethodPost, hubapi.PathEnroll, hubapi.EnrollRequest{
 		Token: req.Token.String(), Org: req.Org, Connector: req.Name, CSR: csr,

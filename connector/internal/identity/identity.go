@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/pemfile"
+	"github.com/mydatafed/mydata/pkg/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -46,12 +49,28 @@ func Paths(dir string) (svid, bundle string) {
 	return filepath.Join(dir, svidFile), filepath.Join(dir, bundleFile)
 }
 
-// HubClient is a client of the hub's API that presents src's SVID, taken per handshake so a renewal needs
-// no restart, and accepts only a hub node of td.
-func HubClient(hubURL string, src Source, td spiffeid.TrustDomain) *hubapi.Client {
+// HubClient is a client of the hub's API at urls, one per hub node, that presents src's SVID, taken per
+// handshake so a renewal needs no restart, and accepts only a hub node of td. It fails over between the
+// nodes, logging each move to log and counting it in reg (either may be nil).
+func HubClient(urls []string, src Source, td spiffeid.TrustDomain, log *slog.Logger, reg prometheus.Registerer) (*hubapi.Client, error) {
 	conf := tlsconfig.MTLSClientConfig(src, src, fedid.Authorizer(td, fedid.KindHub, nil))
 	conf.MinVersion = tls.VersionTLS13
-	return hubapi.NewClient(hubURL, conf)
+	return newHubClient(urls, conf, log, reg)
+}
+
+// newHubClient is the hub client of every connector subsystem and of enrollment.
+func newHubClient(urls []string, conf *tls.Config, log *slog.Logger, reg prometheus.Registerer) (*hubapi.Client, error) {
+	m, err := newHubMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return hubapi.NewClientMulti(hubapi.ClientConfig{URLs: urls, TLS: conf, OnFailover: func(from, to string, why error) {
+		m.failovers.Inc()
+		log.Warn("hub node changed", "from", from, "to", to, telemetry.KeyError, why)
+	}})
 }
 
 // newCSR makes a key and a CSR for id. The key stays in this process until it is written to disk.

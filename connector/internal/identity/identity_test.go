@@ -12,6 +12,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -398,6 +399,16 @@ func newFakeHub(t *testing.T, ca *spiffetest.CA) *fakeHub {
 // enrolled is a connector whose identity directory holds an SVID from ca, with a hub client for h.
 func enrolled(t *testing.T, ca *spiffetest.CA, h *fakeHub, life time.Duration) (*Local, *prometheus.Registry) {
 	t.Helper()
+	var urls []string
+	if h != nil {
+		urls = []string{h.srv.URL}
+	}
+	return enrolledAt(t, ca, urls, life)
+}
+
+// enrolledAt is enrolled with a hub client of the nodes at urls, none if there are none.
+func enrolledAt(t *testing.T, ca *spiffetest.CA, urls []string, life time.Duration) (*Local, *prometheus.Registry) {
+	t.Helper()
 	dir := t.TempDir()
 	saveSVID(t, dir, ca.SVID(t, connID, life), ca.Root)
 	l, err := LoadLocal(dir, conn, discard())
@@ -406,14 +417,85 @@ func enrolled(t *testing.T, ca *spiffetest.CA, h *fakeHub, life time.Duration) (
 	}
 	reg := prometheus.NewRegistry()
 	var client *hubapi.Client
-	if h != nil {
-		client = HubClient(h.srv.URL, l, conn.TrustDomain())
+	if len(urls) > 0 {
+		client, err = HubClient(urls, l, conn.TrustDomain(), discard(), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(client.CloseIdle)
 	}
 	if err := l.SetHub(client, reg); err != nil {
 		t.Fatal(err)
 	}
 	return l, reg
+}
+
+// deadURL is a hub node that is down: nothing listens there.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "https://" + ln.Addr().String()
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestRenewFailsOver renews with the second hub node while the first is down or failing, counts the move, and
+// renews with the second again next time.
+func TestRenewFailsOver(t *testing.T) {
+	ca := spiffetest.New(t, td)
+	tests := []struct {
+		name  string
+		first func(t *testing.T) (url string, calls func() int64)
+	}{
+		{name: "first node down", first: func(t *testing.T) (string, func() int64) {
+			return deadURL(t), func() int64 { return 0 }
+		}},
+		{name: "first node without a leader", first: func(t *testing.T) (string, func() int64) {
+			h := newFakeHub(t, ca)
+			h.answer = func(*testing.T, *x509.CertificateRequest) (int, any) {
+				return http.StatusServiceUnavailable, map[string]string{"error": "no raft leader"}
+			}
+			return h.srv.URL, h.calls.Load
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first, firstCalls := tt.first(t)
+			second := newFakeHub(t, ca)
+			l, reg := enrolledAt(t, ca, []string{first, second.srv.URL}, time.Hour)
+			for i := range 2 {
+				if err := l.Renew(context.Background()); err != nil {
+					t.Fatalf("renewal %d: %v", i, err)
+				}
+			}
+			if n := second.calls.Load(); n != 2 {
+				t.Errorf("the second node saw %d renewals, want 2", n)
+			}
+			if n := firstCalls(); n > 1 {
+				t.Errorf("the first node saw %d renewals, want at most 1: the client sticks to the node that answered", n)
+			}
+			if got := counter(t, reg, "mydata_connector_hub_failovers_total"); got != 1 {
+				t.Errorf("failovers = %v, want 1", got)
+			}
+		})
+	}
 }
 
 func renewals(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
@@ -592,8 +674,11 @@ func TestEnroll(t *testing.T) {
 		answer  func(t *testing.T, csr *x509.CertificateRequest) (int, any)
 		wantMsg string
 		calls   int64 // requests the hub must have seen
+		// deadFirst lists a hub node that is down before the one that answers.
+		deadFirst bool
 	}{
 		{name: "enrolled", token: pin, calls: 1},
+		{name: "enrolled with the second hub node", token: pin, calls: 1, deadFirst: true},
 		{name: "enrolled with an explicit pin", pin: pin, token: pin, calls: 1},
 		{name: "token from another hub", pin: pin, token: [32]byte{1},
 			wantMsg: "the join token was made by a hub with CA sha256:0100", calls: 0},
@@ -613,7 +698,11 @@ func TestEnroll(t *testing.T) {
 			h.answer = tt.answer
 			dir := filepath.Join(t.TempDir(), "identity")
 			tok := jointoken.New(tt.token)
-			svid, err := Enroll(context.Background(), EnrollRequest{Dir: dir, HubURL: h.srv.URL, Token: tok, Pin: tt.pin,
+			urls := []string{h.srv.URL}
+			if tt.deadFirst {
+				urls = []string{deadURL(t), h.srv.URL}
+			}
+			svid, err := Enroll(context.Background(), EnrollRequest{Dir: dir, HubURLs: urls, Token: tok, Pin: tt.pin,
 				Org: "moi", Name: "moi-dp", ID: conn})
 			if n := h.calls.Load(); n != tt.calls {
 				t.Errorf("hub saw %d enrollments, want %d", n, tt.calls)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mydatafed/mydata/pkg/hubapi/hubapitest"
 )
 
 // testNode is a hub node for the client's tests: a real TLS server whose answer can be changed, or an
@@ -48,15 +49,10 @@ func startNode(t *testing.T, kind string) *testNode {
 	n.kind.Store(kind)
 	switch kind {
 	case kindDead:
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.url = "https://" + ln.Addr().String()
-		ln.Close() // connection refused from now on
+		n.url = hubapitest.DeadURL(t)
 		return n
 	case kindHung:
-		n.url = "https://" + hungListener(t)
+		n.url = hubapitest.HungURL(t)
 		return n
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -92,37 +88,6 @@ func atoi(t *testing.T, s string) int {
 		t.Errorf("node kind %q", s)
 	}
 	return n
-}
-
-// hungListener accepts connections and never reads or writes: a node whose process hangs.
-func hungListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
 }
 
 // testTLS trusts the httptest servers' certificate, which all of them share.

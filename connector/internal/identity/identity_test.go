@@ -12,7 +12,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/mydatafed/mydata/pkg/filetest"
 	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/hubapi/hubapitest"
 	"github.com/mydatafed/mydata/pkg/jointoken"
 	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/mydatafed/mydata/pkg/spiffetest"
@@ -430,17 +430,6 @@ func enrolledAt(t *testing.T, ca *spiffetest.CA, urls []string, life time.Durati
 	return l, reg
 }
 
-// deadURL is a hub node that is down: nothing listens there.
-func deadURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return "https://" + ln.Addr().String()
-}
-
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -465,7 +454,7 @@ func TestRenewFailsOver(t *testing.T) {
 		first func(t *testing.T) (url string, calls func() int64)
 	}{
 		{name: "first node down", first: func(t *testing.T) (string, func() int64) {
-			return deadURL(t), func() int64 { return 0 }
+			return hubapitest.DeadURL(t), func() int64 { return 0 }
 		}},
 		{name: "first node without a leader", first: func(t *testing.T) (string, func() int64) {
 			h := newFakeHub(t, ca)
@@ -700,7 +689,7 @@ func TestEnroll(t *testing.T) {
 			tok := jointoken.New(tt.token)
 			urls := []string{h.srv.URL}
 			if tt.deadFirst {
-				urls = []string{deadURL(t), h.srv.URL}
+				urls = []string{hubapitest.DeadURL(t), h.srv.URL}
 			}
 			svid, err := Enroll(context.Background(), EnrollRequest{Dir: dir, HubURLs: urls, Token: tok, Pin: tt.pin,
 				Org: "moi", Name: "moi-dp", ID: conn})

@@ -286,18 +286,27 @@ func (s *Sync) stale(doc *directory.Document) bool {
 	return now.Sub(full) >= s.cfg.Refresh || doc.ExpiresAt.Sub(now) < doc.ExpiresAt.Sub(doc.IssuedAt)/2
 }
 
+// answerMargin is how long after a long-poll's wait (or at once, for a full fetch) a hub node has to begin
+// its answer before the request goes to the next node.
+const answerMargin = 5 * time.Second
+
 // SyncOnce makes one request: a long-poll for a version newer than ours, or a full fetch when the copy is
 // missing or older than Refresh.
 func (s *Sync) SyncOnce(ctx context.Context) error {
 	q := url.Values{}
+	var wait time.Duration
 	if doc := s.Document(); doc != nil && !s.stale(doc) {
+		wait = s.cfg.SyncInterval
 		q.Set("after", fmt.Sprint(doc.Version))
-		q.Set("wait", s.cfg.SyncInterval.String())
+		q.Set("wait", wait.String())
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.SyncInterval+15*time.Second)
 	defer cancel()
 	var raw json.RawMessage
-	err := s.cfg.Hub.Do(rctx, http.MethodGet, hubapi.PathDirectory+"?"+q.Encode(), nil, &raw)
+	// A node that has not answered soon after the wait is over is hung, or went away under the connection:
+	// the client tries the next node with the time left. (A node that is down, or hangs before it answers
+	// the TLS handshake, the client leaves after its dial or handshake timeout, a few seconds.)
+	err := s.cfg.Hub.Do(rctx, http.MethodGet, hubapi.PathDirectory+"?"+q.Encode(), nil, &raw, hubapi.AnswerWithin(wait+answerMargin))
 	var he *hubapi.Error
 	switch {
 	case errors.As(err, &he) && he.Status == http.StatusNotModified:

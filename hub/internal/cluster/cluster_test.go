@@ -30,7 +30,12 @@ const td = "mydata.test"
 // take one to two seconds.
 const electTimeout = 10 * time.Second
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discard() *slog.Logger {
+	if os.Getenv("CLUSTER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // hubTLS builds the raft TLS configs the way server.New does: the node's SVID from the hub's own CA, and
 // only hub IDs of the trust domain authorised on either side.

@@ -124,11 +124,17 @@ func (c *Cluster) serveForward() {
 }
 
 // newForwardClient makes the HTTP client that speaks the forwarding protocol to other nodes. The URL's
-// host is the node's raft address; connections are mutual TLS with ALPN protoForward.
+// host is the node's raft address; connections are mutual TLS with ALPN protoForward, made by the dialler.
 func newForwardClient(s *streamLayer) *http.Client {
 	tr := &http.Transport{
-		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return s.dial(ctx, addr, protoForward)
+		// Plain http:// on the client side too: the dialler does the mutual TLS, and net/http must not
+		// look at the ALPN protocol (it knows only its own).
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			tc, err := s.dial(ctx, addr, protoForward)
+			if err != nil {
+				return nil, err
+			}
+			return plainConn{tc}, nil
 		},
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     60 * time.Second,
@@ -152,7 +158,7 @@ func (c *Cluster) forwardApply(ctx context.Context, addr string, data []byte) (f
 // forwardCall makes one call to the node at addr. An error wraps errUnsent when the request surely did not
 // reach it (no connection), and ErrNotLeader when the node answered that it does not lead.
 func (c *Cluster) forwardCall(ctx context.Context, method, addr, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

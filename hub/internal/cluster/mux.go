@@ -81,12 +81,15 @@ func (s *streamLayer) sort(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	var c net.Conn = tc
 	l := s.raft
 	if tc.ConnectionState().NegotiatedProtocol == protoForward {
-		l = s.forward
+		// net/http closes a *tls.Conn whose ALPN protocol is not HTTP's; the peer is already authenticated,
+		// so the forwarding server gets the connection as a plain stream.
+		l, c = s.forward, plainConn{tc}
 	}
-	if !l.deliver(tc) {
-		tc.Close()
+	if !l.deliver(c) {
+		c.Close()
 	}
 }
 
@@ -166,3 +169,6 @@ func (l *chanListener) close(err error) {
 func (l *chanListener) Close() error { l.close(nil); return nil }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// plainConn hides a *tls.Conn's type from net/http (see sort).
+type plainConn struct{ net.Conn }

@@ -168,7 +168,8 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	}
 	c := &Cluster{raft: r, logs: logs, transport: transport, stream: stream, fsm: f, nodeID: cfg.NodeID, hold: cfg.HoldTimeout,
 		autopilot: cfg.Autopilot.withDefaults(), log: cfg.Log, fwd: newForwardClient(stream), health: newPeerHealth(), metrics: newMetrics()}
-	go c.serveForward()
+	c.fwdServer = c.newForwardServer()
+	go func() { _ = c.fwdServer.Serve(stream.forward) }()
 	if cfg.Registerer != nil {
 		if err := c.registerMetrics(cfg.Registerer); err != nil {
 			c.Shutdown()

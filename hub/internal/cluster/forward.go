@@ -115,12 +115,10 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// serveForward answers forwarded requests until the stream layer closes.
-func (c *Cluster) serveForward() {
-	srv := &http.Server{Handler: c.forwardHandler(), ReadHeaderTimeout: 10 * time.Second,
+// newForwardServer makes the server of forwarded requests; it serves the stream layer's forward listener.
+func (c *Cluster) newForwardServer() *http.Server {
+	return &http.Server{Handler: c.forwardHandler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
-	c.fwdServer = srv
-	_ = srv.Serve(c.stream.forward)
 }
 
 // newForwardClient makes the HTTP client that speaks the forwarding protocol to other nodes. The URL's

@@ -67,7 +67,7 @@ func (tc *testCluster) start(id string, bootstrap bool) *testNode {
 		NodeID: id, Listen: "127.0.0.1:0", Advertise: "127.0.0.1:0", Dir: filepath.Join(dir, "raft"), Bootstrap: bootstrap,
 		ServerTLS: server, ClientTLS: client, SnapshotInterval: time.Hour, SnapshotThreshold: 1 << 20, HoldTimeout: 3 * time.Second,
 		Autopilot: AutopilotConfig{Stabilization: 200 * time.Millisecond, Interval: 100 * time.Millisecond},
-		Log: discard(),
+		Log:       discard(),
 	}, f)
 	if err != nil {
 		f.Close()

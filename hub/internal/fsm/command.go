@@ -30,6 +30,13 @@ const (
 	TypeReceiptAdd
 	TypeReceiptsAdd
 	TypeConsentRecord
+	TypeNodeTokenCreate
+	TypeNodeJoin
+	TypeNodeInfo
+	TypeNodeRemove
+	TypeNodeTokenPurge
+	TypeKeyringAdd
+	TypeKeyringPurge
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

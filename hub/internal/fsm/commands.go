@@ -79,6 +79,13 @@ var registry = map[Type]entry{
 	TypeReceiptAdd:      command(applyReceiptAdd, keepsLookups),
 	TypeReceiptsAdd:     command(applyReceiptsAdd, keepsLookups),
 	TypeConsentRecord:   command(applyConsentRecord, keepsLookups),
+	TypeNodeTokenCreate: command(applyNodeTokenCreate, keepsLookups),
+	TypeNodeJoin:        command(applyNodeJoin, keepsLookups),
+	TypeNodeInfo:        command(applyNodeInfo, keepsLookups),
+	TypeNodeRemove:      command(applyNodeRemove, keepsLookups),
+	TypeNodeTokenPurge:  command(applyNodeTokenPurge, keepsLookups),
+	TypeKeyringAdd:      command(applyKeyringAdd, keepsLookups),
+	TypeKeyringPurge:    command(applyKeyringPurge, keepsLookups),
 }
 
 // typeOf finds a payload's command type.

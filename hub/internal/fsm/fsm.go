@@ -28,6 +28,9 @@ type FSM struct {
 
 	mu      sync.Mutex
 	applied uint64
+	// keyringVersion moves when the keyring may have changed (a keyring command, a restore), so that the
+	// keyring's decrypted copy knows to reload.
+	keyringVersion uint64
 	// changed is closed and replaced whenever the directory version moves, to wake long-polls.
 	changed chan struct{}
 }
@@ -115,6 +118,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		tx                     *sql.Tx
 		last                   uint64
 		dirChanged, invalidate bool
+		keyring                bool
 	)
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
@@ -148,6 +152,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 		invalidate = invalidate || registry[t&^ignorable].effect == dropsLookups
+		keyring = keyring || t&^ignorable == TypeKeyringAdd || t&^ignorable == TypeKeyringPurge
 		out[i] = res
 	}
 	if tx == nil {
@@ -164,6 +169,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.mu.Lock()
 	f.applied = last
+	if keyring {
+		f.keyringVersion = last
+	}
 	f.mu.Unlock()
 	if dirChanged {
 		f.notify()
@@ -235,6 +243,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.loadApplied(); err != nil {
 		return err
 	}
+	f.mu.Lock()
+	f.keyringVersion = f.applied
+	f.mu.Unlock()
 	f.lookups.invalidate()
 	f.notify()
 	return nil

@@ -108,6 +108,28 @@ CREATE TABLE IF NOT EXISTS services (
 	created_at    INTEGER NOT NULL,
 	FOREIGN KEY (sp_org, sp_connector) REFERENCES connectors(org, name)
 );
+CREATE TABLE IF NOT EXISTS hub_nodes (
+	id           TEXT PRIMARY KEY,
+	raft_address TEXT NOT NULL,
+	api_url      TEXT NOT NULL,
+	status       TEXT NOT NULL, -- active or removed
+	joined_at    INTEGER NOT NULL,
+	removed_at   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS node_tokens (
+	hash       TEXT PRIMARY KEY,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keyring (
+	id         TEXT PRIMARY KEY,
+	purpose    TEXT NOT NULL,
+	sealed     BLOB NOT NULL, -- the key material, sealed under the cluster key-encryption key
+	public     BLOB,
+	kem        INTEGER NOT NULL DEFAULT 0,
+	created_at INTEGER NOT NULL,
+	retired_at INTEGER NOT NULL DEFAULT 0
+);
 `
 
 // Keys of the meta table.

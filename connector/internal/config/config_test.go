@@ -94,6 +94,7 @@ func FuzzLoad(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("quic: {listen: 1}\n"))
+	f.Add([]byte("org: moi\nname: dp1\nhub:\n  url: [https://h1:8443, https://h2:8443]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(p, data, 0o644); err != nil {

@@ -9,6 +9,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +24,9 @@ import (
 	"github.com/mydatafed/mydata/pkg/ticket"
 )
 
-var keyFiles = []string{"ticket.key", "hpke.key", "session.key"}
+// keyFiles are the files a node keeps its own keys in: only the ticket-signing key. The keys all nodes share
+// (sessions, login hints) are in the keyring.
+var keyFiles = []string{"ticket.key"}
 
 func TestLoadOrCreateFresh(t *testing.T) {
 	// A directory that does not exist yet is made, private to the hub's user.
@@ -35,47 +39,63 @@ func TestLoadOrCreateFresh(t *testing.T) {
 	for _, name := range keyFiles {
 		filetest.Mode(t, filepath.Join(dir, name), 0o600)
 	}
-	if len(k.Session) != 32 {
-		t.Errorf("session key of %d bytes, want 32", len(k.Session))
-	}
-	if k.Node != "hub-1" || k.Tickets == nil || k.HPKE == nil {
+	if k.Node != "hub-1" || k.Tickets == nil {
 		t.Fatalf("incomplete keys: %+v", k)
-	}
-	if got := HPKEKeyID(k.HPKE.PublicKey().Bytes()); k.HPKEKID != got {
-		t.Errorf("HPKEKID %q, want %q", k.HPKEKID, got)
-	}
-	if id := k.HPKE.KEM().ID(); id != seal.KEMHybrid {
-		t.Errorf("HPKE KEM %#04x, want the hybrid %#04x", id, seal.KEMHybrid)
 	}
 
 	pub, err := k.Public()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pub) != 2 {
-		t.Fatalf("Public gives %d keys, want 2", len(pub))
+	if len(pub) != 1 {
+		t.Fatalf("Public gives %d keys, want only the ticket key: %+v", len(pub), pub)
 	}
-	byKind := map[string]hubapi.HubKey{}
-	for _, p := range pub {
-		byKind[p.Kind] = p
-		if p.Node != "hub-1" || p.CreatedAt.IsZero() {
-			t.Errorf("key %s: node %q, created %v", p.KID, p.Node, p.CreatedAt)
-		}
+	tk := pub[0]
+	if tk.Kind != hubapi.HubKeyTicket || tk.KID != k.Tickets.KeyID() {
+		t.Fatalf("published key %+v, want a %s key with KID %s", tk, hubapi.HubKeyTicket, k.Tickets.KeyID())
 	}
-	tk, ok := byKind[hubapi.HubKeyTicket]
-	if !ok || tk.KID != k.Tickets.KeyID() {
-		t.Fatalf("ticket key %+v, want KID %s", tk, k.Tickets.KeyID())
+	if tk.Node != "hub-1" || tk.CreatedAt.IsZero() || tk.KEM != 0 {
+		t.Errorf("ticket key: node %q, created %v, KEM %#04x", tk.Node, tk.CreatedAt, tk.KEM)
 	}
 	pk, err := x509.ParsePKIXPublicKey(tk.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ec, ok := pk.(*ecdsa.PublicKey); !ok || ec.Curve != elliptic.P256() {
-		t.Errorf("published ticket key is %T, want ECDSA P-256", pk)
+	ec, ok := pk.(*ecdsa.PublicKey)
+	if !ok || ec.Curve != elliptic.P256() {
+		t.Fatalf("published ticket key is %T, want ECDSA P-256", pk)
 	}
-	hk, ok := byKind[hubapi.HubKeyHPKE]
-	if !ok || hk.KID != k.HPKEKID || hk.KEM != seal.KEMHybrid || !bytes.Equal(hk.PublicKey, k.HPKE.PublicKey().Bytes()) {
-		t.Errorf("HPKE key %+v does not match the node's", hk)
+	// What is published is the public half of the key on disk.
+	onDisk, err := pemfile.ReadKey(filepath.Join(dir, "ticket.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ec.Equal(onDisk.Public()) {
+		t.Error("published ticket key is not the public half of ticket.key")
+	}
+}
+
+func TestLoadOrCreateMakesNoSharedKeys(t *testing.T) {
+	// The session and login-hint keys are the cluster's, in the keyring: a node must not make its own.
+	dir := filepath.Join(t.TempDir(), "keys")
+	if _, err := LoadOrCreate(dir, "hub-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"hpke.key", "session.key"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: stat err %v, want it not to exist", name, err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != strings.Join(keyFiles, ",") {
+		t.Errorf("key directory holds %v, want only %v", names, keyFiles)
 	}
 }
 
@@ -90,18 +110,12 @@ func TestLoadOrCreateStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Loading must never rewrite a key: the published halves would stop matching.
+	// Loading must never rewrite a key: the published half would stop matching.
 	if after := readFiles(t, dir); !equalFiles(before, after) {
 		t.Error("reload changed the key files")
 	}
 	if first.Tickets.KeyID() != second.Tickets.KeyID() {
 		t.Errorf("ticket KID %s, then %s", first.Tickets.KeyID(), second.Tickets.KeyID())
-	}
-	if first.HPKEKID != second.HPKEKID {
-		t.Errorf("HPKE KID %s, then %s", first.HPKEKID, second.HPKEKID)
-	}
-	if !bytes.Equal(first.Session, second.Session) {
-		t.Error("session key changed")
 	}
 	p1, err := first.Public()
 	if err != nil {
@@ -111,10 +125,11 @@ func TestLoadOrCreateStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range p1 {
-		if p1[i].KID != p2[i].KID || !bytes.Equal(p1[i].PublicKey, p2[i].PublicKey) || !p1[i].CreatedAt.Equal(p2[i].CreatedAt) {
-			t.Errorf("published key %d differs after reload: %+v vs %+v", i, p1[i], p2[i])
-		}
+	if len(p1) != 1 || len(p2) != 1 {
+		t.Fatalf("Public gives %d then %d keys, want 1", len(p1), len(p2))
+	}
+	if p1[0].KID != p2[0].KID || !bytes.Equal(p1[0].PublicKey, p2[0].PublicKey) || !p1[0].CreatedAt.Equal(p2[0].CreatedAt) {
+		t.Errorf("published key differs after reload: %+v vs %+v", p1[0], p2[0])
 	}
 
 	// A ticket signed before the restart verifies against what the node publishes after it.
@@ -133,15 +148,6 @@ func TestLoadOrCreateStable(t *testing.T) {
 	}
 	if _, err := ticket.Verify(tok, keySet{p2[0].KID: pk.(*ecdsa.PublicKey)}, now); err != nil {
 		t.Errorf("ticket signed before reload does not verify after it: %v", err)
-	}
-
-	// The HPKE key still opens what was sealed to it before the restart.
-	sealed, err := seal.Seal(first.HPKE.PublicKey(), []byte("info"), []byte("hint"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := seal.Open(second.HPKE, []byte("info"), sealed); err != nil || string(got) != "hint" {
-		t.Errorf("open after reload: %q, %v", got, err)
 	}
 }
 
@@ -191,39 +197,19 @@ func TestLoadOrCreateRefusesBadFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x25519, err := seal.GenerateKey(seal.KEMX25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x25519Raw, err := x25519.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hpkeBlock := func(kem string, b []byte) []byte {
-		return pem.EncodeToMemory(&pem.Block{Type: "MYDATA HPKE PRIVATE KEY", Headers: map[string]string{"KEM": kem}, Bytes: b})
-	}
 
+	// Every error is the ticket key's and names its file; wantErr is what it must say besides.
 	tests := []struct {
 		name    string
-		file    string
 		data    []byte
 		wantErr []string
 	}{
-		{"empty ticket key", "ticket.key", nil, []string{"ticket key", "ticket.key", "PRIVATE KEY"}},
-		{"SEC1 ticket key", "ticket.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}), []string{"ticket key", "PRIVATE KEY"}},
-		{"Ed25519 ticket key", "ticket.key", mustEncodeKey(t, ed), []string{"ticket key", "ticket.key", "not an ECDSA key"}},
-		{"P-384 ticket key", "ticket.key", mustEncodeKey(t, p384), []string{"ticket key", "ticket.key", "P-256"}},
-		{"garbage ticket key DER", "ticket.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("junk")}), []string{"ticket key", "ticket.key"}},
-		{"truncated ticket key", "ticket.key", mustEncodeKey(t, p256)[:100], []string{"ticket key"}},
-		{"empty HPKE key", "hpke.key", nil, []string{"HPKE key", "hpke.key"}},
-		{"ticket key as HPKE key", "hpke.key", mustEncodeKey(t, p256), []string{"HPKE key", "no MYDATA HPKE PRIVATE KEY block"}},
-		{"HPKE key without KEM", "hpke.key", hpkeBlock("", x25519Raw), []string{"HPKE key", "KEM header"}},
-		{"HPKE key of a KEM not allowed", "hpke.key", hpkeBlock("0x0010", x25519Raw), []string{"HPKE key", "not allowed"}},
-		// The hybrid KEM's private key is a 32-byte seed, so only its length can be checked.
-		{"truncated HPKE key", "hpke.key", hpkeBlock("0x647a", x25519Raw[:16]), []string{"HPKE key", "private key"}},
-		{"short session key", "session.key", make([]byte, 31), []string{"session key", "want 32 bytes, have 31"}},
-		{"empty session key", "session.key", nil, []string{"session key", "have 0"}},
-		{"long session key", "session.key", make([]byte, 64), []string{"session key", "have 64"}},
+		{"empty ticket key", nil, []string{"PRIVATE KEY"}},
+		{"SEC1 ticket key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}), []string{"PRIVATE KEY"}},
+		{"Ed25519 ticket key", mustEncodeKey(t, ed), []string{"not an ECDSA key"}},
+		{"P-384 ticket key", mustEncodeKey(t, p384), []string{"P-256"}},
+		{"garbage ticket key DER", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("junk")}), nil},
+		{"truncated ticket key", mustEncodeKey(t, p256)[:100], nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,16 +217,16 @@ func TestLoadOrCreateRefusesBadFiles(t *testing.T) {
 			if _, err := LoadOrCreate(dir, "hub-1"); err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(dir, tt.file)
+			path := filepath.Join(dir, "ticket.key")
 			if err := os.WriteFile(path, tt.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			before := readFiles(t, dir)
 			k, err := LoadOrCreate(dir, "hub-1")
 			if err == nil {
-				t.Fatalf("loaded keys %+v from a bad %s", k, tt.file)
+				t.Fatalf("loaded keys %+v from a bad ticket.key", k)
 			}
-			for _, want := range tt.wantErr {
+			for _, want := range append([]string{"ticket key", path}, tt.wantErr...) {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("err %q does not mention %q", err, want)
 				}
@@ -258,13 +244,10 @@ func TestPublicCreatedAt(t *testing.T) {
 	if _, err := LoadOrCreate(dir, "hub-1"); err != nil {
 		t.Fatal(err)
 	}
-	// The keys are made at different times, e.g. one was lost and remade; each is published with its own.
+	// The key is published as made when its file was written, not when the node last started.
 	ticketMade := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	hpkeMade := time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
-	for name, at := range map[string]time.Time{"ticket.key": ticketMade, "hpke.key": hpkeMade} {
-		if err := os.Chtimes(filepath.Join(dir, name), at, at); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Chtimes(filepath.Join(dir, "ticket.key"), ticketMade, ticketMade); err != nil {
+		t.Fatal(err)
 	}
 	k, err := LoadOrCreate(dir, "hub-1")
 	if err != nil {
@@ -274,11 +257,11 @@ func TestPublicCreatedAt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]time.Time{hubapi.HubKeyTicket: ticketMade, hubapi.HubKeyHPKE: hpkeMade}
-	for _, p := range pub {
-		if !p.CreatedAt.Equal(want[p.Kind]) {
-			t.Errorf("%s key published as created %v, want %v (its file's time)", p.Kind, p.CreatedAt, want[p.Kind])
-		}
+	if len(pub) != 1 {
+		t.Fatalf("Public gives %d keys, want 1", len(pub))
+	}
+	if p := pub[0]; p.Kind != hubapi.HubKeyTicket || !p.CreatedAt.Equal(ticketMade) {
+		t.Errorf("%s key published as created %v, want a ticket key created %v (its file's time)", p.Kind, p.CreatedAt, ticketMade)
 	}
 }
 
@@ -292,30 +275,6 @@ func TestLoadOrCreateKeyFileIsDirectory(t *testing.T) {
 			}
 			if _, err := LoadOrCreate(dir, "hub-1"); err == nil {
 				t.Fatalf("loaded keys with %s a directory", name)
-			}
-		})
-	}
-}
-
-func TestHPKEKeyID(t *testing.T) {
-	tests := []struct {
-		name string
-		a, b []byte
-		same bool
-	}{
-		{"same key", []byte("key one"), []byte("key one"), true},
-		{"different keys", []byte("key one"), []byte("key two"), false},
-		{"empty", nil, []byte{}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a, b := HPKEKeyID(tt.a), HPKEKeyID(tt.b)
-			if (a == b) != tt.same {
-				t.Errorf("HPKEKeyID %q and %q, want same=%v", a, b, tt.same)
-			}
-			// 16 bytes of hash, base64url without padding: short, URL- and header-safe.
-			if len(a) != 22 || strings.ContainsAny(a, "+/=") {
-				t.Errorf("key ID %q is not 22 base64url characters", a)
 			}
 		})
 	}

@@ -49,6 +49,12 @@ Commands:
   ca intermediate --org O --cert-out F --key-out F --bundle-out F [--ttl D]
                                                        make an intermediate CA for an organisation's SPIRE
                                                        server; it may issue only that organisation's IDs
+  cluster status                                       every hub node: raft and API addresses, role, last
+                                                       contact, applied index, healthy
+  cluster join-token [--ttl D]                         print a single-use token a new hub node joins with
+  cluster remove --node N                              take a node out of raft; its keys leave the directory
+                                                       and its SVID is refused from then on
+  keyring rotate --purpose session|hint|subject|lookup make a new active key of the cluster keyring
 
 The operator credential defaults to the one the hub made under its data_dir/operator on first start.
 `
@@ -150,6 +156,14 @@ func admin(args []string, out io.Writer) error {
 		return a.serviceAdd(ctx, args)
 	case "service list":
 		return a.serviceList(ctx)
+	case "cluster status":
+		return a.clusterStatus(ctx)
+	case "cluster join-token":
+		return a.clusterJoinToken(ctx, args)
+	case "cluster remove":
+		return a.clusterRemove(ctx, args)
+	case "keyring rotate":
+		return a.keyringRotate(ctx, args)
 	}
 	fmt.Fprint(out, adminUsage)
 	return fmt.Errorf("admin: unknown command %q", cmd+" "+sub)

@@ -18,6 +18,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/ca"
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
@@ -31,12 +32,15 @@ import (
 
 // Config wires the API to the rest of the hub.
 type Config struct {
-	NodeID          string
-	CA              *ca.CA
-	SVID            x509svid.Source
-	Cluster         *cluster.Cluster
-	State           *fsm.FSM
-	Keys            *nodekeys.Keys
+	NodeID  string
+	CA      *ca.CA
+	SVID    x509svid.Source
+	Cluster *cluster.Cluster
+	State   *fsm.FSM
+	Keys    *nodekeys.Keys
+	Keyring *keyring.Keyring
+	// KEK is the cluster key-encryption key, handed to joining members.
+	KEK             []byte
 	SVIDTTL         time.Duration
 	TokenDefaultTTL time.Duration
 	TokenMaxTTL     time.Duration
@@ -131,6 +135,13 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+hubapi.PathDatasets+"/{id}/status", s.require(fedid.KindOperator, s.setDatasetStatus))
 	mux.Handle("GET "+hubapi.PathServices, s.require(fedid.KindOperator, s.listServices))
 	mux.Handle("POST "+hubapi.PathServices, s.require(fedid.KindOperator, s.addService))
+	mux.HandleFunc("POST "+PathClusterJoin, s.join)
+	mux.Handle("GET "+PathClusterSecrets, s.require(fedid.KindHub, s.secrets))
+	mux.Handle("POST "+PathClusterMembers, s.require(fedid.KindHub, s.addMember))
+	mux.Handle("GET "+PathAdminCluster, s.require(fedid.KindOperator, s.clusterStatus))
+	mux.Handle("POST "+PathAdminNodeToken, s.require(fedid.KindOperator, s.createNodeToken))
+	mux.Handle("POST "+PathAdminRemove, s.require(fedid.KindOperator, s.removeNode))
+	mux.Handle("POST "+PathAdminKeyring, s.require(fedid.KindOperator, s.rotateKeyring))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -37,8 +37,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &fe):
 		writeError(w, fsmStatus[fe.Code], fe.Message)
-	case errors.Is(err, cluster.ErrNotLeader):
-		writeError(w, http.StatusServiceUnavailable, "this hub node is not the leader; retry")
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader):
+		// After the hold timeout: an election that lasts, or this node is cut off from the majority.
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, err.Error()+"; retry, or try another hub node")
+	case errors.Is(err, cluster.ErrUnknownOutcome):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		s.log.Error("request failed", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")

@@ -19,6 +19,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/config"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/keyring"
 )
 
 // Manifest describes a backup.
@@ -36,6 +37,9 @@ const (
 	stateName    = "state.db"
 	rootCertName = "ca/root.crt"
 	rootKeyName  = "ca/root.key"
+	// kekName is the cluster key-encryption key: without it the restored keyring (and with it the keyed
+	// hashes citizens' records are found by) could not be read. Backups made before the keyring lack it.
+	kekName = "keys/cluster.kek"
 	// maxEntry bounds what restore reads of one archive entry.
 	maxEntry = 1 << 30
 )
@@ -90,6 +94,9 @@ func Write(w io.Writer, cfg config.Config, state *fsm.FSM) (*Manifest, error) {
 	if err := addFile(rootKeyName, filepath.Join(cfg.CADir(), "root.key"), 0o600); err != nil {
 		return nil, err
 	}
+	if err := addFile(kekName, cfg.KEKPath(), 0o600); err != nil {
+		return nil, err
+	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
@@ -118,8 +125,10 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 	}
 	defer os.RemoveAll(tmp)
 	// Entries unpack under their own names, so an error about one names it.
-	if err := os.Mkdir(filepath.Join(tmp, "ca"), 0o700); err != nil {
-		return nil, err
+	for _, d := range []string{"ca", "keys"} {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o700); err != nil {
+			return nil, err
+		}
 	}
 
 	var m *Manifest
@@ -132,7 +141,7 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 				return fmt.Errorf("backup manifest: %w", err)
 			}
 			m = &mm
-		case stateName, rootCertName, rootKeyName:
+		case stateName, rootCertName, rootKeyName, kekName:
 			// Cutting a larger entry short would restore part of it.
 			if h.Size > maxEntry {
 				return fmt.Errorf("backup's %s is %d bytes, more than the %d a restore takes", h.Name, h.Size, maxEntry)
@@ -181,11 +190,20 @@ func Restore(r io.Reader, cfg config.Config) (*Manifest, error) {
 	if err := os.Rename(files[rootKeyName], filepath.Join(cfg.CADir(), "root.key")); err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(files[rootCertName], 0o644); err != nil {
+	if err := os.Chmod(files[rootCertName], 0o600); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(files[rootCertName], filepath.Join(cfg.CADir(), "root.crt")); err != nil {
 		return nil, err
+	}
+	if files[kekName] != "" {
+		kek, err := os.ReadFile(files[kekName])
+		if err != nil {
+			return nil, err
+		}
+		if err := keyring.WriteKEK(cfg.KEKPath(), kek); err != nil {
+			return nil, fmt.Errorf("backup's %s: %w", kekName, err)
+		}
 	}
 	db, err := os.Open(files[stateName])
 	if err != nil {

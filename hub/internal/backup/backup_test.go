@@ -24,6 +24,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/config"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/filetest"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -65,6 +66,9 @@ func newSource(t *testing.T) *source {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { state.Close() })
+	if _, _, err := keyring.LoadOrCreateKEK(cfg.KEKPath()); err != nil {
+		t.Fatal(err)
+	}
 	s := &source{cfg: cfg, ca: c, state: state, orgs: []string{"fia", "moi"}}
 	for i, code := range s.orgs {
 		data, err := fsm.Encode(&fsm.OrgAdd{Code: code, NameZh: code, NameEn: code, Type: "other", Now: time.Unix(1700000000, 0)})
@@ -121,7 +125,11 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Restore returned manifest %+v, want %+v", got, m)
 	}
 	filetest.Mode(t, filepath.Join(dst.CADir(), "root.key"), 0o600)
-	filetest.Mode(t, filepath.Join(dst.CADir(), "root.crt"), 0o644)
+	filetest.Mode(t, filepath.Join(dst.CADir(), "root.crt"), 0o600)
+	filetest.Mode(t, dst.KEKPath(), 0o600)
+	if a, b := readFile(t, src.cfg.KEKPath()), readFile(t, dst.KEKPath()); !bytes.Equal(a, b) {
+		t.Error("the restored cluster key is not the backed-up one")
+	}
 	restoredCA, created, err := ca.LoadOrCreate(dst.CADir(), dst.TD(), dst.CA.RootTTL)
 	if err != nil || created {
 		t.Fatalf("restored CA: created=%v, %v", created, err)
@@ -596,4 +604,13 @@ func tree(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -84,7 +84,7 @@ func LoadOrCreate(dir string, td spiffeid.TrustDomain, rootTTL time.Duration) (c
 	if err := pemfile.WriteAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return nil, false, err
 	}
-	if err := pemfile.WriteAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := pemfile.WriteAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		return nil, false, err
 	}
 	ca, err = load(certPath, keyPath, td)
@@ -257,3 +257,7 @@ func randomSerial() *big.Int {
 	b[0] &= 0x7f
 	return new(big.Int).SetBytes(b)
 }
+
+// Key is the root's private key: handed, over mutual TLS, to a hub node that joins the cluster, so that
+// every node issues SVIDs (docs/cluster.md says why the root is shared rather than an intermediate per node).
+func (c *CA) Key() crypto.Signer { return c.key }

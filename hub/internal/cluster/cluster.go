@@ -313,6 +313,9 @@ func (c *Cluster) WaitLeader(ctx context.Context) error {
 	return nil
 }
 
+// Addr is the address other nodes reach this node's raft port at.
+func (c *Cluster) Addr() string { return c.stream.Addr().String() }
+
 // State is the node's raft state.
 func (c *Cluster) State() raft.RaftState { return c.raft.State() }
 

@@ -33,6 +33,16 @@ type Config struct {
 		Bootstrap bool          `yaml:"bootstrap"`
 		Snapshot  time.Duration `yaml:"snapshot_interval"`
 		Threshold uint64        `yaml:"snapshot_threshold"`
+		// HoldTimeout bounds how long a write waits for a leader during an election.
+		HoldTimeout time.Duration `yaml:"hold_timeout"`
+		// DeadServerThreshold: a voter unreachable this long is removed, if MinVoters remain; 0 is off.
+		DeadServerThreshold time.Duration `yaml:"dead_server_threshold"`
+		MinVoters           int           `yaml:"min_voters"`
+		// ReadyLag is how many entries behind its commit index a node may be and still be ready.
+		ReadyLag uint64 `yaml:"ready_lag"`
+		// Join lists members' API URLs a new node joins through, with JoinToken; --join and --token set them.
+		Join      []string `yaml:"join"`
+		JoinToken string   `yaml:"join_token"`
 	} `yaml:"raft"`
 
 	CA struct {
@@ -86,6 +96,10 @@ func Default() Config {
 	c.Raft.Bootstrap = true
 	c.Raft.Snapshot = 2 * time.Minute
 	c.Raft.Threshold = 1024
+	c.Raft.HoldTimeout = 5 * time.Second
+	c.Raft.DeadServerThreshold = time.Hour
+	c.Raft.MinVoters = 3
+	c.Raft.ReadyLag = 100
 	c.CA.RootTTL = 10 * 365 * 24 * time.Hour
 	c.CA.SVIDTTL = 24 * time.Hour
 	c.CA.OperatorTTL = 90 * 24 * time.Hour
@@ -103,10 +117,16 @@ func Default() Config {
 }
 
 // Load reads the file at path over the defaults and validates the result.
-func Load(path string) (Config, error) {
+func Load(path string) (Config, error) { return LoadWith(path, nil) }
+
+// LoadWith is Load with flags applied over the file before validation.
+func LoadWith(path string, flags func(*Config)) (Config, error) {
 	c := Default()
 	if err := configfile.Load(path, &c); err != nil {
 		return c, err
+	}
+	if flags != nil {
+		flags(&c)
 	}
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
@@ -174,11 +194,30 @@ func (c *Config) Validate() error {
 		{Key: "directory.ttl", Value: c.Directory.TTL, Least: time.Minute},
 		{Key: "directory.max_long_poll", Value: c.Directory.MaxLongPoll, Least: time.Second},
 		{Key: "raft.snapshot_interval", Value: c.Raft.Snapshot, Least: time.Second},
+		{Key: "raft.hold_timeout", Value: c.Raft.HoldTimeout, Least: 100 * time.Millisecond},
 		{Key: "identity.session_ttl", Value: c.Identity.SessionTTL, Least: time.Minute},
 		{Key: "consent.pending_ttl", Value: c.Consent.PendingTTL, Least: time.Minute},
 		{Key: "consent.code_ttl", Value: c.Consent.CodeTTL, Least: 10 * time.Second},
 	}); err != nil {
 		return err
+	}
+	if c.Raft.DeadServerThreshold != 0 && c.Raft.DeadServerThreshold < 10*time.Second {
+		return fmt.Errorf("raft.dead_server_threshold: %s is shorter than 10s (0 turns cleanup off)", c.Raft.DeadServerThreshold)
+	}
+	if c.Raft.MinVoters < 1 {
+		return fmt.Errorf("raft.min_voters: %d, want at least 1", c.Raft.MinVoters)
+	}
+	for i, u := range c.Raft.Join {
+		if pu, err := url.Parse(u); err != nil || pu.Scheme != "https" || pu.Host == "" {
+			return fmt.Errorf("raft.join[%d]: %q is not an https:// URL", i, u)
+		}
+	}
+	if len(c.Raft.Join) > 0 {
+		if c.Raft.JoinToken == "" {
+			return errors.New("raft.join_token: required with raft.join")
+		}
+		// A node that joins must not also make a cluster of its own.
+		c.Raft.Bootstrap = false
 	}
 	if c.CA.SVIDTTL > c.CA.RootTTL/2 {
 		return fmt.Errorf("ca.svid_ttl: %s must be at most half of ca.root_ttl", c.CA.SVIDTTL)
@@ -207,3 +246,7 @@ func (c *Config) CADir() string       { return filepath.Join(c.DataDir, "ca") }
 func (c *Config) StatePath() string   { return filepath.Join(c.DataDir, "state.db") }
 func (c *Config) RaftDir() string     { return filepath.Join(c.DataDir, "raft") }
 func (c *Config) OperatorDir() string { return filepath.Join(c.DataDir, "operator") }
+func (c *Config) KeysDir() string     { return filepath.Join(c.DataDir, "keys") }
+
+// KEKPath is the cluster key-encryption key, the same file on every node.
+func (c *Config) KEKPath() string { return filepath.Join(c.KeysDir(), "cluster.kek") }

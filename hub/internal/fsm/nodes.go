@@ -35,7 +35,8 @@ type NodeTokenCreate struct {
 }
 
 // NodeJoin spends a node join token and records the node and the certificate it was issued, in one entry,
-// so that one token admits one node even when it is presented to several nodes at once.
+// so that one token admits one node even when it is presented to several nodes at once. A member may join
+// again (after losing its disk); a removed node may not.
 type NodeJoin struct {
 	TokenHash   string     `json:"token_hash"`
 	Node        string     `json:"node"`
@@ -128,13 +129,16 @@ func applyNodeJoin(tx *sql.Tx, c *NodeJoin) (Result, bool, error) {
 	if err != nil {
 		return Result{}, false, err
 	}
-	if n != nil {
-		return refuse(Conflict, "hub node %s is already %s; node ids are never reused", c.Node, n.Status), false, nil
+	// A removed node's id stays refused: its SVIDs are refused by the others. An active node may join
+	// again with a new token: the way back for a member that lost its disk.
+	if n != nil && n.Status == NodeRemoved {
+		return refuse(Conflict, "hub node %s was removed; node ids are never reused", c.Node), false, nil
 	}
 	if _, err := tx.Exec(`DELETE FROM node_tokens WHERE hash = ?`, c.TokenHash); err != nil {
 		return Result{}, false, err
 	}
-	if _, err := tx.Exec(`INSERT INTO hub_nodes(id, raft_address, api_url, status, joined_at) VALUES (?, ?, ?, ?, ?)`,
+	if _, err := tx.Exec(`INSERT INTO hub_nodes(id, raft_address, api_url, status, joined_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET raft_address = excluded.raft_address, api_url = excluded.api_url`,
 		c.Node, c.RaftAddress, c.APIURL, NodeActive, ms(c.Now)); err != nil {
 		return Result{}, false, err
 	}

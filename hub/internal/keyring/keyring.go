@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,9 @@ func LoadOrCreateKEK(path string) (kek []byte, created bool, err error) {
 func WriteKEK(path string, kek []byte) error {
 	if len(kek) != KEKSize {
 		return fmt.Errorf("cluster key: %d bytes, want %d", len(kek), KEKSize)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
 	}
 	return pemfile.WriteAtomic(path, kek, 0o600)
 }

@@ -132,14 +132,15 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRe
 // openLoginHint opens "<kid>.<base64url HPKE ciphertext>" sealed to this node's key.
 func (s *Server) openLoginHint(hint, clientID string) (string, error) {
 	kid, ct, ok := strings.Cut(hint, ".")
-	if !ok || kid != s.cfg.HPKEKID {
-		return "", errors.New("not sealed to this hub's key")
+	key := s.cfg.Keys.HintKey(kid)
+	if !ok || key == nil {
+		return "", errors.New("not sealed to a key of this hub")
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(ct)
 	if err != nil || len(raw) > 4096 {
 		return "", errors.New("malformed")
 	}
-	pt, err := seal.Open(s.cfg.HPKE, hubapi.LoginHintInfo(clientID), raw)
+	pt, err := seal.Open(key, hubapi.LoginHintInfo(clientID), raw)
 	if err != nil {
 		return "", errors.New("cannot be opened")
 	}

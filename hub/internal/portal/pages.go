@@ -54,7 +54,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.logins.WithLabelValues(m.ID).Inc()
-	s.setSession(w, Session{Subject: subject, Method: m.ID, AAL: m.AAL, Expires: s.now().Add(s.cfg.SessionTTL).Unix()})
+	if err := s.setSession(w, Session{Subject: subject, Method: m.ID, AAL: m.AAL, Expires: s.now().Add(s.cfg.SessionTTL).Unix()}); err != nil {
+		s.log.Warn("sign a session", "err", err)
+		s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot sign you in right now.")
+		return
+	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

@@ -6,7 +6,6 @@ package portal
 import (
 	"bytes"
 	"context"
-	"crypto/hpke"
 	"crypto/rand"
 	"crypto/tls"
 	"embed"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,12 +31,11 @@ var templateFS embed.FS
 
 // Config wires the portal to the rest of the hub.
 type Config struct {
-	State      *fsm.FSM
-	Cluster    *cluster.Cluster
-	SessionKey []byte
-	// HPKE opens login hints sealed to this node's key; HPKEKID names it.
-	HPKE       hpke.PrivateKey
-	HPKEKID    string
+	State   *fsm.FSM
+	Cluster *cluster.Cluster
+	// Keys are the cluster's shared keys: sessions, CSRF tokens and consent pages signed through one node
+	// verify on every other, and login hints open on any node.
+	Keys       *keyring.Keyring
 	DevLogin   bool
 	PublicURL  string
 	SessionTTL time.Duration

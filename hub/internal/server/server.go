@@ -22,12 +22,15 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/config"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/join"
+	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/hub/internal/portal"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"golang.org/x/sync/errgroup"
 )
@@ -44,6 +47,9 @@ type Server struct {
 	apiLn   net.Listener
 	tel     *telemetry.Server
 	keys    *nodekeys.Keys
+	keyring *keyring.Keyring
+	// joined is set when this node joined through raft.join: it still has to ask to be added to raft.
+	joined bool
 	// published is set once this node's keys are in the replicated state: until then no directory lists
 	// them and no ticket this node signs could be verified, so the node is not ready.
 	published atomic.Bool
@@ -60,6 +66,21 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	}
 	td := cfg.TD()
 	s = &Server{cfg: cfg, log: log}
+	hasState := cluster.HasState(cfg.RaftDir())
+	switch {
+	case !hasState && len(cfg.Raft.Join) > 0:
+		if _, err := os.Stat(filepath.Join(cfg.CADir(), "root.key")); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			err := join.Secrets(ctx, cfg, cfg.Raft.Join, cfg.Raft.JoinToken, log)
+			cancel()
+			if err != nil {
+				return nil, err
+			}
+		}
+		s.joined = true
+	case !hasState && !cfg.Raft.Bootstrap:
+		return nil, errors.New("this node has no raft state and neither bootstraps a cluster (raft.bootstrap) nor joins one (raft.join, or --join and --token)")
+	}
 	// On any failure below, release what was opened so a retry in the same process can bind again. The
 	// named result is nil by the time a failed New returns, so keep our own reference.
 	opened := s
@@ -76,6 +97,10 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	if created {
 		log.Info("created the federation root CA", "trust_domain", td.Name(), "fingerprint", fingerprint(s.ca))
 	}
+	kek, err := s.loadKEK(hasState)
+	if err != nil {
+		return nil, err
+	}
 	nodeID, err := fedid.Hub(td, cfg.NodeID)
 	if err != nil {
 		return nil, err
@@ -89,24 +114,35 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	if s.state, err = fsm.Open(cfg.StatePath(), log.With(telemetry.KeyComponent, "fsm")); err != nil {
 		return nil, err
 	}
+	if s.keyring, err = keyring.New(kek, s.state); err != nil {
+		return nil, err
+	}
 	reg := telemetry.NewRegistry("hub")
-	hubOnly := fedid.Authorizer(td, fedid.KindHub, nil)
+	// Hub nodes only, and never one that was removed from the cluster: its SVID may still be valid.
+	hubOnly := fedid.Authorizer(td, fedid.KindHub, func(id spiffeid.ID) error {
+		p, err := fedid.Parse(id)
+		if err == nil && s.state.NodeRemoved(p.Name) {
+			return fmt.Errorf("hub node %s was removed from the cluster", p.Name)
+		}
+		return err
+	})
 	serverTLS := tlsconfig.MTLSServerConfig(s.node, s.ca.Bundle(), hubOnly)
 	clientTLS := tlsconfig.MTLSClientConfig(s.node, s.ca.Bundle(), hubOnly)
 	s.cluster, err = cluster.New(cluster.Config{
 		NodeID: cfg.NodeID, Listen: cfg.Raft.Listen, Advertise: cfg.Raft.Advertise, Dir: cfg.RaftDir(),
 		Bootstrap: cfg.Raft.Bootstrap, ServerTLS: serverTLS, ClientTLS: clientTLS,
-		SnapshotInterval: cfg.Raft.Snapshot, SnapshotThreshold: cfg.Raft.Threshold,
-		Log: log, Registerer: reg,
+		SnapshotInterval: cfg.Raft.Snapshot, SnapshotThreshold: cfg.Raft.Threshold, HoldTimeout: cfg.Raft.HoldTimeout,
+		Autopilot: cluster.AutopilotConfig{DeadServerThreshold: cfg.Raft.DeadServerThreshold, MinVoters: cfg.Raft.MinVoters},
+		Log:       log, Registerer: reg,
 	}, s.state)
 	if err != nil {
 		return nil, err
 	}
-	if s.keys, err = nodekeys.LoadOrCreate(filepath.Join(cfg.DataDir, "keys"), cfg.NodeID); err != nil {
+	if s.keys, err = nodekeys.LoadOrCreate(cfg.KeysDir(), cfg.NodeID); err != nil {
 		return nil, err
 	}
 	s.api, err = api.New(api.Config{
-		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state, Keys: s.keys,
+		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state, Keys: s.keys, Keyring: s.keyring, KEK: kek,
 		SVIDTTL: cfg.CA.SVIDTTL, TokenDefaultTTL: cfg.Tokens.DefaultTTL, TokenMaxTTL: cfg.Tokens.MaxTTL,
 		DirectoryTTL: cfg.Directory.TTL, MaxLongPoll: cfg.Directory.MaxLongPoll,
 		Backup: func(w io.Writer) error {
@@ -119,7 +155,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	s.portal, err = portal.New(portal.Config{
-		State: s.state, Cluster: s.cluster, SessionKey: s.keys.Session, HPKE: s.keys.HPKE, HPKEKID: s.keys.HPKEKID,
+		State: s.state, Cluster: s.cluster, Keys: s.keyring,
 		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
 		PendingTTL: cfg.Consent.PendingTTL, CodeTTL: cfg.Consent.CodeTTL,
 		Log: log.With(telemetry.KeyComponent, "portal"), Registerer: reg,
@@ -148,7 +184,43 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		Name: "mydata_hub_svid_expiry_seconds",
 		Help: "Seconds until this hub node's SVID expires.",
 	}, func() float64 { return time.Until(s.node.Leaf().NotAfter).Seconds() }))
+	reg.MustRegister(&keyAges{k: s.keyring})
 	return s, nil
+}
+
+// loadKEK reads the cluster key-encryption key. The first node of a cluster makes it (as does a one-node
+// hub that predates the keyring); a node that joined received it; any other node lacks what it needs.
+func (s *Server) loadKEK(hasState bool) ([]byte, error) {
+	path := s.cfg.KEKPath()
+	if s.cfg.Raft.Bootstrap {
+		kek, created, err := keyring.LoadOrCreateKEK(path)
+		if created {
+			s.log.Info("created the cluster key-encryption key; joining nodes receive it over mutual TLS", "path", path)
+		}
+		return kek, err
+	}
+	kek, err := keyring.LoadKEK(path)
+	if err != nil && hasState {
+		return nil, fmt.Errorf("%w: this node has raft state but not the cluster's key; copy %s from another node (mode 0600), or remove the node and join it again", err, path)
+	}
+	return kek, err
+}
+
+// keyAges exports the age of each keyring purpose's active key, for the rotation alert. The lookup key is
+// left out: it is not meant to rotate (old hashes stay findable, but each rotation adds a hash per search).
+type keyAges struct{ k *keyring.Keyring }
+
+var keyAgeDesc = prometheus.NewDesc("mydata_hub_keyring_active_key_age_seconds", "Age of the active keyring key of each purpose.", []string{"purpose"}, nil)
+
+func (a *keyAges) Describe(ch chan<- *prometheus.Desc) { ch <- keyAgeDesc }
+
+func (a *keyAges) Collect(ch chan<- prometheus.Metric) {
+	for p, age := range a.k.ActiveAges() {
+		if p == fsm.PurposeLookup {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(keyAgeDesc, prometheus.GaugeValue, age.Seconds(), p)
+	}
 }
 
 func fingerprint(c *ca.CA) string {
@@ -156,12 +228,24 @@ func fingerprint(c *ca.CA) string {
 	return fmt.Sprintf("sha256:%x", fp[:])
 }
 
+// ready says whether this node can serve: it knows a leader and hears from it, it is not far behind the
+// log it knows to be committed, its ticket key is published, and the keyring has its keys.
 func (s *Server) ready() error {
-	if s.cluster.Leader() == "" {
+	st := s.cluster.Stats()
+	if st.Leader == "" {
 		return errors.New("no raft leader")
+	}
+	if st.LastContactMS > s.cfg.Raft.HoldTimeout.Milliseconds() {
+		return fmt.Errorf("no contact with the leader for %d ms", st.LastContactMS)
+	}
+	if st.CommitIndex > st.AppliedIndex+s.cfg.Raft.ReadyLag {
+		return fmt.Errorf("%d entries behind the commit index", st.CommitIndex-st.AppliedIndex)
 	}
 	if !s.published.Load() {
 		return errors.New("this node's keys are not published yet")
+	}
+	if missing, err := s.keyring.Missing(); err != nil || len(missing) > 0 {
+		return fmt.Errorf("the keyring lacks keys for %v (%v)", missing, err)
 	}
 	return nil
 }
@@ -183,8 +267,19 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.portal.Serve(gctx, s.portLn, s.portTLS) })
 	g.Go(func() error { return s.tel.Run(gctx) })
 	g.Go(func() error { return s.node.Run(gctx) })
-	g.Go(func() error { return s.purgeTokens(gctx) })
 	g.Go(func() error { return s.publishKeys(gctx) })
+	g.Go(func() error { return s.cluster.RunAutopilot(gctx) })
+	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "purge tokens", s.purgeTokens) })
+	g.Go(func() error {
+		return s.cluster.RunAsLeader(gctx, "keyring", func(ctx context.Context) {
+			s.keyring.Upkeep(ctx, keyringKeep, s.cluster.Apply, func(err error) { s.log.Warn("keyring upkeep", telemetry.KeyError, err) })
+		})
+	})
+	if s.joined {
+		g.Go(func() error {
+			return join.Member(gctx, s.cfg, s.cfg.Raft.Join, tlsconfig.MTLSClientConfig(s.node, s.ca.Bundle(), fedid.Authorizer(s.ca.TrustDomain(), fedid.KindHub, nil)), s.log)
+		})
+	}
 	g.Go(func() error { return s.refreshOperator(gctx) })
 	s.log.Info("hub serving", "node", s.cfg.NodeID, "api", s.apiLn.Addr().String(), "portal", s.portLn.Addr().String(), "telemetry", s.tel.Addr().String(),
 		"trust_domain", s.cfg.TrustDomain, "ca_fingerprint", fingerprint(s.ca))
@@ -210,25 +305,33 @@ func (s *Server) refreshOperator(ctx context.Context) error {
 	}
 }
 
-// publishKeys puts this node's public keys into the replicated state, retrying until a leader takes them.
+// publishKeys puts this node's ticket key and addresses into the replicated state, retrying until a leader
+// takes them.
 func (s *Server) publishKeys(ctx context.Context) error {
 	keys, err := s.keys.Public()
 	if err != nil {
 		return err
 	}
+	cmds := []fsm.Command{&fsm.NodeInfo{Node: s.cfg.NodeID, RaftAddress: s.cluster.Addr(), APIURL: s.cfg.API.PublicURL, Now: time.Now()}}
 	for _, k := range keys {
+		cmds = append(cmds, &fsm.HubKey{Key: fsm.HubKeyFrom(k)})
+	}
+	for _, cmd := range cmds {
 		for {
-			err := s.cluster.Apply(&fsm.HubKey{Key: fsm.HubKeyFrom(k)})
+			err := s.cluster.Apply(cmd)
 			if err == nil {
 				break
 			}
-			if !errors.Is(err, cluster.ErrNotLeader) {
-				s.log.Warn("publish hub key", "kid", k.KID, telemetry.KeyError, err)
+			var fe *fsm.Error
+			if errors.As(err, &fe) {
+				// Removed from the cluster: this node must not serve.
+				return fmt.Errorf("publish this node: %w", err)
 			}
+			s.log.Debug("publish this node's key and addresses; retrying", telemetry.KeyError, err)
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(500 * time.Millisecond):
 			}
 		}
 	}
@@ -236,18 +339,24 @@ func (s *Server) publishKeys(ctx context.Context) error {
 	return nil
 }
 
-// purgeTokens removes expired join tokens from the state now and then; only the leader proposes it.
-func (s *Server) purgeTokens(ctx context.Context) error {
+// keyringKeep is how long a retired keyring key still verifies and opens what it made: longer than any
+// session, consent page, login hint or sealed subject lives.
+const keyringKeep = 7 * 24 * time.Hour
+
+// purgeTokens removes expired join tokens from the state now and then; the leader runs it.
+func (s *Server) purgeTokens(ctx context.Context) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		}
-		if err := s.cluster.Apply(&fsm.TokenPurge{Now: time.Now()}); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
-			s.log.Warn("purge expired join tokens", telemetry.KeyError, err)
+		for _, cmd := range []fsm.Command{&fsm.TokenPurge{Now: time.Now()}, &fsm.NodeTokenPurge{Now: time.Now()}} {
+			if err := s.cluster.Apply(cmd); err != nil {
+				s.log.Warn("purge expired join tokens", telemetry.KeyError, err)
+			}
 		}
 	}
 }
@@ -315,7 +424,7 @@ func EnsureOperator(cfg config.Config, c *ca.CA, log *slog.Logger) error {
 	if err := pemfile.WriteAtomic(certPath, pemfile.EncodeCertificates(certs), 0o600); err != nil {
 		return err
 	}
-	if err := pemfile.WriteAtomic(bundlePath, pemfile.EncodeCertificates([]*x509.Certificate{c.Root()}), 0o644); err != nil {
+	if err := pemfile.WriteAtomic(bundlePath, pemfile.EncodeCertificates([]*x509.Certificate{c.Root()}), 0o600); err != nil {
 		return err
 	}
 	log.Info("issued the bootstrap operator credential", telemetry.KeySPIFFEID, id.String(), "dir", cfg.OperatorDir())

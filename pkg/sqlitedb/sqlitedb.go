@@ -19,6 +19,9 @@ type Options struct {
 	Immediate bool
 	// ForeignKeys enforces foreign keys.
 	ForeignKeys bool
+	// SecureDelete overwrites deleted content with zeros, so a value cleared from a row (a sealed ID)
+	// does not linger in free pages.
+	SecureDelete bool
 	// OneConn keeps a single connection: writers in this process then queue for it in Go, where the next
 	// starts the moment the lock is free, instead of sleeping in SQLite's busy handler (1, 2, 5, 10 ms …
 	// between tries; measured: the main cause of the tail latency of small exchanges).
@@ -53,6 +56,9 @@ func DSN(path string, o Options) string {
 	q := "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000"
 	if o.ForeignKeys {
 		q += "&_foreign_keys=on"
+	}
+	if o.SecureDelete {
+		q += "&_secure_delete=on"
 	}
 	if o.Immediate {
 		q += "&_txlock=immediate"

@@ -17,13 +17,11 @@ import (
 
 	"github.com/mydatafed/mydata/hub/internal/ca"
 	"github.com/mydatafed/mydata/hub/internal/cluster"
+	"github.com/mydatafed/mydata/hub/internal/consent"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
-	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
-	"github.com/mydatafed/mydata/pkg/memo"
-	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -37,8 +35,8 @@ type Config struct {
 	SVID    x509svid.Source
 	Cluster *cluster.Cluster
 	State   *fsm.FSM
-	Keys    *nodekeys.Keys
 	Keyring *keyring.Keyring
+	Consent *consent.Service
 	// KEK is the cluster key-encryption key, handed to joining members.
 	KEK             []byte
 	SVIDTTL         time.Duration
@@ -63,10 +61,6 @@ type Server struct {
 	metrics *metrics
 	dir     *directoryCache
 	srv     *http.Server
-	// keys parses the HPKE keys of redemptions: the same DP and recipient keys come back all the time.
-	keys *seal.PublicKeys
-	// parties remembers the consents whose receipts are expected.
-	parties *memo.Map[string, parties]
 }
 
 // New makes the server.
@@ -78,8 +72,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, td: cfg.CA.TrustDomain(), log: cfg.Log, now: cfg.Now, metrics: m,
-		keys: seal.NewPublicKeys(), parties: &memo.Map[string, parties]{Max: maxRememberedConsents}}
+	s := &Server{cfg: cfg, td: cfg.CA.TrustDomain(), log: cfg.Log, now: cfg.Now, metrics: m}
 	s.dir = &directoryCache{s: s}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),

@@ -226,3 +226,22 @@ func parseUint(s string) uint64 {
 func withWroteRequest(ctx context.Context, sent *bool) context.Context {
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { *sent = true }})
 }
+
+// Sync waits until this node has applied everything the leader had committed when Sync was called (raft
+// §6.4's read index, without the leader's heartbeat round: the leader's answer is taken as current). A read
+// that found nothing on a follower — a code issued through another node a moment ago — syncs and reads
+// again. On the leader it returns at once.
+func (c *Cluster) Sync(ctx context.Context) error {
+	if c.raft.State() == raft.Leader {
+		return nil
+	}
+	addr := c.leaderAddr()
+	if addr == "" {
+		return ErrNoLeader
+	}
+	st, err := c.nodeStats(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return c.waitApplied(ctx, st.CommitIndex)
+}

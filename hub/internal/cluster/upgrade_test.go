@@ -86,7 +86,7 @@ func dumpState(t *testing.T, f *fsm.FSM) []byte {
 		must("token "+h, tok, err)
 	}
 	for _, sub := range fixtureSubjects {
-		cs, err := f.ConsentsOf(sub, 100)
+		cs, err := f.ConsentsOf([]string{sub}, 100)
 		must("consents of "+sub, cs, err)
 		for _, c := range cs {
 			rs, err := f.Receipts(c.ID)

@@ -37,6 +37,8 @@ const (
 	TypeNodeTokenPurge
 	TypeKeyringAdd
 	TypeKeyringPurge
+	TypeConsentForget
+	TypeConsentRedact
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

@@ -86,6 +86,8 @@ var registry = map[Type]entry{
 	TypeNodeTokenPurge:  command(applyNodeTokenPurge, keepsLookups),
 	TypeKeyringAdd:      command(applyKeyringAdd, keepsLookups),
 	TypeKeyringPurge:    command(applyKeyringPurge, keepsLookups),
+	TypeConsentForget:   command(applyConsentForget, keepsLookups),
+	TypeConsentRedact:   command(applyConsentRedact, keepsLookups),
 }
 
 // typeOf finds a payload's command type.

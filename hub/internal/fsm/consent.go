@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -20,9 +21,16 @@ const (
 
 // Consent is a citizen's agreement to one service's request.
 type Consent struct {
-	ID            string   `json:"id"`
-	Service       string   `json:"service"`
-	Subject       string   `json:"subject"`
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	// Subject is the keyed hash of the citizen's national ID (keyring.LookupHash): the state keeps no
+	// national ID in clear. Consents recorded by releases before the keyring hold the ID itself until the
+	// leader redacts them (ConsentRedact).
+	Subject string `json:"subject"`
+	// SubjectSealed is the national ID sealed under the keyring's subject key, kept only while the consent
+	// can still be redeemed: the tickets must carry it to the data providers. Cleared on use, revocation
+	// and expiry.
+	SubjectSealed []byte   `json:"subject_sealed,omitempty"`
 	Datasets      []string `json:"datasets"`
 	TermsVersion  string   `json:"terms_version"`
 	AAL           int      `json:"aal"`
@@ -105,10 +113,14 @@ func insertConsent(tx *sql.Tx, k Consent, codeHash string) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, code_hash, code_expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
+	var sealed []byte
+	if k.State == ConsentGranted {
+		sealed = k.SubjectSealed
+	}
+	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, code_hash, code_expires_at, subject_sealed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
 		k.CodeChallenge, k.OAuthState, k.State, ms(k.CreatedAt), ms(k.ExpiresAt), msOrZero(k.DecidedAt),
-		sql.NullString{String: codeHash, Valid: codeHash != ""}, msOrZero(k.CodeExpiresAt))
+		sql.NullString{String: codeHash, Valid: codeHash != ""}, msOrZero(k.CodeExpiresAt), sealed)
 	return err
 }
 
@@ -124,7 +136,7 @@ func consentByID(q queryRower, id string) (*Consent, error) {
 	return scanConsent(q.QueryRow(`SELECT `+consentCols+` FROM consents WHERE id = ?`, id))
 }
 
-const consentCols = `id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, used_at, code_expires_at`
+const consentCols = `id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, used_at, code_expires_at, subject_sealed`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -133,7 +145,7 @@ func scanConsent(row scanner) (*Consent, error) {
 	var ds string
 	var created, expires, decided, used, codeExp int64
 	err := row.Scan(&k.ID, &k.Service, &k.Subject, &ds, &k.TermsVersion, &k.AAL, &k.LoginMethod, &k.RedirectURI, &k.CodeChallenge, &k.OAuthState, &k.State,
-		&created, &expires, &decided, &used, &codeExp)
+		&created, &expires, &decided, &used, &codeExp, &k.SubjectSealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -192,7 +204,7 @@ func applyConsentUse(tx *sql.Tx, c *ConsentUse) (Result, bool, error) {
 	if st := k.EffectiveState(c.Now); st != ConsentGranted {
 		return refuse(Gone, "consent is %s; a consent is redeemed once", st), false, nil
 	}
-	_, err = tx.Exec(`UPDATE consents SET state = ?, used_at = ? WHERE id = ?`, ConsentUsed, ms(c.Now), c.ID)
+	_, err = tx.Exec(`UPDATE consents SET state = ?, used_at = ?, subject_sealed = NULL WHERE id = ?`, ConsentUsed, ms(c.Now), c.ID)
 	return Result{}, false, err
 }
 
@@ -210,7 +222,7 @@ func applyConsentRevoke(tx *sql.Tx, c *ConsentRevoke) (Result, bool, error) {
 	if st := k.EffectiveState(c.Now); st != ConsentPending && st != ConsentGranted {
 		return refuse(Conflict, "consent is %s and can no longer be revoked", st), false, nil
 	}
-	_, err = tx.Exec(`UPDATE consents SET state = ?, decided_at = ? WHERE id = ?`, ConsentRevoked, ms(c.Now), c.ID)
+	_, err = tx.Exec(`UPDATE consents SET state = ?, decided_at = ?, subject_sealed = NULL WHERE id = ?`, ConsentRevoked, ms(c.Now), c.ID)
 	return Result{}, false, err
 }
 
@@ -222,9 +234,18 @@ func (f *FSM) ConsentByCode(codeHash string) (*Consent, error) {
 	return scanConsent(f.db.QueryRow(`SELECT `+consentCols+` FROM consents WHERE code_hash = ?`, codeHash))
 }
 
-// ConsentsOf lists a citizen's consents, newest first.
-func (f *FSM) ConsentsOf(subject string, limit int) ([]Consent, error) {
-	rows, err := f.db.Query(`SELECT `+consentCols+` FROM consents WHERE subject = ? ORDER BY created_at DESC LIMIT ?`, subject, limit)
+// ConsentsOf lists a citizen's consents, newest first: those stored under any of subjects (the keyed
+// hashes of the citizen's ID under each lookup key, and for consents not yet redacted the ID itself).
+func (f *FSM) ConsentsOf(subjects []string, limit int) ([]Consent, error) {
+	if len(subjects) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, len(subjects)+1)
+	for _, s := range subjects {
+		args = append(args, s)
+	}
+	args = append(args, limit)
+	rows, err := f.db.Query(`SELECT `+consentCols+` FROM consents WHERE subject IN (?`+strings.Repeat(", ?", len(subjects)-1)+`) ORDER BY created_at DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -321,6 +342,65 @@ func (f *FSM) Receipts(consentID string) ([]Receipt, error) {
 		}
 		r.At, r.RecordedAt = fromMS(at), fromMS(rec)
 		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ConsentForget clears the sealed national ID of every consent that can no longer be redeemed at Now:
+// used, revoked, denied, or whose code expired unused. Afterwards only the keyed hash remains.
+type ConsentForget struct {
+	Now time.Time `json:"now"`
+}
+
+func (c *ConsentForget) Validate() error {
+	if c.Now.IsZero() {
+		return errors.New("consent forget: now required")
+	}
+	return nil
+}
+
+func applyConsentForget(tx *sql.Tx, c *ConsentForget) (Result, bool, error) {
+	_, err := tx.Exec(`UPDATE consents SET subject_sealed = NULL WHERE subject_sealed IS NOT NULL AND (state != ? OR code_expires_at <= ?)`,
+		ConsentGranted, ms(c.Now))
+	return Result{}, false, err
+}
+
+// ConsentRedact replaces the national ID a consent recorded by an earlier release holds in clear with its
+// keyed hash.
+type ConsentRedact struct {
+	ID      string `json:"id"`
+	Subject string `json:"subject"` // the keyed hash
+	// Was is the value it replaces, so that a redaction proposed twice changes nothing the second time.
+	Was string `json:"was"`
+}
+
+func (c *ConsentRedact) Validate() error {
+	if c.ID == "" || c.Subject == "" || c.Was == "" || c.Subject == c.Was {
+		return errors.New("consent redaction: id, the hash and the value it replaces are required")
+	}
+	return nil
+}
+
+func applyConsentRedact(tx *sql.Tx, c *ConsentRedact) (Result, bool, error) {
+	_, err := tx.Exec(`UPDATE consents SET subject = ? WHERE id = ? AND subject = ?`, c.Subject, c.ID, c.Was)
+	return Result{}, false, err
+}
+
+// Unredacted lists up to limit consents whose subject is not a keyed hash yet (recorded by a release
+// before the keyring): their ID and subject.
+func (f *FSM) Unredacted(limit int) (map[string]string, error) {
+	rows, err := f.db.Query(`SELECT id, subject FROM consents WHERE instr(subject, ':') = 0 LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, sub string
+		if err := rows.Scan(&id, &sub); err != nil {
+			return nil, err
+		}
+		out[id] = sub
 	}
 	return out, rows.Err()
 }

@@ -59,7 +59,7 @@ func TestConsentLifecycle(t *testing.T) {
 	if rs, _ := a.f.Receipts("c1"); len(rs) != 1 || rs[0].Outcome != "delivered" {
 		t.Fatalf("receipts %+v", rs)
 	}
-	if cs, _ := a.f.ConsentsOf("A123456789", 10); len(cs) != 5 {
+	if cs, _ := a.f.ConsentsOf([]string{"A123456789"}, 10); len(cs) != 5 {
 		t.Fatalf("history has %d consents", len(cs))
 	}
 }
@@ -110,7 +110,7 @@ func TestConsentRecord(t *testing.T) {
 	if k == nil || k.State != ConsentUsed || k.DecidedAt.IsZero() || len(k.Datasets) != 2 || k.AAL != 2 {
 		t.Fatalf("consent by code: %+v", k)
 	}
-	cs, _ := a.f.ConsentsOf("A123456789", 10)
+	cs, _ := a.f.ConsentsOf([]string{"A123456789"}, 10)
 	if len(cs) != 4 { // c1, c2, c3, c6: refused decisions left nothing
 		t.Fatalf("history has %d consents: %+v", len(cs), cs)
 	}

@@ -53,11 +53,15 @@ func openDB(path string) (*sql.DB, error) {
 	// Private (the state names citizens); WAL lets reads run beside the apply loop's writes, and
 	// synchronous=NORMAL is safe here because the raft log is the durable record and entries after the
 	// stored applied index are applied again on start.
-	db, err := sqlitedb.Open(path, sqlitedb.Options{Immediate: true, ForeignKeys: true})
+	db, err := sqlitedb.Open(path, sqlitedb.Options{Immediate: true, ForeignKeys: true, SecureDelete: true})
 	if err != nil {
 		return nil, err
 	}
 	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state schema: %w", err)
+	}
+	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state schema: %w", err)
 	}
@@ -238,6 +242,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	if err := backupFile(f.db, tmp.Name(), fromFile); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	// A snapshot of an earlier release brings its schema with it.
+	if err := migrate(f.db); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	if err := f.loadApplied(); err != nil {

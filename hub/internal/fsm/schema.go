@@ -1,5 +1,10 @@
 package fsm
 
+import (
+	"database/sql"
+	"fmt"
+)
+
 // schema is applied on open. Every statement is idempotent so that opening an existing database is safe.
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -68,7 +73,8 @@ CREATE TABLE IF NOT EXISTS consents (
 	decided_at      INTEGER NOT NULL DEFAULT 0,
 	used_at         INTEGER NOT NULL DEFAULT 0,
 	code_hash       TEXT,
-	code_expires_at INTEGER NOT NULL DEFAULT 0
+	code_expires_at INTEGER NOT NULL DEFAULT 0,
+	subject_sealed  BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS consents_by_code ON consents(code_hash) WHERE code_hash IS NOT NULL;
 CREATE INDEX IF NOT EXISTS consents_by_subject ON consents(subject, created_at);
@@ -131,6 +137,28 @@ CREATE TABLE IF NOT EXISTS keyring (
 	retired_at INTEGER NOT NULL DEFAULT 0
 );
 `
+
+// columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT
+// EXISTS leaves an existing table as it was, so they are added on open. Snapshots of earlier releases are
+// restored into the live database, which has them.
+var columnsAdded = []struct{ table, column, decl string }{
+	{"consents", "subject_sealed", "BLOB"},
+}
+
+func migrate(db *sql.DB) error {
+	for _, c := range columnsAdded {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := db.Exec(`ALTER TABLE ` + c.table + ` ADD COLUMN ` + c.column + ` ` + c.decl); err != nil {
+				return fmt.Errorf("add %s.%s: %w", c.table, c.column, err)
+			}
+		}
+	}
+	return nil
+}
 
 // Keys of the meta table.
 const (

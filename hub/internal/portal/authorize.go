@@ -1,9 +1,7 @@
 package portal
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -229,12 +227,6 @@ func (s *Server) errorURL(redirect, state, code, desc string) string {
 	return u.String()
 }
 
-// CodeHash is how codes are kept: the hub stores no code it could hand out again.
-func CodeHash(code string) string {
-	h := sha256.Sum256([]byte(code))
-	return hex.EncodeToString(h[:])
-}
-
 func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	sess, err := s.session(r)
 	if err != nil {
@@ -261,14 +253,8 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	approve := r.PostForm.Get("decision") == "approve"
-	now := s.now()
-	cmd := &fsm.ConsentRecord{Consent: c, Approve: approve, Now: now}
-	var code string
-	if approve {
-		code = randomID(32)
-		cmd.CodeHash, cmd.CodeExpiresAt = CodeHash(code), now.Add(s.cfg.CodeTTL)
-	}
-	if err := s.apply(cmd); err != nil {
+	code, err := s.cfg.Consent.Decide(c, approve, s.now())
+	if err != nil {
 		var fe *fsm.Error
 		if errors.As(err, &fe) {
 			status := http.StatusConflict

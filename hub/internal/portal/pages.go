@@ -83,7 +83,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login?next=/history", http.StatusSeeOther)
 		return
 	}
-	consents, err := s.cfg.State.ConsentsOf(sess.Subject, 200)
+	consents, err := s.cfg.Consent.History(sess.Subject, 200)
 	if err != nil {
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong 系統錯誤", "Please try again later.")
 		return
@@ -114,7 +114,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusForbidden, "Invalid request 請求無效", "This form did not come from your history page.")
 		return
 	}
-	if err := s.apply(&fsm.ConsentRevoke{ID: id, Subject: sess.Subject, Now: s.now()}); err != nil {
+	if err := s.cfg.Consent.Revoke(id, sess.Subject, s.now()); err != nil {
 		s.errorPage(w, http.StatusConflict, "Cannot revoke 無法撤回", err.Error())
 		return
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/cluster"
+	"github.com/mydatafed/mydata/hub/internal/consent"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,12 +36,13 @@ type Config struct {
 	Cluster *cluster.Cluster
 	// Keys are the cluster's shared keys: sessions, CSRF tokens and consent pages signed through one node
 	// verify on every other, and login hints open on any node.
-	Keys       *keyring.Keyring
+	Keys *keyring.Keyring
+	// Consent records decisions and revocations, and reads the history.
+	Consent    *consent.Service
 	DevLogin   bool
 	PublicURL  string
 	SessionTTL time.Duration
 	PendingTTL time.Duration
-	CodeTTL    time.Duration
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -168,8 +170,4 @@ func aalName(l int) string {
 		return "高 high"
 	}
 	return "?"
-}
-
-func (s *Server) apply(cmd fsm.Command) error {
-	return s.cfg.Cluster.Apply(cmd)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/ca"
 	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/config"
+	"github.com/mydatafed/mydata/hub/internal/consent"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/join"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
@@ -48,6 +49,7 @@ type Server struct {
 	tel     *telemetry.Server
 	keys    *nodekeys.Keys
 	keyring *keyring.Keyring
+	consent *consent.Service
 	// joined is set when this node joined through raft.join: it still has to ask to be added to raft.
 	joined bool
 	// published is set once this node's keys are in the replicated state: until then no directory lists
@@ -141,8 +143,12 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	if s.keys, err = nodekeys.LoadOrCreate(cfg.KeysDir(), cfg.NodeID); err != nil {
 		return nil, err
 	}
+	s.consent = consent.New(consent.Config{
+		TrustDomain: td, NodeID: cfg.NodeID, State: s.state, Keys: s.keyring, Apply: s.cluster.Apply, Sync: s.cluster.Sync,
+		Tickets: s.keys.Tickets, CodeTTL: cfg.Consent.CodeTTL, Log: log.With(telemetry.KeyComponent, "consent"),
+	})
 	s.api, err = api.New(api.Config{
-		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state, Keys: s.keys, Keyring: s.keyring, KEK: kek,
+		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state, Keyring: s.keyring, Consent: s.consent, KEK: kek,
 		SVIDTTL: cfg.CA.SVIDTTL, TokenDefaultTTL: cfg.Tokens.DefaultTTL, TokenMaxTTL: cfg.Tokens.MaxTTL,
 		DirectoryTTL: cfg.Directory.TTL, MaxLongPoll: cfg.Directory.MaxLongPoll,
 		Backup: func(w io.Writer) error {
@@ -155,10 +161,10 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	s.portal, err = portal.New(portal.Config{
-		State: s.state, Cluster: s.cluster, Keys: s.keyring,
+		State: s.state, Cluster: s.cluster, Keys: s.keyring, Consent: s.consent,
 		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
-		PendingTTL: cfg.Consent.PendingTTL, CodeTTL: cfg.Consent.CodeTTL,
-		Log: log.With(telemetry.KeyComponent, "portal"), Registerer: reg,
+		PendingTTL: cfg.Consent.PendingTTL,
+		Log:        log.With(telemetry.KeyComponent, "portal"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -274,6 +280,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.cluster.RunAsLeader(gctx, "keyring", func(ctx context.Context) {
 			s.keyring.Upkeep(ctx, keyringKeep, s.cluster.Apply, func(err error) { s.log.Warn("keyring upkeep", telemetry.KeyError, err) })
 		})
+	})
+	g.Go(func() error {
+		return s.cluster.RunAsLeader(gctx, "consent upkeep", func(ctx context.Context) { s.consent.Upkeep(ctx, time.Minute) })
 	})
 	if s.joined {
 		g.Go(func() error {

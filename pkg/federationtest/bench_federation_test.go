@@ -57,9 +57,17 @@ func quietLogs(tb testing.TB, path string) {
 
 func startBenchFed(tb testing.TB, dataDir string) *benchFed {
 	tb.Helper()
-	f := &benchFed{h: NewHub(tb, HubOptions{})}
-	quietLogs(tb, f.h.ConfigPath)
-	f.h.Start()
+	h := NewHub(tb, HubOptions{})
+	quietLogs(tb, h.ConfigPath)
+	h.Start()
+	return setupBenchFed(tb, h, dataDir)
+}
+
+// setupBenchFed registers and starts the benchmark's DP and SP connectors, dataset and service at the
+// running hub h (and its cluster: the connectors get every node's URL).
+func setupBenchFed(tb testing.TB, h *Hub, dataDir string) *benchFed {
+	tb.Helper()
+	f := &benchFed{h: h}
 	f.dp = f.h.AddConnector("agency", "dp1", ConnectorOptions{Roles: "dp",
 		Extra: fmt.Sprintf("datasets:\n  %s:\n    backend:\n      type: file\n      file:\n        dir: %s\n", benchDataset, dataDir)})
 	f.sp = f.h.AddConnector("bank", "sp1", ConnectorOptions{Roles: "sp"})
@@ -88,8 +96,9 @@ func startBenchFed(tb testing.TB, dataDir string) *benchFed {
 			if err != nil {
 				return err
 			}
-			if len(doc.HubKeys) < 2 {
-				return fmt.Errorf("%d hub keys in the directory", len(doc.HubKeys))
+			// A ticket key per node and the cluster's login-hint key.
+			if want := len(f.h.Cluster) + 1; len(doc.HubKeys) < want {
+				return fmt.Errorf("%d hub keys in the directory, want %d", len(doc.HubKeys), want)
 			}
 			return nil
 		})

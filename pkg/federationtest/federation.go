@@ -3,6 +3,7 @@ package federationtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -172,6 +173,15 @@ func start(t testing.TB, name, logPath, bin string, args ...string) *Process {
 	return p
 }
 
+// Kill ends the process at once with SIGKILL, as a machine that dies would, and waits for it.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Stop stops the process with SIGTERM, then SIGKILL after 10 s.
 func (p *Process) Stop(t testing.TB) {
 	select {
@@ -262,28 +272,39 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 type HubOptions struct {
 	// Extra is appended to the generated YAML (keys not set by the harness).
 	Extra string
+	// NodeID is the node's id; hub-1 if empty.
+	NodeID string
+	// Raft holds more keys of the raft section, as YAML lines indented by two spaces.
+	Raft string
 }
 
 // Hub is a hub node run as a process.
 type Hub struct {
 	Bin, ConnectorBin string
+	NodeID            string
 	Dir               string
 	ConfigPath        string
 	API, Raft, Telem  string
 	Portal            string
-	proc              *Process
-	t                 testing.TB
+	// Cluster is every node of the hub's cluster, this one included; connectors get all their URLs.
+	Cluster []*Hub
+	proc    *Process
+	t       testing.TB
 }
 
 // NewHub writes a hub configuration with fresh loopback ports under a new temporary directory.
 func NewHub(t testing.TB, opts HubOptions) *Hub {
 	t.Helper()
 	hubBin, connBin := Binaries(t)
-	h := &Hub{Bin: hubBin, ConnectorBin: connBin, Dir: t.TempDir(), t: t}
+	if opts.NodeID == "" {
+		opts.NodeID = "hub-1"
+	}
+	h := &Hub{Bin: hubBin, ConnectorBin: connBin, NodeID: opts.NodeID, Dir: t.TempDir(), t: t}
+	h.Cluster = []*Hub{h}
 	h.API, h.Raft, h.Telem, h.Portal = FreeTCP(t), FreeTCP(t), FreeTCP(t), FreeTCP(t)
 	h.ConfigPath = filepath.Join(h.Dir, "hub.yaml")
-	yaml := fmt.Sprintf("trust_domain: %s\nnode_id: hub-1\ndata_dir: %s\napi:\n  listen: %s\nraft:\n  listen: %s\ntelemetry:\n  listen: %s\nportal:\n  listen: %s\nidentity:\n  dev_login: true\nlog:\n  level: debug\n%s",
-		TrustDomain, filepath.Join(h.Dir, "data"), h.API, h.Raft, h.Telem, h.Portal, opts.Extra)
+	yaml := fmt.Sprintf("trust_domain: %s\nnode_id: %s\ndata_dir: %s\napi:\n  listen: %s\nraft:\n  listen: %s\n%stelemetry:\n  listen: %s\nportal:\n  listen: %s\nidentity:\n  dev_login: true\nlog:\n  level: debug\n%s",
+		TrustDomain, opts.NodeID, filepath.Join(h.Dir, "data"), h.API, h.Raft, opts.Raft, h.Telem, h.Portal, opts.Extra)
 	if err := os.WriteFile(h.ConfigPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -297,15 +318,97 @@ func StartHub(t testing.TB, opts HubOptions) *Hub {
 	return h
 }
 
-// Start starts (or restarts) the hub process and waits until it leads.
-func (h *Hub) Start() {
+// Start starts (or restarts) the hub process and waits until it is ready.
+func (h *Hub) Start(extra ...string) {
 	h.t.Helper()
-	h.proc = start(h.t, "hub", filepath.Join(h.Dir, "hub.log"), h.Bin, "serve", "--config", h.ConfigPath)
-	WaitHTTP(h.t, "http://"+h.Telem+"/readyz", 30*time.Second)
+	h.StartNoWait(extra...)
+	WaitHTTP(h.t, "http://"+h.Telem+"/readyz", 60*time.Second)
 }
+
+// StartNoWait starts the hub process and returns at once.
+func (h *Hub) StartNoWait(extra ...string) {
+	h.t.Helper()
+	h.proc = start(h.t, h.NodeID, filepath.Join(h.Dir, "hub.log"), h.Bin, append([]string{"serve", "--config", h.ConfigPath}, extra...)...)
+}
+
+// Join starts the hub as a new node of via's cluster, with a fresh node join token, and waits until it is
+// ready. Every node's Cluster then lists it.
+func (h *Hub) Join(via *Hub) {
+	h.t.Helper()
+	tok := strings.TrimSpace(via.Admin("cluster", "join-token"))
+	h.Start("--join", via.URL(), "--token", tok)
+	cluster := append(via.Cluster[:len(via.Cluster):len(via.Cluster)], h)
+	for _, n := range cluster {
+		n.Cluster = cluster
+	}
+}
+
+// StartCluster starts n hub nodes, hub-1 to hub-n: the first makes the cluster, each other joins it
+// through the node before it. It waits until every node is a voter.
+func StartCluster(t testing.TB, n int, opts HubOptions) []*Hub {
+	t.Helper()
+	var hubs []*Hub
+	for i := range n {
+		o := opts
+		o.NodeID = fmt.Sprintf("hub-%d", i+1)
+		h := NewHub(t, o)
+		if i == 0 {
+			h.Start()
+		} else {
+			h.Join(hubs[i-1])
+		}
+		hubs = append(hubs, h)
+	}
+	WaitVoters(t, hubs[0], n)
+	return hubs
+}
+
+// WaitVoters waits until the cluster h belongs to has n voters.
+func WaitVoters(t testing.TB, h *Hub, n int) {
+	t.Helper()
+	Eventually(t, 60*time.Second, "every node a voter", func() error {
+		var st struct {
+			Servers []struct {
+				Suffrage string `json:"suffrage"`
+			} `json:"servers"`
+		}
+		out := h.Admin("--json", "cluster", "status")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return err
+		}
+		voters := 0
+		for _, s := range st.Servers {
+			if s.Suffrage == "voter" {
+				voters++
+			}
+		}
+		if voters != n {
+			return fmt.Errorf("%d voters:\n%s", voters, out)
+		}
+		return nil
+	})
+}
+
+// Kill ends the hub process with SIGKILL.
+func (h *Hub) Kill() { h.proc.Kill() }
+
+// Pid is the hub process's id.
+func (h *Hub) Pid() int { return h.proc.Pid() }
+
+// Running says whether the hub process is running.
+func (h *Hub) Running() bool { return h.proc != nil && !h.proc.Exited() }
 
 // Stop stops the hub process.
 func (h *Hub) Stop() { h.proc.Stop(h.t) }
+
+// URLs are the API URLs of every node of the hub's cluster.
+func (h *Hub) URLs() []string {
+	var out []string
+	for _, n := range h.Cluster {
+		out = append(out, n.URL())
+	}
+	return out
+}
 
 // URL is the hub API's base URL.
 func (h *Hub) URL() string { return "https://" + h.API }
@@ -377,8 +480,8 @@ func (h *Hub) AddConnector(org, name string, opts ConnectorOptions) *Connector {
 	h.AddOrg(org)
 	h.Admin("connector", "add", "--org", org, "--name", name, "--roles", opts.Roles, "--address", c.QUIC)
 	c.ConfigPath = filepath.Join(c.Dir, "connector.yaml")
-	yaml := fmt.Sprintf("trust_domain: %s\norg: %s\nname: %s\ndata_dir: %s\nhub:\n  url: %s\nquic:\n  listen: %s\ntelemetry:\n  listen: %s\nexchange:\n  listen: %s\nlog:\n  level: debug\n%s",
-		TrustDomain, org, name, filepath.Join(c.Dir, "data"), h.URL(), c.QUIC, c.Telem, c.API, opts.Extra)
+	yaml := fmt.Sprintf("trust_domain: %s\norg: %s\nname: %s\ndata_dir: %s\nhub:\n  url: [%s]\nquic:\n  listen: %s\ntelemetry:\n  listen: %s\nexchange:\n  listen: %s\nlog:\n  level: debug\n%s",
+		TrustDomain, org, name, filepath.Join(c.Dir, "data"), strings.Join(h.URLs(), ", "), c.QUIC, c.Telem, c.API, opts.Extra)
 	if err := os.WriteFile(c.ConfigPath, []byte(yaml), 0o644); err != nil {
 		h.t.Fatal(err)
 	}

@@ -42,8 +42,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "2")
 		writeError(w, http.StatusServiceUnavailable, err.Error()+"; retry, or try another hub node")
 	case errors.Is(err, cluster.ErrUnknownOutcome):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		// Not 503: a client that retried elsewhere would be refused a single-use write it may have made.
+		writeError(w, http.StatusInternalServerError, err.Error())
 	default:
 		s.log.Error("request failed", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")

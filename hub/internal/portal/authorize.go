@@ -60,6 +60,12 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRe
 		}
 	}
 	svc, err := s.cfg.State.Service(q.Get("client_id"))
+	if err == nil && svc == nil && s.cfg.Sync != nil {
+		// Registered through another node a moment ago, perhaps: catch up with the leader and look again.
+		if err = s.cfg.Sync(r.Context()); err == nil {
+			svc, err = s.cfg.State.Service(q.Get("client_id"))
+		}
+	}
 	if err != nil {
 		s.errorPage(w, http.StatusInternalServerError, "Something went wrong 系統錯誤", "Please try again later.")
 		return nil, false

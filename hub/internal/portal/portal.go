@@ -38,7 +38,9 @@ type Config struct {
 	// verify on every other, and login hints open on any node.
 	Keys *keyring.Keyring
 	// Consent records decisions and revocations, and reads the history.
-	Consent    *consent.Service
+	Consent *consent.Service
+	// Sync waits until this node has applied what the leader has committed (cluster.Sync).
+	Sync       func(context.Context) error
 	DevLogin   bool
 	PublicURL  string
 	SessionTTL time.Duration

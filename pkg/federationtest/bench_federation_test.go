@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,15 +190,22 @@ func smallRecords(tb testing.TB, subjects []string, size int) string {
 // the SP's web application drive them. Its methods return errors instead of failing the benchmark, since
 // many run at once off the benchmark's goroutine.
 type benchFlow struct {
-	portal, spAPI string
-	transport     *http.Transport
-	size          int
+	// portals are every hub node's portal; each flow takes the next.
+	portals   []string
+	next      atomic.Uint64
+	spAPI     string
+	transport *http.Transport
+	size      int
 }
 
 func newBenchFlow(f *benchFed, size int) *benchFlow {
-	return &benchFlow{portal: f.h.PortalURL(), spAPI: "http://" + f.sp.API, size: size, transport: &http.Transport{
+	fl := &benchFlow{spAPI: "http://" + f.sp.API, size: size, transport: &http.Transport{
 		MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: time.Minute, DisableCompression: true,
 	}}
+	for _, h := range f.h.Cluster {
+		fl.portals = append(fl.portals, h.PortalURL())
+	}
+	return fl
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -237,20 +245,21 @@ func (fl *benchFlow) run(subject string) error {
 	q := url.Values{"response_type": {"code"}, "client_id": {benchService}, "redirect_uri": {benchRedirect}, "scope": {benchDataset},
 		"state": {"st"}, "code_challenge": {p.Challenge}, "code_challenge_method": {"S256"}}
 	authz := "/oauth/authorize?" + q.Encode()
+	portal := fl.portals[fl.next.Add(1)%uint64(len(fl.portals))]
 
 	// The SP sends the browser to the hub, which asks for a login first.
-	page, _, err := fl.get(browser, fl.portal+authz, http.StatusOK)
+	page, _, err := fl.get(browser, portal+authz, http.StatusOK)
 	if err != nil {
 		return fmt.Errorf("authorize: %w", err)
 	}
 	if !strings.Contains(page, `name="subject"`) {
 		return errors.New("authorize did not ask for a login")
 	}
-	_, resp, err := fl.postForm(browser, fl.portal+"/login", url.Values{"subject": {subject}, "method": {benchMethod}, "next": {authz}}, http.StatusSeeOther)
+	_, resp, err := fl.postForm(browser, portal+"/login", url.Values{"subject": {subject}, "method": {benchMethod}, "next": {authz}}, http.StatusSeeOther)
 	if err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
-	page, _, err = fl.get(browser, fl.portal+resp.Header.Get("Location"), http.StatusOK)
+	page, _, err = fl.get(browser, portal+resp.Header.Get("Location"), http.StatusOK)
 	if err != nil {
 		return fmt.Errorf("authorize after login: %w", err)
 	}
@@ -259,7 +268,7 @@ func (fl *benchFlow) run(subject string) error {
 		return err
 	}
 	form.Set("decision", "approve")
-	_, resp, err = fl.postForm(browser, fl.portal+"/oauth/consent", form, http.StatusFound)
+	_, resp, err = fl.postForm(browser, portal+"/oauth/consent", form, http.StatusFound)
 	if err != nil {
 		return fmt.Errorf("approve: %w", err)
 	}
@@ -287,8 +296,24 @@ func (fl *benchFlow) run(subject string) error {
 	return nil
 }
 
-// receiptsTotal reads the hub's count of recorded receipts, both roles.
+// receiptsTotal reads the count of receipts the hub's nodes took, both roles, all nodes together (each
+// counts those its API took).
 func receiptsTotal(h *Hub) (int, error) {
+	total := 0
+	for _, n := range h.Cluster {
+		if !n.Running() {
+			continue
+		}
+		c, err := nodeReceipts(n)
+		if err != nil {
+			return 0, err
+		}
+		total += c
+	}
+	return total, nil
+}
+
+func nodeReceipts(h *Hub) (int, error) {
 	resp, err := http.Get("http://" + h.Telem + "/metrics")
 	if err != nil {
 		return 0, err
@@ -341,19 +366,31 @@ const clockTicks = 100
 // "<name>-cpu-ms/op": where a transfer's cycles go, and whether the machine's cores were the limit.
 type cpuMeter struct {
 	names []string
-	pids  []int
+	pids  [][]int // the processes of each name, counted together
 	start []time.Duration
 }
 
-func (m *cpuMeter) add(name string, pid int) {
-	m.names, m.pids = append(m.names, name), append(m.pids, pid)
+func (m *cpuMeter) add(name string, pids ...int) {
+	m.names, m.pids = append(m.names, name), append(m.pids, pids)
+}
+
+func (m *cpuMeter) total(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		t, err := cpuTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += t
+	}
+	return sum, nil
 }
 
 func (m *cpuMeter) begin(tb testing.TB) {
 	tb.Helper()
 	m.start = m.start[:0]
-	for _, pid := range m.pids {
-		t, err := cpuTime(pid)
+	for _, pids := range m.pids {
+		t, err := m.total(pids)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -363,8 +400,8 @@ func (m *cpuMeter) begin(tb testing.TB) {
 
 func (m *cpuMeter) report(b *testing.B, ops int) {
 	b.Helper()
-	for i, pid := range m.pids {
-		t, err := cpuTime(pid)
+	for i, pids := range m.pids {
+		t, err := m.total(pids)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -137,6 +137,24 @@ func BenchmarkTLSTCP(b *testing.B) {
 func BenchmarkSmallExchanges(b *testing.B) {
 	subjects := benchSubjects(b, 1000)
 	f := startBenchFed(b, smallRecords(b, subjects, smallSize))
+	smallExchanges(b, f, subjects)
+}
+
+// BenchmarkSmallExchangesCluster is BenchmarkSmallExchanges against a three-node hub cluster: the
+// browsers' portal visits are spread over the three nodes (two of three land on a follower, which forwards
+// the consent to the leader), the connectors use the first node they list. hub-cpu-ms/op is the three
+// nodes' CPU together; hub1, hub2 and hub3 each node's.
+func BenchmarkSmallExchangesCluster(b *testing.B) {
+	subjects := benchSubjects(b, 1000)
+	hubs := StartCluster(b, 3, HubOptions{})
+	for _, h := range hubs {
+		quietLogs(b, h.ConfigPath)
+	}
+	f := setupBenchFed(b, hubs[0], smallRecords(b, subjects, smallSize))
+	smallExchanges(b, f, subjects)
+}
+
+func smallExchanges(b *testing.B, f *benchFed, subjects []string) {
 	fl := newBenchFlow(f, smallSize)
 	defer fl.transport.CloseIdleConnections()
 
@@ -164,7 +182,16 @@ func BenchmarkSmallExchanges(b *testing.B) {
 	}
 
 	var cpu cpuMeter
-	cpu.add("hub", f.h.proc.cmd.Process.Pid)
+	var hubPids []int
+	for _, h := range f.h.Cluster {
+		hubPids = append(hubPids, h.Pid())
+	}
+	cpu.add("hub", hubPids...)
+	if len(hubPids) > 1 {
+		for i, pid := range hubPids {
+			cpu.add(fmt.Sprintf("hub%d", i+1), pid)
+		}
+	}
 	cpu.add("dp", f.dp.proc.cmd.Process.Pid)
 	cpu.add("sp", f.sp.proc.cmd.Process.Pid)
 	cpu.add("app", 0)

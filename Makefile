@@ -21,6 +21,8 @@ BENCH_OUT ?= $(BIN)/bench.txt
 # interleaved so that a noisy machine weighs on both sides of a ratio alike. Under a minute a round.
 BENCH_COUNT ?= 6
 BENCH_SMALL ?= 3000
+# Kills of the leader of a three-node hub in the failover benchmark.
+BENCH_FAILOVERS ?= 7
 STATICCHECK_VERSION := v0.8.2
 # An installed staticcheck if there is one, else the pinned release through the module proxy.
 STATICCHECK ?= $(or $(shell command -v staticcheck 2>/dev/null),$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))
@@ -54,7 +56,10 @@ bench: build ## run the benchmarks (product rounds: BENCH_COUNT) into BENCH_OUT;
 		echo "== product benchmarks, round $$round of $(BENCH_COUNT)"; \
 		run -test.bench '^Benchmark(BulkTransfer|BareQUIC|TLSTCP)$$' -test.benchtime 3x; \
 		run -test.bench '^BenchmarkSmallExchanges$$' -test.benchtime $(BENCH_SMALL)x; \
+		run -test.bench '^BenchmarkSmallExchangesCluster$$' -test.benchtime $(BENCH_SMALL)x; \
 	done; \
+	echo "== hub failover ($(BENCH_FAILOVERS) kills of the leader)"; \
+	run -test.bench '^BenchmarkFailover$$' -test.benchtime $(BENCH_FAILOVERS)x; \
 	echo "== idle connector"; \
 	run -test.bench '^BenchmarkIdleConnector$$' -test.benchtime 1x
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $$($(GO) list ./... | grep -v '/pkg/federationtest$$') | tee -a "$(BENCH_OUT)"
@@ -89,10 +94,11 @@ function med(name, unit,    i, a) {
 	for (i = 1; i <= count[name, unit]; i++) a[i] = val[name, unit, i]
 	return median(a, count[name, unit])
 }
-function ratio(num, den,    i, n, a) {
-	n = count[num, "MB/s"] < count[den, "MB/s"] ? count[num, "MB/s"] : count[den, "MB/s"]
+function ratio(num, den) { return ratioOf(num, den, "MB/s") }
+function ratioOf(num, den, unit,    i, n, a) {
+	n = count[num, unit] < count[den, unit] ? count[num, unit] : count[den, unit]
 	if (n == 0) return -1
-	for (i = 1; i <= n; i++) a[i] = val[num, "MB/s", i] / val[den, "MB/s", i]
+	for (i = 1; i <= n; i++) a[i] = val[num, unit, i] / val[den, unit, i]
 	return median(a, n)
 }
 function verdict(ok) { return ok ? "met" : "NOT MET" }
@@ -109,6 +115,8 @@ END {
 	rq = ratio("BulkTransfer", "BareQUIC"); rt = ratio("BulkTransfer", "TLSTCP")
 	xs = med("SmallExchanges", "exchanges/s"); p50 = med("SmallExchanges", "p50-ms"); p99 = med("SmallExchanges", "p99-ms")
 	rss = med("IdleConnector", "RSS-MiB")
+	cxs = med("SmallExchangesCluster", "exchanges/s"); cp99 = med("SmallExchangesCluster", "p99-ms"); cr = ratioOf("SmallExchangesCluster", "SmallExchanges", "exchanges/s")
+	fo = med("Failover", "failover-ms"); fomax = med("Failover", "failover-max-ms")
 	printf "Summary of %s (medians of %d rounds; the targets are in docs/benchmarks.md)\n", out, count["BulkTransfer", "MB/s"]
 	show("bulk 256 MiB DP->SP, product", bulk, "%7.1f MB/s", sprintf("   (CPU per transfer: DP %.2f s, SP %.2f s, SP app %.2f s)", med("BulkTransfer", "dp-cpu-ms/op")/1000, med("BulkTransfer", "sp-cpu-ms/op")/1000, med("BulkTransfer", "app-cpu-ms/op")/1000))
 	show("bare quic-go, one stream", quic, "%7.1f MB/s", sprintf("   (CPU per copy: %.2f s)", (med("BareQUIC", "server-cpu-ms/op") + med("BareQUIC", "client-cpu-ms/op"))/1000))
@@ -118,6 +126,10 @@ END {
 	show("small exchanges, 32 clients", xs, "%7.1f /s", xs < 0 ? "" : sprintf("   target >= 500/s: %s   (CPU per exchange: hub %.2f, DP %.2f, SP %.2f, clients %.2f ms)", verdict(xs >= 500), med("SmallExchanges", "hub-cpu-ms/op"), med("SmallExchanges", "dp-cpu-ms/op"), med("SmallExchanges", "sp-cpu-ms/op"), med("SmallExchanges", "app-cpu-ms/op")))
 	show("  latency p50", p50, "%7.1f ms", "")
 	show("  latency p99", p99, "%7.1f ms", p99 < 0 ? "" : "     target < 100 ms: " verdict(p99 < 100))
+	show("small exchanges, 3-node hub", cxs, "%7.1f /s", cxs < 0 ? "" : sprintf("   (CPU per exchange: hubs %.2f = %.2f + %.2f + %.2f, DP %.2f, SP %.2f ms)", med("SmallExchangesCluster", "hub-cpu-ms/op"), med("SmallExchangesCluster", "hub1-cpu-ms/op"), med("SmallExchangesCluster", "hub2-cpu-ms/op"), med("SmallExchangesCluster", "hub3-cpu-ms/op"), med("SmallExchangesCluster", "dp-cpu-ms/op"), med("SmallExchangesCluster", "sp-cpu-ms/op")))
+	show("  3-node / 1-node", cr, "%7.2f", cr < 0 ? "" : "        target >= 0.60: " verdict(cr >= 0.6))
+	show("  latency p99, 3-node", cp99, "%7.1f ms", cp99 < 0 ? "" : "     target < 150 ms: " verdict(cp99 < 150))
+	show("failover: kill leader -> next grant", fo, "%7.0f ms", fo < 0 ? "" : sprintf("     (median of %d kills; slowest %.0f ms; raft heartbeat and election timeouts 1 s)", count["Failover", "failover-ms"] ? $(BENCH_FAILOVERS) : 0, fomax))
 	show("idle connector RSS (larger of DP, SP)", rss, "%7.1f MiB", rss < 0 ? "" : "    target < 40 MiB: " verdict(rss < 40))
 	show("bin/mydata-hub", hub / 1048576, "%7.1f MiB", hub_stripped > 0 ? sprintf("    (%.1f MiB stripped)", hub_stripped / 1048576) : "")
 	show("bin/mydata-connector", conn / 1048576, "%7.1f MiB", conn_stripped > 0 ? sprintf("    (%.1f MiB stripped)", conn_stripped / 1048576) : "")

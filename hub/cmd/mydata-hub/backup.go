@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/backup"
@@ -70,6 +71,8 @@ func restoreCmd(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// What restore writes (the CA, the cluster key, the seeded raft snapshot) is private, as serve's is.
+	syscall.Umask(0o077)
 	f, err := os.Open(*src)
 	if err != nil {
 		return err

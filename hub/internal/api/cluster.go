@@ -101,6 +101,12 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	exp, ok, err := s.cfg.State.NodeToken(tok.Hash())
+	if err == nil && !ok {
+		// Made through another node a moment ago, perhaps: catch up with the leader and look again.
+		if err = s.cfg.Cluster.Sync(r.Context()); err == nil {
+			exp, ok, err = s.cfg.State.NodeToken(tok.Hash())
+		}
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -149,13 +149,20 @@ func (c *Cluster) membershipLocal(m membership) error {
 	var f raft.IndexFuture
 	switch m.Op {
 	case opAddNonvoter:
-		if cur != nil && string(cur.Address) == m.Address {
+		switch {
+		case cur == nil:
+			f = c.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.Address), fut.Index(), 10*time.Second)
+		case string(cur.Address) != m.Address:
+			// Back at another address: AddNonvoter of a known id moves it, and makes it a non-voter.
+			f = c.raft.AddNonvoter(cur.ID, raft.ServerAddress(m.Address), fut.Index(), 10*time.Second)
+		case cur.Suffrage == raft.Voter:
+			// A member that lost its disk and joined again: its log is empty, so it must not count towards
+			// the quorum until it has caught up (a majority of it and a lagging peer could lose entries).
+			// The autopilot promotes it again.
+			f = c.raft.DemoteVoter(cur.ID, fut.Index(), 10*time.Second)
+		default:
 			return nil
 		}
-		if cur != nil {
-			return fmt.Errorf("node %s is already a member at %s; remove it first", m.ID, cur.Address)
-		}
-		f = c.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.Address), fut.Index(), 10*time.Second)
 	case opAddVoter:
 		if cur == nil {
 			return fmt.Errorf("node %s is not a member", m.ID)

@@ -247,6 +247,18 @@ func TestThreeNodes(t *testing.T) {
 func TestRemoveNode(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	f := tc.follower()
+	// A member asking to be added again (it lost its disk and joined again) becomes a non-voter until it
+	// has caught up, then the autopilot promotes it.
+	if err := tc.nodes[0].c.AddNonvoter(context.Background(), f.id, f.c.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	servers, _ := tc.leader().c.Servers(context.Background())
+	for _, s := range servers {
+		if s.ID == f.id && s.Suffrage != "nonvoter" {
+			t.Errorf("%s rejoined as a %s", f.id, s.Suffrage)
+		}
+	}
+	tc.waitVoters(3)
 	other := tc.nodes[0]
 	for _, n := range tc.nodes {
 		if n != f && !n.stopped {

@@ -138,11 +138,18 @@ func applyNodeJoin(tx *sql.Tx, c *NodeJoin) (Result, bool, error) {
 		return Result{}, false, err
 	}
 	if _, err := tx.Exec(`INSERT INTO hub_nodes(id, raft_address, api_url, status, joined_at) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT(id) DO UPDATE SET raft_address = excluded.raft_address, api_url = excluded.api_url`,
+		ON CONFLICT(id) DO UPDATE SET raft_address = excluded.raft_address, api_url = excluded.api_url, joined_at = excluded.joined_at`,
 		c.Node, c.RaftAddress, c.APIURL, NodeActive, ms(c.Now)); err != nil {
 		return Result{}, false, err
 	}
-	return applyCertRecord(tx, &c.Cert)
+	if n != nil {
+		// Joining again, it lost its ticket key with its disk: the old one leaves the directory.
+		if _, err := tx.Exec(`DELETE FROM hub_keys WHERE node = ?`, c.Node); err != nil {
+			return Result{}, false, err
+		}
+	}
+	res, _, err := applyCertRecord(tx, &c.Cert)
+	return res, n != nil, err
 }
 
 func applyNodeInfo(tx *sql.Tx, c *NodeInfo) (Result, bool, error) {

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -115,7 +116,14 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.cfg.Consent.Revoke(id, sess.Subject, s.now()); err != nil {
-		s.errorPage(w, http.StatusConflict, "Cannot revoke 無法撤回", err.Error())
+		var fe *fsm.Error
+		if !errors.As(err, &fe) {
+			// No leader within the hold timeout, or the outcome is unknown: not the consent's fault.
+			s.log.Warn("revoke a consent", "err", err)
+			s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot record your revocation right now.")
+			return
+		}
+		s.errorPage(w, http.StatusConflict, "Cannot revoke 無法撤回", fe.Message)
 		return
 	}
 	http.Redirect(w, r, "/history", http.StatusSeeOther)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -281,6 +282,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.keyring.Upkeep(ctx, keyringKeep, s.cluster.Apply, func(err error) { s.log.Warn("keyring upkeep", telemetry.KeyError, err) })
 		})
 	})
+	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "reconcile nodes", s.reconcileNodes) })
 	g.Go(func() error {
 		return s.cluster.RunAsLeader(gctx, "consent upkeep", func(ctx context.Context) { s.consent.Upkeep(ctx, time.Minute) })
 	})
@@ -346,6 +348,44 @@ func (s *Server) publishKeys(ctx context.Context) error {
 	}
 	s.published.Store(true)
 	return nil
+}
+
+// reconcileGrace is how long a node admitted by a join may take to be added to raft before the leader
+// takes it for gone.
+const reconcileGrace = 10 * time.Minute
+
+// reconcileNodes removes from the federation the hub nodes the state holds as active but raft does not
+// know: removed from raft by the autopilot's dead-server cleanup, or members of the cluster a backup was
+// taken from. Their ticket keys leave the directory and their SVIDs are refused, as with `cluster remove`.
+func (s *Server) reconcileNodes(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		servers, err := s.cluster.Servers(ctx)
+		if err != nil {
+			continue
+		}
+		nodes, err := s.state.Nodes()
+		if err != nil {
+			continue
+		}
+		for _, n := range nodes {
+			if n.Status != fsm.NodeActive || time.Since(n.JoinedAt) < reconcileGrace ||
+				slices.ContainsFunc(servers, func(sv cluster.Server) bool { return sv.ID == n.ID }) {
+				continue
+			}
+			if err := s.cluster.Apply(&fsm.NodeRemove{Node: n.ID, Now: time.Now()}); err != nil {
+				s.log.Warn("remove a node raft no longer knows", "node", n.ID, telemetry.KeyError, err)
+				continue
+			}
+			s.log.Warn("removed a hub node that is no longer in the raft configuration", "node", n.ID)
+		}
+	}
 }
 
 // keyringKeep is how long a retired keyring key still verifies and opens what it made: longer than any

@@ -129,8 +129,9 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rec := certRecord(cert, id.String(), "renew", s.now())
-	if err := s.cfg.Cluster.Apply(&rec); err != nil {
+	// The status is checked again where it is decided, on apply: a suspension committed meanwhile wins.
+	if err := s.cfg.Cluster.Apply(&fsm.Renew{Org: p.Org, Name: p.Name, Cert: certRecord(cert, id.String(), "renew", s.now())}); err != nil {
+		s.metrics.renewals.WithLabelValues("refused").Inc()
 		s.fail(w, r, err)
 		return
 	}

@@ -39,6 +39,7 @@ const (
 	TypeKeyringPurge
 	TypeConsentForget
 	TypeConsentRedact
+	TypeRenew
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the
@@ -85,6 +86,14 @@ type TokenCreate struct {
 type Enroll struct {
 	TokenHash string     `json:"token_hash"`
 	Cert      CertRecord `json:"cert"`
+}
+
+// Renew records a certificate issued to a connector for its own ID, only if the connector is still active
+// when the entry applies: a suspension that commits first wins, whichever node took the renewal.
+type Renew struct {
+	Org  string     `json:"org"`
+	Name string     `json:"name"`
+	Cert CertRecord `json:"cert"`
 }
 
 // CertRecord records an issued certificate.

@@ -88,6 +88,7 @@ var registry = map[Type]entry{
 	TypeKeyringPurge:    command(applyKeyringPurge, keepsLookups),
 	TypeConsentForget:   command(applyConsentForget, keepsLookups),
 	TypeConsentRedact:   command(applyConsentRedact, keepsLookups),
+	TypeRenew:           command(applyRenew, dropsLookups),
 }
 
 // typeOf finds a payload's command type.

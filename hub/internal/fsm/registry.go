@@ -126,6 +126,20 @@ func applyEnroll(tx *sql.Tx, c *Enroll) (Result, bool, error) {
 	return applyCertRecord(tx, &c.Cert)
 }
 
+func applyRenew(tx *sql.Tx, c *Renew) (Result, bool, error) {
+	st, err := connectorStatus(tx, c.Org, c.Name)
+	if err != nil {
+		return Result{}, false, err
+	}
+	if st != hubapi.StatusActive {
+		if st == "" {
+			st = "unknown"
+		}
+		return refuse(Forbidden, "connector %s/%s is %s and cannot renew its SVID", c.Org, c.Name, st), false, nil
+	}
+	return applyCertRecord(tx, &c.Cert)
+}
+
 func applyCertRecord(tx *sql.Tx, c *CertRecord) (Result, bool, error) {
 	_, err := tx.Exec(`INSERT INTO certificates(serial, spiffe_id, kind, not_before, not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		c.Serial, c.SPIFFEID, c.Kind, ms(c.NotBefore), ms(c.NotAfter), ms(c.Now))

@@ -121,6 +121,13 @@ func (c *CertRecord) Validate() error {
 
 func (c *TokenPurge) Validate() error { return nil }
 
+func (c *Renew) Validate() error {
+	if c.Org == "" || c.Name == "" {
+		return errors.New("renew: org and name are required")
+	}
+	return c.Cert.Validate()
+}
+
 // Validate also fills in the defaults the API's validation sets (the content type).
 func (c *DatasetAdd) Validate() error {
 	d := c.Dataset.api()

@@ -289,6 +289,7 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 // that catches up from a snapshot; a node that lost its disk joins again; sessions and login hints work
 // across nodes; no national ID is in clear in any node's files or in a backup.
 func TestClusterMembership(t *testing.T) {
+	parent := t
 	f := startClusterFed(t)
 	fl := newBenchFlow(f.benchFed, 64)
 	subjects := benchSubjects(t, 1200)
@@ -330,7 +331,14 @@ func TestClusterMembership(t *testing.T) {
 		files := []string{backup}
 		for _, h := range f.hubs {
 			filepath.WalkDir(h.DataDir(), func(p string, d fs.DirEntry, err error) error {
-				if err == nil && d.Type().IsRegular() {
+				if err != nil {
+					return nil
+				}
+				// Everything the hub writes is its user's alone: raft's WAL and snapshots included.
+				if info, err := d.Info(); err == nil && info.Mode().Perm()&0o077 != 0 {
+					t.Errorf("%s has mode %v; the hub's files are 0600 and its directories 0700", p, info.Mode().Perm())
+				}
+				if d.Type().IsRegular() {
 					files = append(files, p)
 				}
 				return nil
@@ -410,7 +418,8 @@ func TestClusterMembership(t *testing.T) {
 			_, err := f.hubs[0].AdminErr("cluster", "remove", "--node", dead.NodeID)
 			return err
 		})
-		fresh := NewHub(t, HubOptions{NodeID: "hub-4", Raft: clusterRaft})
+		// On the parent test: it must outlive this subtest, as a member of the cluster.
+		fresh := NewHub(parent, HubOptions{NodeID: "hub-4", Raft: clusterRaft})
 		fresh.Join(f.hubs[1])
 		Eventually(t, 60*time.Second, "hub-4 caught up", func() error {
 			if len(consentsByState(t, fresh)) < 30 {
@@ -446,6 +455,33 @@ func TestClusterMembership(t *testing.T) {
 			}
 			return nil
 		})
+		WaitVoters(t, f.hubs[0], 3)
+	})
+
+	t.Run("a revocation reaches the connectors within 10 s while the hub node they use is down", func(t *testing.T) {
+		if err := f.sp.Ping(f.dp); err != nil {
+			t.Fatalf("before: %v", err)
+		}
+		// hub-1 is the first URL of both connectors.
+		f.hubs[0].Kill()
+		var via *Hub
+		for _, h := range f.hubs[1:] {
+			if h.Running() {
+				via = h
+				break
+			}
+		}
+		Eventually(t, 30*time.Second, "suspend through a survivor", func() error {
+			_, err := via.AdminErr("connector", "suspend", "--org", f.dp.Org, "--name", f.dp.Name)
+			return err
+		})
+		took := Eventually(t, 10*time.Second, "the SP refuses the suspended DP", func() error {
+			if err := f.sp.Ping(f.dp); err == nil {
+				return errors.New("still accepted")
+			}
+			return nil
+		})
+		t.Logf("the suspension reached the SP connector %s after it was recorded, with its first hub node down", took)
 	})
 }
 

@@ -76,6 +76,8 @@ done
 cp "$here/copyright" "$stage/copyright"
 gz "$root/docs/operations.md" "$stage/operations.md.gz"
 gz "$root/docs/operator-guide.md" "$stage/operator-guide.md.gz"
+gz "$root/docs/cluster.md" "$stage/cluster.md.gz"
+gz "$root/docs/architecture.md" "$stage/architecture.md.gz"
 
 for component in hub connector; do
 	(cd "$stage" && MYDATA_DEB_VERSION="$deb_v" "${nfpm[@]}" package --config "$here/mydata-$component.nfpm.yaml" --packager deb --target "$stage/") >&2

@@ -133,7 +133,8 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRe
 	return req, true
 }
 
-// openLoginHint opens "<kid>.<base64url HPKE ciphertext>" sealed to this node's key.
+// openLoginHint opens "<kid>.<base64url HPKE ciphertext>" sealed to a hint key of the cluster's keyring
+// (the active one, or one retired a moment ago).
 func (s *Server) openLoginHint(hint, clientID string) (string, error) {
 	kid, ct, ok := strings.Cut(hint, ".")
 	key := s.cfg.Keys.HintKey(kid)

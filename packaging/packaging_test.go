@@ -246,6 +246,7 @@ func testInstall(t *testing.T, hubDeb, connDeb string) {
 		{"usr/share/man/man1/mydata-hub.1.gz", 0o644, 0, 0},
 		{"usr/share/man/man1/mydata-connector.1.gz", 0o644, 0, 0},
 		{"usr/share/doc/mydata-hub/copyright", 0o644, 0, 0},
+		{"usr/share/doc/mydata-hub/cluster.md.gz", 0o644, 0, 0},
 		{"usr/share/doc/mydata-connector/changelog.gz", 0o644, 0, 0},
 		{"usr/share/doc/mydata-connector/operations.md.gz", 0o644, 0, 0},
 		{"var/lib/mydata", os.ModeDir | 0o755, 0, 0},

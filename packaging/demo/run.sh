@@ -9,6 +9,8 @@
 # would do:
 #   1. starts a one-node hub (API 127.0.0.1:8443, raft 127.0.0.1:8300, telemetry 127.0.0.1:9443) with its
 #      citizen portal on http://127.0.0.1:8080 and the development login (type a national ID, pick a method);
+#      with DEMO_HUB_NODES=3 or 5, then joins hub-2..hub-N to it with a node join token each and waits until
+#      all are voters (their ports: see "the hub's nodes" below);
 #   2. registers three organisations and one connector each with `mydata-hub admin`;
 #   3. makes a single-use join token per connector and enrolls it, pinning the hub's CA fingerprint;
 #   4. starts the connectors:
@@ -30,6 +32,8 @@
 #   DEMO_SKIP_BUILD=1        use the binaries already in bin/ (`make demo` builds them first); the sample
 #                            programs are built in any case, into bin/demo/
 #   DEMO_DIR=PATH            state directory instead of <repo>/.demo (it is deleted and made afresh)
+#   DEMO_HUB_NODES=N         hub nodes: 1 (the default), or 3 or 5 for a raft cluster (`make demo-cluster`: 3);
+#                            every connector then lists every node's API in hub.url
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -46,6 +50,7 @@ hub_api="127.0.0.1:8443"
 hub_raft="127.0.0.1:8300"
 hub_tel="127.0.0.1:9443"
 hub_portal="127.0.0.1:8080"
+hub_nodes="${DEMO_HUB_NODES:-1}"
 bank_app="127.0.0.1:8000"
 bank_api="127.0.0.1:8442"
 client_id="demobank.card"
@@ -239,7 +244,38 @@ slow_agency() {
 
 # ---- 0. preflight and build --------------------------------------------------------------------------------
 
-ports=("$hub_api" "$hub_raft" "$hub_tel" "$hub_portal" "$bank_app")
+# The hub's nodes. hub-1 is the one node of the default demo. With DEMO_HUB_NODES=3 or 5, hub-i (i = 2..N) has
+# API 127.0.0.1:(8442+i), raft :(8299+i) and portal :(8079+i), i.e. 8444-8447, 8301-8304 and 8081-8084, which
+# nothing else of the demo uses (the connectors' local APIs are 8440-8442, the bank's application 8000).
+# Telemetry cannot go on from 9443 likewise: 9444 is bank-sp's (the connectors' are 9441, 9442 and 9444), so
+# hub-i's is 127.0.0.1:(9450+i), i.e. 9452-9455.
+case "$hub_nodes" in
+1 | 3 | 5) ;;
+*) die "DEMO_HUB_NODES=$hub_nodes: the demo runs 1, 3 or 5 hub nodes (2 or 4 raft voters survive no more failures than 1 or 3)" ;;
+esac
+hub_ids=(hub-1) hub_apis=("$hub_api") hub_rafts=("$hub_raft") hub_tels=("$hub_tel") hub_portals=("$hub_portal")
+hub_confs=("$demo/hub.yaml") hub_datas=("$demo/hub")
+for ((i = 2; i <= hub_nodes; i++)); do
+	hub_ids+=("hub-$i")
+	hub_apis+=("127.0.0.1:$((8442 + i))")
+	hub_rafts+=("127.0.0.1:$((8299 + i))")
+	hub_tels+=("127.0.0.1:$((9450 + i))")
+	hub_portals+=("127.0.0.1:$((8079 + i))")
+	hub_confs+=("$demo/hub-$i.yaml")
+	hub_datas+=("$demo/hub-$i")
+done
+# Process names, which name the logs too (logs/NAME.log): "hub" alone, as ever; hub-1..hub-N in a cluster.
+if ((hub_nodes == 1)); then
+	hub_names=(hub)
+else
+	hub_names=("${hub_ids[@]}")
+fi
+hub_logs=()
+for name in "${hub_names[@]}"; do
+	hub_logs+=("$demo/logs/$name.log")
+done
+
+ports=("${hub_apis[@]}" "${hub_rafts[@]}" "${hub_tels[@]}" "${hub_portals[@]}" "$bank_app")
 for c in "${connectors[@]}"; do
 	read -r _ _ _ _ tel api <<<"$c"
 	ports+=("$tel" "$api")
@@ -294,6 +330,37 @@ identity:
   dev_login: true
 EOF
 echo "  ${hub_conf#$root/}"
+# hub-2..hub-N: the same but for their node_id, data_dir and ports. They join hub-1's cluster (serve --join
+# and --token, below) and get the federation root CA and the cluster key from it.
+for ((i = 1; i < hub_nodes; i++)); do
+	cat >"${hub_confs[i]}" <<EOF
+# Demo hub node ${hub_ids[i]}: see conf/hub.yaml for every key. Made by packaging/demo/run.sh; overwritten on each run.
+trust_domain: $trust_domain
+node_id: ${hub_ids[i]}
+data_dir: ${hub_datas[i]}
+api:
+  listen: ${hub_apis[i]}
+raft:
+  listen: ${hub_rafts[i]}
+  # It joins hub-1's cluster, and never makes one of its own (with its data_dir lost, it refuses to start).
+  bootstrap: false
+telemetry:
+  listen: ${hub_tels[i]}
+portal:
+  listen: ${hub_portals[i]}
+identity:
+  # The development login, as on hub-1. Never in production.
+  dev_login: true
+EOF
+	echo "  ${hub_confs[i]#"$root"/}"
+done
+
+# The connectors' hub.url: hub-1's API, or every node's, which they move between when one fails.
+hub_url="https://$hub_api"
+if ((hub_nodes > 1)); then
+	hub_url="$(printf 'https://%s, ' "${hub_apis[@]}")"
+	hub_url="[${hub_url%, }]"
+fi
 
 # datasets_of NAME: the datasets section of a connector's configuration, where its agency keeps the data.
 datasets_of() {
@@ -337,7 +404,7 @@ org: $org
 name: $name
 data_dir: $demo/$name
 hub:
-  url: https://$hub_api
+  url: $hub_url
 quic:
   listen: $quic
 telemetry:
@@ -352,15 +419,47 @@ done
 # ---- 1. the hub --------------------------------------------------------------------------------------------
 
 step "Starting the hub (one-node raft cluster, embedded CA, citizen portal)"
-hub_log="$demo/logs/hub.log"
-start hub "$hub_log" "$hub_bin" serve --config "$hub_conf"
+hub_log="${hub_logs[0]}"
+start "${hub_names[0]}" "$hub_log" "$hub_bin" serve --config "$hub_conf"
 hub_pid="${pids[-1]}"
-wait_ready hub "$hub_tel" "$hub_log" "$hub_pid"
+hub_pids=("$hub_pid")
+wait_ready "${hub_names[0]}" "$hub_tel" "$hub_log" "$hub_pid"
 
 admin() { run "$hub_bin" admin --config "$hub_conf" "$@"; }
 
 fingerprint="$(run "$hub_bin" ca fingerprint --config "$hub_conf")"
 echo "  $fingerprint"
+
+# wait_voters N: waits up to about 60 s until hub-1's `cluster status` counts N voters. A node joins as a
+# non-voter; the leader promotes it once it has caught up.
+wait_voters() {
+	local want="$1" voters=0
+	for _ in $(seq 300); do
+		voters="$("$hub_bin" admin --config "$hub_conf" --json cluster status 2>/dev/null | grep -o '"suffrage": *"voter"' | wc -l)" || true
+		if ((voters >= want)); then
+			echo "  the cluster has $voters voters"
+			return
+		fi
+		sleep 0.2
+	done
+	"$hub_bin" admin --config "$hub_conf" cluster status >&2 || true
+	die "the cluster has $voters voters, not $want, after 60s (see ${demo#"$root"/}/logs/)"
+}
+
+if ((hub_nodes > 1)); then
+	step "Joining hub-2..hub-$hub_nodes to the cluster through hub-1, one at a time, each with a single-use node join token"
+	for ((i = 1; i < hub_nodes; i++)); do
+		token="$(admin cluster join-token --ttl 10m)"
+		secret="$token"
+		echo "  token for ${hub_ids[i]}: $(show "$token") (single use, valid 10 minutes, carries the CA fingerprint)"
+		start "${hub_names[i]}" "${hub_logs[i]}" "$hub_bin" serve --config "${hub_confs[i]}" --join "https://$hub_api" --token "$token"
+		secret=""
+		hub_pids+=("${pids[-1]}")
+		wait_ready "${hub_names[i]}" "${hub_tels[i]}" "${hub_logs[i]}" "${hub_pids[i]}"
+		wait_voters $((i + 1))
+	done
+	admin cluster status
+fi
 
 # ---- 2. organisations and connectors -----------------------------------------------------------------------
 
@@ -396,7 +495,7 @@ for c in "${connectors[@]}"; do
 	read -r name _ _ _ _ _ <<<"$c"
 	start "$name" "$demo/logs/$name.log" "$conn_bin" serve --config "$demo/$name.yaml"
 done
-i=1
+i=$hub_nodes
 for c in "${connectors[@]}"; do
 	read -r name _ _ _ tel _ <<<"$c"
 	wait_ready "$name" "$tel" "$demo/logs/$name.log" "${pids[i]}"
@@ -454,12 +553,15 @@ start samplebank "$bank_log" "$demo_bin/samplebank" --listen "$bank_app" --hub-p
 	--connector-api "http://$bank_api" --client-id "$client_id" --redirect-uri "http://$bank_app/callback"
 bank_pid="${pids[-1]}"
 wait_ready samplebank "$bank_app" "$bank_log" "$bank_pid" /healthz
-for page in "$bank_app /" "$hub_portal /"; do
-	read -r hostport path <<<"$page"
-	code="$(http_status "$hostport" "$path")"
-	[[ "$code" == 200 ]] || die "http://$hostport$path answered $code"
+for hostport in "$bank_app" "${hub_portals[@]}"; do
+	code="$(http_status "$hostport" /)"
+	[[ "$code" == 200 ]] || die "http://$hostport/ answered $code"
 done
-echo "  the bank's application form and the hub's portal answer"
+if ((hub_nodes == 1)); then
+	echo "  the bank's application form and the hub's portal answer"
+else
+	echo "  the bank's application form and every hub node's portal answer"
+fi
 
 # ---- 9. summary --------------------------------------------------------------------------------------------
 
@@ -482,6 +584,9 @@ ${bold}Sample bank${reset} (示範銀行 Demo Bank, pid $bank_pid)
   web application       http://$bank_app        service $client_id, returns to http://$bank_app/callback
   log                   $(r "$bank_log")
 
+EOF
+if ((hub_nodes == 1)); then
+	cat <<EOF
 ${bold}Hub${reset} (node hub-1, pid $hub_pid)
   citizen portal        http://$hub_portal        development login, consent pages, history
   API (HTTPS, mTLS)     https://$hub_api        e.g. curl -sk https://$hub_api/v1/health
@@ -491,9 +596,26 @@ ${bold}Hub${reset} (node hub-1, pid $hub_pid)
   CA fingerprint        $fingerprint
   config / data / log   $(r "$hub_conf")   $(r "$demo/hub")/   $(r "$hub_log")
 
-${bold}Connectors${reset}
 EOF
-i=1
+else
+	printf '%sHub cluster%s (%s raft nodes; every node serves the API, the portal and admin commands)\n' "$bold" "$reset" "$hub_nodes"
+	for i in "${!hub_ids[@]}"; do
+		printf '  %-8s pid %s\n' "${hub_ids[i]}" "${hub_pids[i]}"
+		printf '           citizen portal http://%s   API https://%s   raft %s\n' "${hub_portals[i]}" "${hub_apis[i]}" "${hub_rafts[i]}"
+		printf '           metrics http://%s/metrics   ready http://%s/readyz\n' "${hub_tels[i]}" "${hub_tels[i]}"
+		printf '           config %s   data %s/   log %s\n' "$(r "${hub_confs[i]}")" "$(r "${hub_datas[i]}")" "$(r "${hub_logs[i]}")"
+	done
+	cat <<EOF
+  CA fingerprint        $fingerprint
+  cluster status        bin/mydata-hub admin --config $(r "$hub_conf") cluster status
+                        (a node's own config asks that node: --config $(r "${hub_confs[1]}") asks ${hub_ids[1]})
+  Any node's portal works: sessions and consent forms are signed with the cluster's shared keys. The bank's
+  application sends browsers to hub-1's, http://$hub_portal. The connectors list every node in hub.url.
+
+EOF
+fi
+printf '%sConnectors%s\n' "$bold" "$reset"
+i=$hub_nodes
 for c in "${connectors[@]}"; do
 	read -r name org roles quic tel api <<<"$c"
 	printf '  %-8s spiffe://%s/org/%s/connector/%s  (%s, pid %s)\n' "$name" "$trust_domain" "$org" "$name" "$roles" "${pids[i]}"
@@ -524,8 +646,20 @@ ${bold}Try${reset} (from $root)
   bin/mydata-hub admin --config $(r "$hub_conf") connector revoke --org fia --name fia-dp
       revocation is final; every connector gets the new directory by long-poll at once
   tail -f $(r "$demo/logs")/*.log
-
 EOF
+if ((hub_nodes > 1)); then
+	cat <<EOF
+  bin/mydata-hub admin --config $(r "$hub_conf") cluster status
+      which node leads; then kill the leader: kill -9 <its pid, above>. Within seconds the others elect a
+      new one: ask a survivor, e.g. bin/mydata-hub admin --config $(r "${hub_confs[1]}") cluster status,
+      which shows the dead node as HEALTHY NO. Keep using the portal of another node (http://${hub_portals[1]},
+      http://${hub_portals[2]}); if hub-1 died, the bank's application still sends you to :${hub_portal##*:}: change
+      the port in the address bar. The connectors move to the next node of their hub.url by themselves, and
+      the demo goes on without the dead node; to bring it back, run bin/mydata-hub serve --config <its config>
+      in another terminal (it rejoins with its state; Ctrl-C there stops it).
+EOF
+fi
+echo
 
 if [[ "${DEMO_EXIT_AFTER_START:-}" == 1 ]]; then
 	echo "DEMO_EXIT_AFTER_START=1: stopping now."
@@ -534,6 +668,8 @@ fi
 
 echo "Press Ctrl-C to stop everything."
 # Wait until Ctrl-C, or until one of the processes dies on its own, which is an error.
+# In a cluster a hub node may die (kill -9 the leader, as the summary suggests): the others go on, so does
+# the demo.
 while true; do
 	for i in "${!pids[@]}"; do
 		if ! kill -0 "${pids[i]}" 2>/dev/null; then
@@ -542,6 +678,10 @@ while true; do
 			log="$demo/logs/$name.log"
 			unset 'pids[i]' 'names[i]'
 			pids=("${pids[@]}") names=("${names[@]}")
+			if ((hub_nodes > 1)) && [[ "$name" == hub-* ]]; then
+				echo "demo: hub node $name exited (exit status $rc); the cluster goes on while a majority of its $hub_nodes nodes runs (log $(r "$log"))"
+				break # the indices moved
+			fi
 			fail_with_log "$name" "$log" "$name exited unexpectedly (exit status $rc)"
 		fi
 	done

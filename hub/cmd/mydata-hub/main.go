@@ -9,7 +9,8 @@ import (
 const usage = `mydata-hub: the MyData Federation hub
 
 Usage:
-  mydata-hub serve  --config FILE        run a hub node
+  mydata-hub serve  --config FILE [--join URL --token T]
+                                         run a hub node; with --join, a new node joins a running cluster
   mydata-hub admin  [--config FILE] ...  administer the federation (run 'mydata-hub admin' for its commands)
   mydata-hub backup --config FILE --out F
                                          write a backup (state and CA; keep it secret) of the running hub

@@ -41,6 +41,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// After the hold timeout: an election that lasts, or this node is cut off from the majority.
 		w.Header().Set("Retry-After", "2")
 		writeError(w, http.StatusServiceUnavailable, err.Error()+"; retry, or try another hub node")
+	case errors.Is(err, cluster.ErrRefused):
+		s.log.Error("the leader refuses this node: it was removed from the cluster", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "this hub node was removed from the cluster; use another")
 	case errors.Is(err, cluster.ErrUnknownOutcome):
 		// Not 503: a client that retried elsewhere would be refused a single-use write it may have made.
 		writeError(w, http.StatusInternalServerError, err.Error())

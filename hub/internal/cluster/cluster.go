@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // Config configures a raft node.
@@ -36,6 +37,9 @@ type Config struct {
 	// HoldTimeout is how long a write waits for a leader during an election before ErrNoLeader (like
 	// Consul's RPC hold timeout). Zero means 5 s.
 	HoldTimeout time.Duration
+	// PeerCheck, if set, is asked again on every forwarded request whether the calling hub node may still
+	// call (the TLS handshake asked once, but a connection outlives a node's removal).
+	PeerCheck func(spiffeid.ID) error
 	// Autopilot promotes caught-up non-voters and removes dead voters; zero values take the defaults.
 	Autopilot  AutopilotConfig
 	Log        *slog.Logger
@@ -58,7 +62,8 @@ type Cluster struct {
 	fwd       *http.Client
 	fwdServer *http.Server
 	// health is the leader's view of its peers, kept by the autopilot loop.
-	health *peerHealth
+	health    *peerHealth
+	peerCheck func(spiffeid.ID) error
 }
 
 // logStore is raft-wal's log and stable store together with its meta database, which WAL.Close leaves
@@ -94,6 +99,9 @@ var ErrNotLeader = errors.New("this hub node is not the raft leader")
 // ErrNoLeader is returned when no leader took a write within the hold timeout: an election, or this node
 // is cut off from the majority. Answer 503 with a Retry-After.
 var ErrNoLeader = errors.New("no hub leader is reachable from this node (an election, or this node is cut off from the majority)")
+
+// ErrRefused is returned when the leader refuses this node (it was removed from the cluster).
+var ErrRefused = errors.New("the leader refuses this node")
 
 // ErrUnknownOutcome is returned when a forwarded write may or may not have been applied (the connection
 // to the leader broke after the write was sent). Retrying a single-use write may then be refused.
@@ -167,7 +175,7 @@ func New(cfg Config, f *fsm.FSM) (*Cluster, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{raft: r, logs: logs, transport: transport, stream: stream, fsm: f, nodeID: cfg.NodeID, hold: cfg.HoldTimeout,
-		autopilot: cfg.Autopilot.withDefaults(), log: cfg.Log, fwd: newForwardClient(stream), health: newPeerHealth(), metrics: newMetrics()}
+		autopilot: cfg.Autopilot.withDefaults(), log: cfg.Log, peerCheck: cfg.PeerCheck, fwd: newForwardClient(stream), health: newPeerHealth(), metrics: newMetrics()}
 	c.fwdServer = c.newForwardServer()
 	go func() { _ = c.fwdServer.Serve(stream.forward) }()
 	if cfg.Registerer != nil {
@@ -239,7 +247,7 @@ func (c *Cluster) applyAnywhere(ctx context.Context, data []byte) (fsm.Result, u
 			return res, index, nil
 		case errors.Is(err, ErrNotLeader) || errors.Is(err, errUnsent):
 			// Nobody took it: safe to try again once a leader is known.
-		case errors.Is(err, ErrUnknownOutcome):
+		case errors.Is(err, ErrUnknownOutcome), errors.Is(err, ErrRefused):
 			return fsm.Result{}, 0, err
 		default:
 			if forwarded {

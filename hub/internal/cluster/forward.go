@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // Forwarding: a follower sends a write to the leader over the raft port (ALPN protoForward, the same
@@ -116,10 +117,31 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // newForwardServer makes the server of forwarded requests; it serves the stream layer's forward listener.
+// Each request is authorised again (PeerCheck): a node removed from the cluster keeps no open door.
 func (c *Cluster) newForwardServer() *http.Server {
-	return &http.Server{Handler: c.forwardHandler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
+	h := c.forwardHandler()
+	return &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if peer, ok := r.Context().Value(peerKey{}).(spiffeid.ID); ok && c.peerCheck != nil {
+				if err := c.peerCheck(peer); err != nil {
+					http.Error(w, err.Error(), http.StatusForbidden)
+					return
+				}
+			}
+			h.ServeHTTP(w, r)
+		}),
+		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
+			if pc, ok := conn.(plainConn); ok {
+				return context.WithValue(ctx, peerKey{}, pc.peer)
+			}
+			return ctx
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+	}
 }
+
+type peerKey struct{}
 
 // newForwardClient makes the HTTP client that speaks the forwarding protocol to other nodes. The URL's
 // host is the node's raft address; connections are mutual TLS with ALPN protoForward, made by the dialler.
@@ -132,7 +154,7 @@ func newForwardClient(s *streamLayer) *http.Client {
 			if err != nil {
 				return nil, err
 			}
-			return plainConn{tc}, nil
+			return plainConn{Conn: tc}, nil
 		},
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     60 * time.Second,
@@ -174,6 +196,8 @@ func (c *Cluster) forwardCall(ctx context.Context, method, addr, path string, bo
 	switch {
 	case resp.StatusCode == notLeaderStatus:
 		return fmt.Errorf("forward to %s: %w", addr, ErrNotLeader)
+	case resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("forward to %s: %w: %s", addr, ErrRefused, bytes.TrimSpace(b))
 	case resp.StatusCode == http.StatusNoContent:
 		return nil
 	case resp.StatusCode != http.StatusOK:

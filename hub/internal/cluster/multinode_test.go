@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/mydatafed/mydata/hub/internal/ca"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // testCluster is an in-process cluster of real raft nodes over real mutual TLS on loopback (like Nomad's
@@ -22,6 +23,8 @@ type testCluster struct {
 	t     *testing.T
 	ca    *ca.CA
 	nodes []*testNode
+	// refused are the node names every node's forwarding refuses (as a removed node's).
+	refused sync.Map
 }
 
 type testNode struct {
@@ -67,7 +70,13 @@ func (tc *testCluster) start(id string, bootstrap bool) *testNode {
 		NodeID: id, Listen: "127.0.0.1:0", Advertise: "127.0.0.1:0", Dir: filepath.Join(dir, "raft"), Bootstrap: bootstrap,
 		ServerTLS: server, ClientTLS: client, SnapshotInterval: time.Hour, SnapshotThreshold: 1 << 20, HoldTimeout: 3 * time.Second,
 		Autopilot: AutopilotConfig{Stabilization: 200 * time.Millisecond, Interval: 100 * time.Millisecond},
-		Log:       discard(),
+		PeerCheck: func(id spiffeid.ID) error {
+			if _, no := tc.refused.Load(id.Path()); no {
+				return fmt.Errorf("%s was removed", id)
+			}
+			return nil
+		},
+		Log: discard(),
 	}, f)
 	if err != nil {
 		f.Close()
@@ -152,6 +161,18 @@ func TestThreeNodes(t *testing.T) {
 		// An invalid command never leaves the follower.
 		if err := f.c.Apply(&fsm.OrgAdd{Code: "x"}); !errors.As(err, &fe) || fe.Code != fsm.Invalid {
 			t.Fatalf("invalid command: %v", err)
+		}
+	})
+
+	t.Run("a node the leader refuses (removed) cannot forward, even on an open connection", func(t *testing.T) {
+		f := tc.follower()
+		if err := f.c.Apply(org("warm")); err != nil { // opens the forwarding connection
+			t.Fatal(err)
+		}
+		tc.refused.Store("/hub/"+f.id, true)
+		defer tc.refused.Delete("/hub/" + f.id)
+		if err := f.c.Apply(org("late")); !errors.Is(err, ErrRefused) {
+			t.Fatalf("forward from a refused node: %v, want ErrRefused", err)
 		}
 	})
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 // The raft port carries two protocols between hub nodes, told apart by ALPN in the mutual-TLS handshake:
@@ -86,7 +88,11 @@ func (s *streamLayer) sort(conn net.Conn) {
 	if tc.ConnectionState().NegotiatedProtocol == protoForward {
 		// net/http closes a *tls.Conn whose ALPN protocol is not HTTP's; the peer is already authenticated,
 		// so the forwarding server gets the connection as a plain stream.
-		l, c = s.forward, plainConn{tc}
+		var peer spiffeid.ID
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			peer, _ = x509svid.IDFromCert(certs[0])
+		}
+		l, c = s.forward, plainConn{Conn: tc, peer: peer}
 	}
 	if !l.deliver(c) {
 		c.Close()
@@ -170,5 +176,9 @@ func (l *chanListener) Close() error { l.close(nil); return nil }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
-// plainConn hides a *tls.Conn's type from net/http (see sort).
-type plainConn struct{ net.Conn }
+// plainConn hides a *tls.Conn's type from net/http (see sort), keeping the peer's SPIFFE ID: the handler
+// checks it again on every request, since a connection outlives a node's removal.
+type plainConn struct {
+	net.Conn
+	peer spiffeid.ID
+}

@@ -122,13 +122,14 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	}
 	reg := telemetry.NewRegistry("hub")
 	// Hub nodes only, and never one that was removed from the cluster: its SVID may still be valid.
-	hubOnly := fedid.Authorizer(td, fedid.KindHub, func(id spiffeid.ID) error {
+	notRemoved := func(id spiffeid.ID) error {
 		p, err := fedid.Parse(id)
 		if err == nil && s.state.NodeRemoved(p.Name) {
 			return fmt.Errorf("hub node %s was removed from the cluster", p.Name)
 		}
 		return err
-	})
+	}
+	hubOnly := fedid.Authorizer(td, fedid.KindHub, notRemoved)
 	serverTLS := tlsconfig.MTLSServerConfig(s.node, s.ca.Bundle(), hubOnly)
 	clientTLS := tlsconfig.MTLSClientConfig(s.node, s.ca.Bundle(), hubOnly)
 	s.cluster, err = cluster.New(cluster.Config{
@@ -136,6 +137,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		Bootstrap: cfg.Raft.Bootstrap, ServerTLS: serverTLS, ClientTLS: clientTLS,
 		SnapshotInterval: cfg.Raft.Snapshot, SnapshotThreshold: cfg.Raft.Threshold, HoldTimeout: cfg.Raft.HoldTimeout,
 		Autopilot: cluster.AutopilotConfig{DeadServerThreshold: cfg.Raft.DeadServerThreshold, MinVoters: cfg.Raft.MinVoters},
+		PeerCheck: notRemoved,
 		Log:       log, Registerer: reg,
 	}, s.state)
 	if err != nil {

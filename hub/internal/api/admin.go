@@ -105,18 +105,28 @@ func (s *Server) setConnectorStatus(w http.ResponseWriter, r *http.Request) {
 	s.respondConnector(w, r, http.StatusOK, org, name)
 }
 
+// tokenTTL is a join token's lifetime: the default, or the seconds asked for within the allowed bound. ok
+// is false when it has answered.
+func (s *Server) tokenTTL(w http.ResponseWriter, seconds int64) (ttl time.Duration, ok bool) {
+	ttl = s.cfg.TokenDefaultTTL
+	if seconds != 0 {
+		ttl = time.Duration(seconds) * time.Second
+	}
+	if ttl <= 0 || ttl > s.cfg.TokenMaxTTL {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl_seconds: must be between 1 and %d", int64(s.cfg.TokenMaxTTL/time.Second)))
+		return 0, false
+	}
+	return ttl, true
+}
+
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var req hubapi.TokenRequest
 	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	ttl := s.cfg.TokenDefaultTTL
-	if req.TTLSeconds != 0 {
-		ttl = time.Duration(req.TTLSeconds) * time.Second
-	}
-	if ttl <= 0 || ttl > s.cfg.TokenMaxTTL {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl_seconds: must be between 1 and %d", int64(s.cfg.TokenMaxTTL/time.Second)))
+	ttl, ok := s.tokenTTL(w, req.TTLSeconds)
+	if !ok {
 		return
 	}
 	tok := jointoken.New(s.cfg.CA.Fingerprint())

@@ -210,12 +210,8 @@ func (s *Server) createNodeToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	ttl := s.cfg.TokenDefaultTTL
-	if req.TTLSeconds != 0 {
-		ttl = time.Duration(req.TTLSeconds) * time.Second
-	}
-	if ttl <= 0 || ttl > s.cfg.TokenMaxTTL {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl_seconds: must be between 1 and %d", int64(s.cfg.TokenMaxTTL/time.Second)))
+	ttl, ok := s.tokenTTL(w, req.TTLSeconds)
+	if !ok {
 		return
 	}
 	tok := jointoken.New(s.cfg.CA.Fingerprint())

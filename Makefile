@@ -27,7 +27,7 @@ STATICCHECK_VERSION := v0.8.2
 # An installed staticcheck if there is one, else the pinned release through the module proxy.
 STATICCHECK ?= $(or $(shell command -v staticcheck 2>/dev/null),$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))
 
-.PHONY: help build test demo bench lint fuzz clean
+.PHONY: help build test demo demo-cluster bench lint fuzz clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [VAR=value]"
@@ -45,6 +45,9 @@ test: ## run the whole suite with the race detector (fuzz seed corpora included;
 
 demo: build ## run the whole federation on this machine (hub + 3 connectors, state in .demo/) until Ctrl-C
 	DEMO_SKIP_BUILD=1 ./packaging/demo/run.sh
+
+demo-cluster: build ## run the demo with a three-node hub cluster
+	DEMO_SKIP_BUILD=1 DEMO_HUB_NODES=3 ./packaging/demo/run.sh
 
 bench: build ## run the benchmarks (product rounds: BENCH_COUNT) into BENCH_OUT; print benchstat and the targets
 	@mkdir -p $(dir $(BENCH_OUT))

@@ -673,7 +673,7 @@ echo "Press Ctrl-C to stop everything."
 while true; do
 	for i in "${!pids[@]}"; do
 		if ! kill -0 "${pids[i]}" 2>/dev/null; then
-			wait "${pids[i]}" && rc=0 || rc=$?
+			wait "${pids[i]}" 2>/dev/null && rc=0 || rc=$?
 			name="${names[i]}"
 			log="$demo/logs/$name.log"
 			unset 'pids[i]' 'names[i]'
@@ -686,5 +686,6 @@ while true; do
 		fi
 	done
 	sleep 1 &
-	wait $! || true
+	# 2>/dev/null: not bash's own "Killed" line for a process that died of a signal; the lines above say it.
+	wait $! 2>/dev/null || true
 done

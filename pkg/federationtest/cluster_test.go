@@ -167,6 +167,8 @@ func consentsByState(t *testing.T, h *Hub) map[string][]string {
 // connector, while the leader is killed with SIGKILL part-way. Every acknowledged grant is on every
 // surviving node, once; no code is redeemed twice; a new leader takes over and the cluster keeps serving.
 func TestClusterSurvivesLeaderKill(t *testing.T) {
+	// In parallel with the other cluster test: both spend most of their time waiting for elections.
+	t.Parallel()
 	f := startClusterFed(t)
 	fl := newBenchFlow(f.benchFed, 64)
 	subjects := benchSubjects(t, 1200)
@@ -289,6 +291,7 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 // that catches up from a snapshot; a node that lost its disk joins again; sessions and login hints work
 // across nodes; no national ID is in clear in any node's files or in a backup.
 func TestClusterMembership(t *testing.T) {
+	t.Parallel()
 	parent := t
 	f := startClusterFed(t)
 	fl := newBenchFlow(f.benchFed, 64)

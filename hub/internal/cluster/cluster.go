@@ -293,18 +293,20 @@ func (c *Cluster) applyLocal(data []byte) (fsm.Result, uint64, error) {
 	return res, fut.Index(), nil
 }
 
-// waitApplied waits until this node's state machine has applied index.
+// waitApplied waits until this node's state machine has applied index, woken by each apply.
 func (c *Cluster) waitApplied(ctx context.Context, index uint64) error {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for c.fsm.AppliedIndex() < index {
+	for {
+		// The signal is taken before the index is read, so an apply in between still wakes us.
+		applied := c.fsm.AppliedSignal()
+		if c.fsm.AppliedIndex() >= index {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: this node has not applied entry %d yet", ErrUnknownOutcome, index)
-		case <-t.C:
+		case <-applied:
 		}
 	}
-	return nil
 }
 
 // WaitLeader waits until this node leads, or ctx ends.

@@ -33,6 +33,8 @@ type FSM struct {
 	keyringVersion uint64
 	// changed is closed and replaced whenever the directory version moves, to wake long-polls.
 	changed chan struct{}
+	// appliedCh is closed and replaced whenever entries are applied, to wake writes waiting for their entry.
+	appliedCh chan struct{}
 }
 
 // Open opens (or creates) the state database at path.
@@ -41,7 +43,7 @@ func Open(path string, log *slog.Logger) (*FSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &FSM{db: db, path: path, log: log, changed: make(chan struct{})}
+	f := &FSM{db: db, path: path, log: log, changed: make(chan struct{}), appliedCh: make(chan struct{})}
 	if err := f.loadApplied(); err != nil {
 		db.Close()
 		return nil, err
@@ -79,6 +81,8 @@ func (f *FSM) loadApplied() error {
 	}
 	f.mu.Lock()
 	f.applied = uint64(v)
+	close(f.appliedCh) // a restore moves the applied index too
+	f.appliedCh = make(chan struct{})
 	f.mu.Unlock()
 	return nil
 }
@@ -88,6 +92,13 @@ func (f *FSM) AppliedIndex() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.applied
+}
+
+// AppliedSignal returns a channel that is closed when entries are next applied.
+func (f *FSM) AppliedSignal() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.appliedCh
 }
 
 // Changed returns a channel that is closed at the next change of the directory.
@@ -176,6 +187,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if keyring {
 		f.keyringVersion = last
 	}
+	close(f.appliedCh)
+	f.appliedCh = make(chan struct{})
 	f.mu.Unlock()
 	if dirChanged {
 		f.notify()

@@ -272,6 +272,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.Error("record consent", "err", err)
+		w.Header().Set("Retry-After", "2")
 		s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot record your decision right now.")
 		return
 	}

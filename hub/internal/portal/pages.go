@@ -120,6 +120,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &fe) {
 			// No leader within the hold timeout, or the outcome is unknown: not the consent's fault.
 			s.log.Warn("revoke a consent", "err", err)
+			w.Header().Set("Retry-After", "2")
 			s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot record your revocation right now.")
 			return
 		}

@@ -23,6 +23,7 @@ func enroll(args []string, out io.Writer) error {
 	fs.Var(&hubs, "hub", "hub API URL; several, comma-separated or with --hub again, are tried in turn (default: hub.url from the config)")
 	token := fs.String("token", "", "single-use join token from the operator (required)")
 	hubCA := fs.String("hub-ca", "", "SHA-256 fingerprint of the hub's root CA (default: hub.ca_fingerprint, else the token's)")
+	force := fs.Bool("force", false, "enroll even though data_dir already holds an identity; it is replaced only once the hub has issued the new one (stop the connector first)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,7 +42,7 @@ func enroll(args []string, out io.Writer) error {
 		return err
 	}
 	req := identity.EnrollRequest{Dir: cfg.IdentityDir(), HubURLs: cfg.Hub.URLs, Token: tok, Org: cfg.Org, Name: cfg.Name, ID: cfg.ID(),
-		Log: telemetry.NewLogger(os.Stderr, cfg.Log).With(telemetry.KeyComponent, "hub")}
+		Log: telemetry.NewLogger(os.Stderr, cfg.Log).With(telemetry.KeyComponent, "hub"), Force: *force}
 	if len(hubs) > 0 {
 		if err := config.CheckHubURLs("--hub", hubs); err != nil {
 			return err

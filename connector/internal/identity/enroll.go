@@ -3,13 +3,16 @@ package identity
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/jointoken"
+	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
@@ -26,11 +29,57 @@ type EnrollRequest struct {
 	ID        spiffeid.ID
 	// Log hears of failovers between hub nodes; nil discards.
 	Log *slog.Logger
+	// Force enrolls even though Dir already holds an identity, which is replaced only once the hub has issued
+	// the new one.
+	Force bool
+}
+
+// AlreadyEnrolledError is Enroll finding an identity in the directory when not told to replace it. A join
+// token is spent on its first use, so the hub's answer to enrolling again would only be "unknown or already
+// used": this says what is there instead.
+type AlreadyEnrolledError struct {
+	Dir string
+	// ID and NotAfter describe the SVID found; both are zero when it cannot be read (Err says why).
+	ID       spiffeid.ID
+	NotAfter time.Time
+	Err      error
+}
+
+func (e *AlreadyEnrolledError) Error() string {
+	what := fmt.Sprintf("this connector is already enrolled as %s, with an SVID valid until %s", e.ID, e.NotAfter.UTC().Format(time.RFC3339))
+	if !e.NotAfter.IsZero() && time.Now().After(e.NotAfter) {
+		what += " (expired)"
+	}
+	if e.Err != nil {
+		what = fmt.Sprintf("this connector's identity directory holds an SVID that cannot be read (%v)", e.Err)
+	}
+	return what + fmt.Sprintf("; it is kept in %s. To enroll again, with a new join token: stop the connector, "+
+		"then run enroll with --force (the current identity is replaced only once the hub has issued the new one), "+
+		"or move %s away first", e.Dir, e.Dir)
+}
+
+// checkNotEnrolled returns an *AlreadyEnrolledError if dir holds an SVID file.
+func checkNotEnrolled(dir string) error {
+	svidPath, _ := Paths(dir)
+	if _, err := os.Stat(svidPath); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	svid, err := pemfile.ReadSVID(svidPath)
+	if err != nil {
+		return &AlreadyEnrolledError{Dir: dir, Err: err}
+	}
+	return &AlreadyEnrolledError{Dir: dir, ID: svid.ID, NotAfter: svid.Certificates[0].NotAfter}
 }
 
 // Enroll makes a key here, sends a CSR with the join token to the hub it pins, and keeps the SVID, key and
-// bundle under req.Dir. Nothing is written unless the hub issued a good SVID.
+// bundle under req.Dir. Nothing is written unless the hub issued a good SVID. If req.Dir already holds an
+// SVID, it returns an *AlreadyEnrolledError without contacting the hub, unless req.Force is set.
 func Enroll(ctx context.Context, req EnrollRequest) (*x509svid.SVID, error) {
+	if !req.Force {
+		if err := checkNotEnrolled(req.Dir); err != nil {
+			return nil, err
+		}
+	}
 	pin := req.Pin
 	if pin == [32]byte{} {
 		pin = req.Token.CAFingerprint

@@ -665,6 +665,10 @@ func TestEnroll(t *testing.T) {
 		calls   int64 // requests the hub must have seen
 		// deadFirst lists a hub node that is down before the one that answers.
 		deadFirst bool
+		// existing is what the identity directory holds before: nothing, an SVID ("svid", issued for other,
+		// valid for a day), or a file that is no SVID ("garbage").
+		existing string
+		force    bool
 	}{
 		{name: "enrolled", token: pin, calls: 1},
 		{name: "enrolled with the second hub node", token: pin, calls: 1, deadFirst: true},
@@ -680,19 +684,51 @@ func TestEnroll(t *testing.T) {
 			other := spiffetest.New(t, td)
 			return http.StatusOK, hubapi.SVIDResponse{Chain: [][]byte{other.Issue(t, csr.PublicKey, connID, time.Hour).Raw}, Bundle: [][]byte{other.Root.Raw}}
 		}, wantMsg: "hub's bundle does not hold the pinned CA", calls: 1},
+		// A join token is spent on first use: enrolling again must say what is there, not pass the hub's
+		// "unknown or already used" on.
+		{name: "already enrolled", token: pin, existing: "svid",
+			wantMsg: "this connector is already enrolled as " + otherID + ", with an SVID valid until " + time.Now().Add(24*time.Hour).UTC().Format("2006-01-02T"), calls: 0},
+		{name: "already enrolled, says how to enroll again", token: pin, existing: "svid",
+			wantMsg: "To enroll again, with a new join token: stop the connector, then run enroll with --force", calls: 0},
+		{name: "unreadable identity", token: pin, existing: "garbage",
+			wantMsg: "identity directory holds an SVID that cannot be read", calls: 0},
+		{name: "forced over an identity", token: pin, existing: "svid", force: true, calls: 1},
+		{name: "forced over an unreadable identity", token: pin, existing: "garbage", force: true, calls: 1},
+		{name: "forced, refused: the old identity stays", token: pin, existing: "svid", force: true,
+			answer: func(*testing.T, *x509.CertificateRequest) (int, any) {
+				return http.StatusForbidden, map[string]string{"error": "join token unknown or used"}
+			}, wantMsg: "join token unknown or used", calls: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newFakeHub(t, ca)
 			h.answer = tt.answer
 			dir := filepath.Join(t.TempDir(), "identity")
+			var before []byte
+			switch tt.existing {
+			case "svid":
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				saveSVID(t, dir, ca.SVID(t, otherID, 24*time.Hour), ca.Root)
+				before, _ = readFiles(t, dir)
+			case "garbage":
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				sp, _ := Paths(dir)
+				before = []byte("not a PEM file\n")
+				if err := os.WriteFile(sp, before, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			tok := jointoken.New(tt.token)
 			urls := []string{h.srv.URL}
 			if tt.deadFirst {
 				urls = []string{hubapitest.DeadURL(t), h.srv.URL}
 			}
 			svid, err := Enroll(context.Background(), EnrollRequest{Dir: dir, HubURLs: urls, Token: tok, Pin: tt.pin,
-				Org: "moi", Name: "moi-dp", ID: conn})
+				Org: "moi", Name: "moi-dp", ID: conn, Force: tt.force})
 			if n := h.calls.Load(); n != tt.calls {
 				t.Errorf("hub saw %d enrollments, want %d", n, tt.calls)
 			}
@@ -701,7 +737,12 @@ func TestEnroll(t *testing.T) {
 					t.Fatalf("Enroll: %v, want %q", err, tt.wantMsg)
 				}
 				// Nothing is written unless the hub issued a good SVID.
-				if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				if before != nil {
+					sp, _ := Paths(dir)
+					if after, err := os.ReadFile(sp); err != nil || string(after) != string(before) {
+						t.Errorf("a failed enrollment changed the identity that was there: %v", err)
+					}
+				} else if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("a failed enrollment left %s: %v", dir, err)
 				}
 				return

@@ -140,10 +140,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("identity.source: %q is neither local nor spire", c.Identity.Source)
 	}
-	for key, addr := range map[string]string{"quic.listen": c.QUIC.Listen, "telemetry.listen": c.Telemetry.Listen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fmt.Errorf("%s: %q is not host:port", key, addr)
-		}
+	if err := configfile.CheckListen("quic.listen", c.QUIC.Listen); err != nil {
+		return err
+	}
+	if err := configfile.CheckListen("telemetry.listen", c.Telemetry.Listen); err != nil {
+		return err
 	}
 	if err := configfile.CheckMinimums([]configfile.Min{
 		{Key: "quic.idle_timeout", Value: c.QUIC.IdleTimeout, Least: time.Second},
@@ -155,10 +156,10 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.Exchange.Listen != "" {
-		host, _, err := net.SplitHostPort(c.Exchange.Listen)
-		if err != nil {
-			return fmt.Errorf("exchange.listen: %q is not host:port", c.Exchange.Listen)
+		if err := configfile.CheckListen("exchange.listen", c.Exchange.Listen); err != nil {
+			return err
 		}
+		host, _, _ := net.SplitHostPort(c.Exchange.Listen)
 		ip := net.ParseIP(host)
 		loopback := host == "localhost" || ip != nil && ip.IsLoopback()
 		if !loopback && c.Exchange.BearerTokenFile == "" {

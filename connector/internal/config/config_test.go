@@ -28,8 +28,26 @@ func TestLoad(t *testing.T) {
 		{"empty hub", base + "hub:\n  url:\n", "hub.url: give at least one URL"},
 		{"empty hub string", base + "hub:\n  url: \"\"\n", `hub.url: "" is not an https:// URL`},
 		{"hub map", base + "hub:\n  url: {a: b}\n", "line 5: hub.url: give one URL or a list of URLs"},
-		{"hub list of lists", base + "hub:\n  url: [[https://h1:8443]]\n", "cannot unmarshal"},
-		{"bad quic", base + "quic:\n  listen: nope\n", "quic.listen"},
+		{"hub list of lists", base + "hub:\n  url: [[https://h1:8443]]\n", "hub.url: want a string, got a sequence (line 5)"},
+		{"bad quic", base + "quic:\n  listen: nope\n", `quic.listen: "nope" is not host:port`},
+		// A value of the wrong type is reported by its key, not only by its line.
+		{"listen as a list", base + "quic: {listen: [1,2]}\n", "quic.listen: want a string, got a sequence (line 4)"},
+		{"datasets as a number", base + "datasets: 5\n", "datasets: want a mapping, got 5 (line 4)"},
+		{"duration as a word", base + "quic: {idle_timeout: yes}\n", `quic.idle_timeout: want a duration such as 90s, 10m or 1h, got "yes" (line 4)`},
+		{"dataset as a list", base + "datasets:\n  moi.household: [1]\n", "datasets.moi.household: want a mapping, got a sequence (line 5)"},
+		{"dataset max_bytes as a word", base + "datasets:\n  moi.household:\n    max_bytes: lots\n", `datasets.moi.household.max_bytes: want a whole number, got "lots" (line 6)`},
+		{"nested unknown key", base + "quic:\n  lisen: :7443\n", `quic: unknown key "lisen" (line 5)`},
+		{"several type errors", base + "quic:\n  listen: [1]\n  idle_timeout: [1]\n",
+			"quic.listen: want a string, got a sequence (line 5); quic.idle_timeout: want a duration such as 90s, 10m or 1h, got a sequence (line 6)"},
+		// Listen addresses are checked before anything binds them.
+		{"quic port not a number", base + "quic:\n  listen: 127.0.0.1:notaport\n", `quic.listen: "127.0.0.1:notaport": the port "notaport" is not a number from 1 to 65535`},
+		{"quic port too large", base + "quic:\n  listen: 127.0.0.1:70000\n", `quic.listen: "127.0.0.1:70000": the port "70000" is not a number`},
+		{"quic on every interface", base + "quic:\n  listen: \":7443\"\n", ""},
+		{"telemetry port not a number", base + "telemetry:\n  listen: localhost:metrics\n", `telemetry.listen: "localhost:metrics": the port "metrics" is not a number`},
+		{"telemetry bad host", base + "telemetry:\n  listen: \"no such host:9444\"\n", `telemetry.listen: "no such host:9444": the host "no such host" is neither`},
+		{"exchange port not a number", base + "exchange:\n  listen: 127.0.0.1:http\n", `exchange.listen: "127.0.0.1:http": the port "http" is not a number`},
+		{"exchange without port", base + "exchange:\n  listen: 127.0.0.1\n", `exchange.listen: "127.0.0.1" is not host:port`},
+		{"exchange on loopback", base + "exchange:\n  listen: 127.0.0.1:8442\n", ""},
 		{"tiny interval", base + "directory:\n  sync_interval: 1ms\n", "directory.sync_interval"},
 	}
 	for _, tt := range tests {

@@ -152,10 +152,8 @@ func (c *Config) Validate() error {
 		}
 		c.DataDir = abs
 	}
-	for key, addr := range map[string]string{"api.listen": c.API.Listen, "raft.listen": c.Raft.Listen, "telemetry.listen": c.Telemetry.Listen, "portal.listen": c.Portal.Listen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fmt.Errorf("%s: %q is not host:port", key, addr)
-		}
+	if err := checkListens([]string{"api.listen", c.API.Listen, "raft.listen", c.Raft.Listen, "telemetry.listen", c.Telemetry.Listen, "portal.listen", c.Portal.Listen}); err != nil {
+		return err
 	}
 	if c.Raft.Advertise == "" {
 		c.Raft.Advertise = c.Raft.Listen
@@ -226,6 +224,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("tokens.default_ttl: %s is longer than tokens.max_ttl %s", c.Tokens.DefaultTTL, c.Tokens.MaxTTL)
 	}
 	return c.Log.Validate()
+}
+
+// checkListens checks listen addresses given as key, address pairs, in that order, so that the first bad one
+// is always the one reported.
+func checkListens(pairs []string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if err := configfile.CheckListen(pairs[i], pairs[i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func isLoopback(host string) bool {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mydatafed/mydata/pkg/configfile/configfiletest"
 )
 
 func TestLoad(t *testing.T) {
@@ -123,4 +125,10 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal("Load accepted a config that does not validate")
 		}
 	})
+}
+
+// TestExampleConfigDefaults checks that every value conf/connector.yaml shows is the default, unless the file
+// marks it as an example.
+func TestExampleConfigDefaults(t *testing.T) {
+	configfiletest.CheckDefaults(t, filepath.Join("..", "..", "..", "conf", "connector.yaml"), Default())
 }

@@ -63,7 +63,10 @@ func TestEnrollment(t *testing.T) {
 		{"hub with another CA than pinned", dp1, tokDP1, []string{"--hub-ca", otherCA}, "the join token was made by a hub with CA"},
 		{"malformed token", dp1, "mdj1.nope", nil, "malformed join token"},
 		{"happy path", dp1, tokDP1, nil, ""},
-		{"replayed token", dp1, tokDP1, nil, "join token is unknown or already used"},
+		// An enrolled connector says so before it asks the hub; forced, the hub refuses the spent token and
+		// the identity it has stays as it was.
+		{"enroll again without --force", dp1, tokDP1, nil, "this connector is already enrolled as " + dp1.ID()},
+		{"replayed token", dp1, tokDP1, []string{"--force"}, "join token is unknown or already used"},
 		{"token of another connector, unharmed by the first attempt", dp2, tokDP2, nil, ""},
 	}
 	for _, s := range steps {

@@ -4,10 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,15 +15,12 @@ import (
 )
 
 // The rolling-upgrade guarantee: a raft log and snapshot written by an earlier release (kept under
-// testdata/upgrade-*/, made by that release with MYDATA_WRITE_UPGRADE_FIXTURE=1) must apply on this code
+// testdata/upgrade-*/, made by that release with `go test -tags upgradefixture -run TestWriteUpgradeFixture`) must apply on this code
 // and give the same state. A fixture is written once and never regenerated: regenerating it with new code
 // would prove nothing about old logs.
 var upgradeFixtures = []string{"upgrade-v1"}
 
 func TestUpgradeFromEarlierReleases(t *testing.T) {
-	if os.Getenv("MYDATA_WRITE_UPGRADE_FIXTURE") == "1" {
-		t.Skip("writing the fixture (TestWriteUpgradeFixture), not checking it")
-	}
 	for _, name := range upgradeFixtures {
 		t.Run(name, func(t *testing.T) {
 			want, err := os.ReadFile(filepath.Join("testdata", name, "state.json"))
@@ -149,53 +144,6 @@ func untarGz(t *testing.T, path, dir string) {
 	}
 }
 
-func tarGz(t *testing.T, dir, path string) {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := e.Info()
-		if err != nil {
-			return err
-		}
-		h, err := tar.FileInfoHeader(info, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		h.ModTime, h.Uid, h.Gid, h.Uname, h.Gname = h.ModTime.Truncate(0), 0, 0, "", ""
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if e.Type().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			_, err = tw.Write(b)
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		err = tw.Close()
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err == nil {
-		err = os.WriteFile(path, buf.Bytes(), 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func diffLines(want, got string) string {
 	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
 	var b strings.Builder
@@ -212,37 +160,4 @@ func diffLines(want, got string) string {
 		}
 	}
 	return b.String()
-}
-
-// writeUpgradeFixture runs cmds on a fresh one-node cluster, snapshotting after the first snapshotAfter of
-// them, and keeps its raft directory and resulting state under testdata/name.
-func writeUpgradeFixture(t *testing.T, name string, cmds []fsm.Command, snapshotAfter int) {
-	n := newNode(t)
-	c, f := n.mustStartLeader(t, nil)
-	for i, cmd := range cmds {
-		if err := c.Apply(cmd); err != nil {
-			var fe *fsm.Error
-			if !isFSMError(err, &fe) {
-				t.Fatalf("command %d (%T): %v", i, cmd, err)
-			}
-		}
-		if i+1 == snapshotAfter {
-			if err := c.Snapshot(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	state := dumpState(t, f)
-	if err := c.Shutdown(); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join("testdata", name)
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tarGz(t, n.dir, filepath.Join(out, "raft.tar.gz"))
-	if err := os.WriteFile(filepath.Join(out, "state.json"), state, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_ = context.Background
 }

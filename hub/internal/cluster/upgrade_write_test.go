@@ -1,8 +1,15 @@
+//go:build upgradefixture
+
 package cluster
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,14 +17,10 @@ import (
 	"github.com/mydatafed/mydata/pkg/hubapi"
 )
 
-func isFSMError(err error, fe **fsm.Error) bool { return errors.As(err, fe) }
-
-// TestWriteUpgradeFixture writes testdata/upgrade-v1 with this release's commands: every command type,
+// TestWriteUpgradeFixture writes testdata/upgrade-v1 (only built with -tags upgradefixture: it overwrites
+// the fixture, which must stay as the earlier release wrote it) with this release's commands: every command type,
 // accepted and refused ones, a snapshot half-way. Run it only to add a new fixture for a new release.
 func TestWriteUpgradeFixture(t *testing.T) {
-	if os.Getenv("MYDATA_WRITE_UPGRADE_FIXTURE") != "1" {
-		t.Skip("set MYDATA_WRITE_UPGRADE_FIXTURE=1 to write a new upgrade fixture")
-	}
 	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 	far := time.Date(2036, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -93,3 +96,84 @@ func TestWriteUpgradeFixture(t *testing.T) {
 	)
 	writeUpgradeFixture(t, "upgrade-v1", cmds, snapshotAfter)
 }
+
+// writeUpgradeFixture runs cmds on a fresh one-node cluster, snapshotting after the first snapshotAfter of
+// them, and keeps its raft directory and resulting state under testdata/name.
+func writeUpgradeFixture(t *testing.T, name string, cmds []fsm.Command, snapshotAfter int) {
+	n := newNode(t)
+	c, f := n.mustStartLeader(t, nil)
+	for i, cmd := range cmds {
+		if err := c.Apply(cmd); err != nil {
+			var fe *fsm.Error
+			if !isFSMError(err, &fe) {
+				t.Fatalf("command %d (%T): %v", i, cmd, err)
+			}
+		}
+		if i+1 == snapshotAfter {
+			if err := c.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	state := dumpState(t, f)
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join("testdata", name)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tarGz(t, n.dir, filepath.Join(out, "raft.tar.gz"))
+	if err := os.WriteFile(filepath.Join(out, "state.json"), state, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tarGz(t *testing.T, dir, path string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		h, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		h.Name = filepath.ToSlash(rel)
+		h.ModTime, h.Uid, h.Gid, h.Uname, h.Gname = h.ModTime.Truncate(0), 0, 0, "", ""
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if e.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			_, err = tw.Write(b)
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = os.WriteFile(path, buf.Bytes(), 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func isFSMError(err error, fe **fsm.Error) bool { return errors.As(err, fe) }

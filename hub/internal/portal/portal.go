@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mydatafed/mydata/hub/internal/cluster"
 	"github.com/mydatafed/mydata/hub/internal/consent"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
@@ -32,8 +31,7 @@ var templateFS embed.FS
 
 // Config wires the portal to the rest of the hub.
 type Config struct {
-	State   *fsm.FSM
-	Cluster *cluster.Cluster
+	State *fsm.FSM
 	// Keys are the cluster's shared keys: sessions, CSRF tokens and consent pages signed through one node
 	// verify on every other, and login hints open on any node.
 	Keys *keyring.Keyring

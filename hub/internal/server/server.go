@@ -164,7 +164,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	s.portal, err = portal.New(portal.Config{
-		State: s.state, Cluster: s.cluster, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync,
+		State: s.state, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync,
 		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
 		PendingTTL: cfg.Consent.PendingTTL,
 		Log:        log.With(telemetry.KeyComponent, "portal"), Registerer: reg,

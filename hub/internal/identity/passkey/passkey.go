@@ -366,7 +366,7 @@ func (m *Method) openSession(b []byte, kind byte) (session, error) {
 func verificationError(what string, err error) error {
 	var pe *protocol.Error
 	if errors.As(err, &pe) && pe.DevInfo != "" {
-		return fmt.Errorf("%w: %s: %w (%s)", ErrVerification, what, err, pe.DevInfo)
+		return fmt.Errorf("%w: %s: %w (%s)", ErrVerification, what, err, strings.Join(strings.Fields(pe.DevInfo), " "))
 	}
 	return fmt.Errorf("%w: %s: %w", ErrVerification, what, err)
 }

@@ -237,6 +237,28 @@ func (fl *benchFlow) postForm(c *http.Client, u string, form url.Values, want in
 	return fl.do(c, req, want)
 }
 
+// login fills in the login page at loginPath as a browser does, with the page's CSRF token.
+func (fl *benchFlow) login(browser *http.Client, portal, loginPath, subject string) (*http.Response, error) {
+	page, _, err := fl.get(browser, portal+loginPath, http.StatusOK)
+	if err != nil {
+		return nil, fmt.Errorf("login page: %w", err)
+	}
+	form, err := FormFields(page, "/login")
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(page, `name="subject"`) {
+		return nil, errors.New("the login page has no national ID field")
+	}
+	form.Set("subject", subject)
+	form.Set("method", benchMethod)
+	_, resp, err := fl.postForm(browser, portal+"/login", form, http.StatusSeeOther)
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return resp, nil
+}
+
 // run does authorize → login → consent page → approve → redeem and transfer at the SP connector.
 func (fl *benchFlow) run(subject string) error {
 	jar, _ := cookiejar.New(nil)
@@ -248,18 +270,15 @@ func (fl *benchFlow) run(subject string) error {
 	portal := fl.portals[fl.next.Add(1)%uint64(len(fl.portals))]
 
 	// The SP sends the browser to the hub, which asks for a login first.
-	page, _, err := fl.get(browser, portal+authz, http.StatusOK)
+	_, resp, err := fl.get(browser, portal+authz, http.StatusSeeOther)
 	if err != nil {
 		return fmt.Errorf("authorize: %w", err)
 	}
-	if !strings.Contains(page, `name="subject"`) {
-		return errors.New("authorize did not ask for a login")
-	}
-	_, resp, err := fl.postForm(browser, portal+"/login", url.Values{"subject": {subject}, "method": {benchMethod}, "next": {authz}}, http.StatusSeeOther)
+	resp, err = fl.login(browser, portal, resp.Header.Get("Location"), subject)
 	if err != nil {
-		return fmt.Errorf("login: %w", err)
+		return err
 	}
-	page, _, err = fl.get(browser, portal+resp.Header.Get("Location"), http.StatusOK)
+	page, _, err := fl.get(browser, portal+resp.Header.Get("Location"), http.StatusOK)
 	if err != nil {
 		return fmt.Errorf("authorize after login: %w", err)
 	}

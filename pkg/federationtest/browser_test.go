@@ -195,7 +195,10 @@ func TestBrowserOnlineApplication(t *testing.T) {
 	shot(tab, "1-bank-form")
 	tab.Click("apply")
 
-	tab.WaitFor("the hub's login page", `location.pathname === "/oauth/authorize" && document.getElementById("subject") !== null`, 15*time.Second)
+	tab.WaitFor("the hub's login page", `location.pathname === "/login" && document.getElementById("subject") !== null`, 15*time.Second)
+	if asking := tab.Text("#asking"); !strings.Contains(asking, "Demo Bank online credit-card application") {
+		t.Errorf("the login page does not name the service: %q", asking)
+	}
 	tab.Type("subject", noPropertyCitizen)
 	tab.Select("method", "nhi-card")
 	shot(tab, "2-hub-login")
@@ -203,11 +206,20 @@ func TestBrowserOnlineApplication(t *testing.T) {
 
 	tab.WaitFor("the consent page", `document.getElementById("approve") !== null`, 15*time.Second)
 	consent := tab.Text("main")
-	for _, want := range []string{"示範銀行", "Demo Bank", "Demo Bank online credit-card application",
+	for _, want := range []string{"Demo Bank", "Demo Bank online credit-card application",
 		"Check the applicant's identity, household, income and property for a credit-card application.",
-		"戶籍資料", "moi.household", "個人所得資料", "fia.income", "個人財產資料", "fia.property", "內政部", "財政部財政資訊中心"} {
+		"moi.household", "fia.income", "fia.property", "Ministry of the Interior", "Fiscal Information Agency"} {
 		if !strings.Contains(consent, want) {
 			t.Errorf("the consent page does not show %q:\n%s", want, consent)
+		}
+	}
+	// The same page in Chinese, chosen from the header; the choice stays.
+	tab.Click("lang-switch")
+	tab.WaitFor("the consent page in Chinese", `document.documentElement.lang === "zh-TW" && document.getElementById("approve") !== null`, 15*time.Second)
+	consent = tab.Text("main")
+	for _, want := range []string{"示範銀行", "戶籍資料", "個人所得資料", "個人財產資料", "內政部", "財政部財政資訊中心", "同意"} {
+		if !strings.Contains(consent, want) {
+			t.Errorf("the Chinese consent page does not show %q:\n%s", want, consent)
 		}
 	}
 	if purpose := tab.Text("#purpose"); !strings.HasPrefix(purpose, "Check the applicant's identity") {
@@ -271,7 +283,7 @@ func TestBrowserOnlineApplication(t *testing.T) {
 	tab.Type("name", "林志豪")
 	tab.Type("national-id", scooterCitizen)
 	tab.Click("apply")
-	tab.WaitFor("the hub's login page", `document.getElementById("subject") !== null`, 15*time.Second)
+	tab.WaitFor("the hub's login page", `location.pathname === "/login" && document.getElementById("subject") !== null`, 15*time.Second)
 	tab.Type("subject", scooterCitizen)
 	tab.Select("method", "nhi-card")
 	tab.Click("login")

@@ -43,6 +43,8 @@ type Page struct {
 
 func (c *Citizen) do(req *http.Request) Page {
 	c.t.Helper()
+	// The tests read the English pages; a browser without a preference gets Chinese.
+	req.Header.Set("Accept-Language", "en")
 	resp, err := c.Client.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
@@ -70,13 +72,31 @@ func (c *Citizen) Post(path string, form url.Values) Page {
 	return c.do(req)
 }
 
-// Login logs in with the development login.
+// Login logs in with the development login, as a browser does: the login page first, for its CSRF token.
 func (c *Citizen) Login(subject, method string) {
 	c.t.Helper()
-	p := c.Post("/login", url.Values{"subject": {subject}, "method": {method}, "next": {"/history"}})
+	page := c.Get("/login?next=/history")
+	form, err := FormFields(page.Body, "/login")
+	if err != nil {
+		c.t.Fatalf("login page: %v (%d)", err, page.Status)
+	}
+	form.Set("subject", subject)
+	form.Set("method", method)
+	p := c.Post("/login", form)
 	if p.Status != http.StatusSeeOther {
 		c.t.Fatalf("login as %s: %d %s", subject, p.Status, p.Body)
 	}
+}
+
+// GetFollow fetches a portal path and follows the portal's redirects to its own pages (to the login page,
+// back from it), stopping at the first page or at a redirect that leaves the portal.
+func (c *Citizen) GetFollow(path string) Page {
+	c.t.Helper()
+	p := c.Get(path)
+	for i := 0; i < 5 && p.Location != "" && strings.HasPrefix(p.Location, "/") && !strings.HasPrefix(p.Location, "//"); i++ {
+		p = c.Get(p.Location)
+	}
+	return p
 }
 
 // PKCE is a code verifier and its S256 challenge.
@@ -104,17 +124,30 @@ func (h *Hub) AuthorizeURL(clientID, redirect, scope, state string, p PKCE, extr
 // hiddenInput is a hidden field of a form as the portal's templates write them.
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
 
+// FormFields are the hidden fields of the form on page that posts to action.
+func FormFields(page, action string) (url.Values, error) {
+	i := strings.Index(page, `action="`+action+`"`)
+	if i < 0 {
+		return nil, fmt.Errorf("no form posting to %s: %.300s", action, page)
+	}
+	end := strings.Index(page[i:], "</form>")
+	if end < 0 {
+		return nil, fmt.Errorf("the form posting to %s does not end", action)
+	}
+	form := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page[i:i+end], -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	return form, nil
+}
+
 // ConsentForm is what a browser posts from a consent page: its hidden fields (the signed request and its
 // CSRF token), without the decision.
 func ConsentForm(page string) (url.Values, error) {
 	if !strings.Contains(page, `action="/oauth/consent"`) {
 		return nil, fmt.Errorf("not a consent page: %.300s", page)
 	}
-	form := url.Values{}
-	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
-		form.Set(m[1], html.UnescapeString(m[2]))
-	}
-	return form, nil
+	return FormFields(page, "/oauth/consent")
 }
 
 // Decide answers the consent page p and returns where the hub sends the browser.
@@ -143,7 +176,7 @@ func (c *Citizen) Decide(p Page, approve bool) *url.URL {
 // Approve runs the whole citizen side: authorize, consent page, approve; it returns the code.
 func (c *Citizen) Approve(authorizeURL string) string {
 	c.t.Helper()
-	p := c.Get(authorizeURL)
+	p := c.GetFollow(authorizeURL)
 	if p.Status != http.StatusOK || !strings.Contains(p.Body, `id="approve"`) {
 		c.t.Fatalf("authorize did not show the consent page: %d %s %s", p.Status, p.Location, p.Body)
 	}

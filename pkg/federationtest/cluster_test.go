@@ -98,9 +98,9 @@ func (fl *benchFlow) grantOn(portal, subject, state string) (grant, error) {
 	q := url.Values{"response_type": {"code"}, "client_id": {benchService}, "redirect_uri": {benchRedirect}, "scope": {benchDataset},
 		"state": {state}, "code_challenge": {p.Challenge}, "code_challenge_method": {"S256"}}
 	authz := "/oauth/authorize?" + q.Encode()
-	_, resp, err := fl.postForm(browser, portal+"/login", url.Values{"subject": {subject}, "method": {benchMethod}, "next": {authz}}, http.StatusSeeOther)
+	resp, err := fl.login(browser, portal, "/login?next="+url.QueryEscape(authz), subject)
 	if err != nil {
-		return grant{}, fmt.Errorf("login: %w", err)
+		return grant{}, err
 	}
 	page, _, err := fl.get(browser, portal+resp.Header.Get("Location"), http.StatusOK)
 	if err != nil {

@@ -75,12 +75,12 @@ func TestOnlineExchange(t *testing.T) {
 	authURL := f.h.AuthorizeURL("bank.card", f.redirect, "moi.household fia.income", "xyz", p, nil)
 
 	// Not logged in: the hub asks for a login at the level the datasets need.
-	if page := citizen.Get(authURL); page.Status != 200 || !strings.Contains(page.Body, `id="subject"`) {
+	if page := citizen.GetFollow(authURL); page.Status != 200 || !strings.Contains(page.Body, `id="subject"`) {
 		t.Fatalf("authorize without a session: %d %s", page.Status, page.Body)
 	}
 	// A weak login is not enough for datasets that need level 2.
 	citizen.Login(citizenA, "otp")
-	if page := citizen.Get(authURL); !strings.Contains(page.Body, "needs identity assurance level") {
+	if page := citizen.GetFollow(authURL); !strings.Contains(page.Body, `id="stepup"`) || !strings.Contains(page.Body, "this request needs medium or higher") {
 		t.Fatalf("a level-1 login reached the consent page:\n%s", page.Body)
 	}
 	citizen.Login(citizenA, "nhi-card")

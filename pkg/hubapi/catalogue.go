@@ -52,13 +52,21 @@ type Dataset struct {
 	DPOrg       string `json:"dp_org"`
 	DPConnector string `json:"dp_connector"`
 	MinAAL      int    `json:"min_aal"`
-	ContentType string `json:"content_type"`
+	// Methods, when set, are the only login methods the holder accepts for this dataset (the real
+	// platform lets the data provider choose); otherwise any method of MinAAL or higher will do.
+	Methods     []string `json:"methods,omitempty"`
+	ContentType string   `json:"content_type"`
 	// Async marks a dataset whose agency may answer "not ready, retry later": the SP connector keeps
 	// retrying for up to 90 minutes.
 	Async     bool      `json:"async"`
 	Status    string    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
 }
+
+// MaxAAL bounds the levels a hub may configure.
+const MaxAAL = 9
+
+var methodID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
 var datasetID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}\.[a-z0-9][a-z0-9.-]{0,62}$`)
 
@@ -90,8 +98,16 @@ func (d *Dataset) Validate() error {
 	if err := fedid.ValidName(d.DPConnector); err != nil {
 		return fmt.Errorf("dp_connector: %w", err)
 	}
-	if d.MinAAL < AALLow || d.MinAAL > AALHigh {
-		return fmt.Errorf("min_aal: %d is not 1 (low), 2 (medium) or 3 (high)", d.MinAAL)
+	if d.MinAAL < AALLow || d.MinAAL > MaxAAL {
+		return fmt.Errorf("min_aal: %d is not a level from 1 to %d (1 low, 2 medium, 3 high by default)", d.MinAAL, MaxAAL)
+	}
+	if len(d.Methods) > 20 {
+		return errors.New("methods: at most 20")
+	}
+	for i, m := range d.Methods {
+		if !methodID.MatchString(m) {
+			return fmt.Errorf("methods[%d]: %q is not a method id (a-z, 0-9, '-', up to 32)", i, m)
+		}
 	}
 	if d.ContentType == "" {
 		d.ContentType = "application/json"

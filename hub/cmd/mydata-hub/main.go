@@ -4,6 +4,9 @@ package main
 import (
 	"fmt"
 	"os"
+	// The portal writes times in a configured zone (Asia/Taipei): the zone database travels in the binary
+	// so that a minimal container image needs none.
+	_ "time/tzdata"
 )
 
 const usage = `mydata-hub: the MyData Federation hub

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mydatafed/mydata/hub/internal/identity"
 	"github.com/mydatafed/mydata/pkg/configfile"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/telemetry"
@@ -66,11 +67,16 @@ type Config struct {
 		PublicURL string `yaml:"public_url"`
 		TLSCert   string `yaml:"tls_cert"`
 		TLSKey    string `yaml:"tls_key"`
+		// TimeZone is the zone the pages write times in.
+		TimeZone string `yaml:"time_zone"`
 	} `yaml:"portal"`
 
 	Identity struct {
-		DevLogin   bool          `yaml:"dev_login"`
-		SessionTTL time.Duration `yaml:"session_ttl"`
+		DevLogin bool `yaml:"dev_login"`
+		// SessionTTL ends a session however busy; IdleTimeout ends one left alone.
+		SessionTTL  time.Duration   `yaml:"session_ttl"`
+		IdleTimeout time.Duration   `yaml:"idle_timeout"`
+		Levels      identity.Levels `yaml:"levels"`
 	} `yaml:"identity"`
 
 	Consent struct {
@@ -109,7 +115,10 @@ func Default() Config {
 	c.Directory.MaxLongPoll = 30 * time.Second
 	c.Telemetry.Listen = "127.0.0.1:9443"
 	c.Portal.Listen = "127.0.0.1:8080"
-	c.Identity.SessionTTL = 15 * time.Minute
+	c.Identity.SessionTTL = time.Hour
+	c.Identity.IdleTimeout = 15 * time.Minute
+	c.Identity.Levels = identity.DefaultLevels()
+	c.Portal.TimeZone = "Asia/Taipei"
 	c.Consent.PendingTTL = 10 * time.Minute
 	c.Consent.CodeTTL = 60 * time.Second
 	c.Log = telemetry.LogConfig{Format: "text", Level: "info"}
@@ -194,6 +203,7 @@ func (c *Config) Validate() error {
 		{Key: "raft.snapshot_interval", Value: c.Raft.Snapshot, Least: time.Second},
 		{Key: "raft.hold_timeout", Value: c.Raft.HoldTimeout, Least: 100 * time.Millisecond},
 		{Key: "identity.session_ttl", Value: c.Identity.SessionTTL, Least: time.Minute},
+		{Key: "identity.idle_timeout", Value: c.Identity.IdleTimeout, Least: time.Minute},
 		{Key: "consent.pending_ttl", Value: c.Consent.PendingTTL, Least: time.Minute},
 		{Key: "consent.code_ttl", Value: c.Consent.CodeTTL, Least: 10 * time.Second},
 	}); err != nil {
@@ -216,6 +226,15 @@ func (c *Config) Validate() error {
 		}
 		// A node that joins must not also make a cluster of its own.
 		c.Raft.Bootstrap = false
+	}
+	if c.Identity.IdleTimeout > c.Identity.SessionTTL {
+		return fmt.Errorf("identity.idle_timeout: %s is longer than identity.session_ttl %s", c.Identity.IdleTimeout, c.Identity.SessionTTL)
+	}
+	if err := c.Identity.Levels.Validate(); err != nil {
+		return fmt.Errorf("identity.levels: %w", err)
+	}
+	if _, err := time.LoadLocation(c.Portal.TimeZone); err != nil {
+		return fmt.Errorf("portal.time_zone: %w", err)
 	}
 	if c.CA.SVIDTTL > c.CA.RootTTL/2 {
 		return fmt.Errorf("ca.svid_ttl: %s must be at most half of ca.root_ttl", c.CA.SVIDTTL)

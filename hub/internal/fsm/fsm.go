@@ -59,10 +59,6 @@ func openDB(path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.Exec(schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("state schema: %w", err)
-	}
 	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state schema: %w", err)

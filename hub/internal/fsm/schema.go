@@ -100,6 +100,7 @@ CREATE TABLE IF NOT EXISTS datasets (
 	dp_org       TEXT NOT NULL,
 	dp_connector TEXT NOT NULL,
 	min_aal      INTEGER NOT NULL,
+	methods      TEXT NOT NULL DEFAULT '',
 	content_type TEXT NOT NULL,
 	async        INTEGER NOT NULL,
 	status       TEXT NOT NULL,
@@ -143,9 +144,14 @@ CREATE TABLE IF NOT EXISTS keyring (
 // restored into the live database, which has them.
 var columnsAdded = []struct{ table, column, decl string }{
 	{"consents", "subject_sealed", "BLOB"},
+	{"datasets", "methods", "TEXT NOT NULL DEFAULT ''"},
 }
 
 func migrate(db *sql.DB) error {
+	// Tables a later release added are missing from an earlier release's snapshot too.
+	if _, err := db.Exec(schema); err != nil {
+		return err
+	}
 	for _, c := range columnsAdded {
 		var n int
 		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n); err != nil {

@@ -11,26 +11,27 @@ import (
 // Dataset is a dataset as the log records it. It has the JSON form hubapi.Dataset had when it was the
 // payload, so that logs written then still decode; the API's type may change on its own from now on.
 type Dataset struct {
-	ID          string `json:"id"`
-	NameZh      string `json:"name_zh"`
-	NameEn      string `json:"name_en"`
-	Description string `json:"description"`
-	DPOrg       string `json:"dp_org"`
-	DPConnector string `json:"dp_connector"`
-	MinAAL      int    `json:"min_aal"`
-	ContentType string `json:"content_type"`
-	Async       bool   `json:"async"`
+	ID          string   `json:"id"`
+	NameZh      string   `json:"name_zh"`
+	NameEn      string   `json:"name_en"`
+	Description string   `json:"description"`
+	DPOrg       string   `json:"dp_org"`
+	DPConnector string   `json:"dp_connector"`
+	MinAAL      int      `json:"min_aal"`
+	Methods     []string `json:"methods,omitempty"`
+	ContentType string   `json:"content_type"`
+	Async       bool     `json:"async"`
 }
 
 // DatasetFrom makes the payload form of an API dataset.
 func DatasetFrom(d hubapi.Dataset) Dataset {
 	return Dataset{ID: d.ID, NameZh: d.NameZh, NameEn: d.NameEn, Description: d.Description, DPOrg: d.DPOrg, DPConnector: d.DPConnector,
-		MinAAL: d.MinAAL, ContentType: d.ContentType, Async: d.Async}
+		MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async}
 }
 
 func (d Dataset) api() hubapi.Dataset {
 	return hubapi.Dataset{ID: d.ID, NameZh: d.NameZh, NameEn: d.NameEn, Description: d.Description, DPOrg: d.DPOrg, DPConnector: d.DPConnector,
-		MinAAL: d.MinAAL, ContentType: d.ContentType, Async: d.Async}
+		MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async}
 }
 
 // Service is a service as the log records it (the JSON form hubapi.Service had as the payload).

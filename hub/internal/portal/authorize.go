@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/identity"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/nationalid"
 	"github.com/mydatafed/mydata/pkg/seal"
@@ -55,7 +56,7 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRe
 	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge", "code_challenge_method", "login_hint"} {
 		if len(q[k]) > 1 {
 			s.metrics.authorize.WithLabelValues("error_page").Inc()
-			s.errorPage(w, http.StatusBadRequest, "Invalid request 請求無效", fmt.Sprintf("The parameter %s appears more than once.", k))
+			s.errorPage(w, r, http.StatusBadRequest, "error.invalid", message("authorize.repeated", k))
 			return nil, false
 		}
 	}
@@ -67,26 +68,23 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRe
 		}
 	}
 	if err != nil {
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong 系統錯誤", "Please try again later.")
+		s.internalError(w, r, "find a service", err)
 		return nil, false
 	}
 	if svc == nil || svc.Status != hubapi.StatusActive || !slices.Contains(svc.Modes, hubapi.ModeOnline) {
 		s.metrics.authorize.WithLabelValues("error_page").Inc()
-		s.errorPage(w, http.StatusBadRequest, "Unknown service 未知的服務",
-			fmt.Sprintf("No online service is registered as %q. The site that sent you here may be an impostor: do not log in.", q.Get("client_id")))
+		s.errorPage(w, r, http.StatusBadRequest, "authorize.unknown.title", message("authorize.unknown", q.Get("client_id")))
 		return nil, false
 	}
 	if sp, err := s.cfg.State.Connector(svc.SPOrg, svc.SPConnector); err != nil || sp == nil || sp.Status != hubapi.StatusActive {
 		s.metrics.authorize.WithLabelValues("error_page").Inc()
-		s.errorPage(w, http.StatusServiceUnavailable, "Service unavailable 服務暫停",
-			fmt.Sprintf("The service %s cannot receive data right now. Please try again later.", svc.NameEn))
+		s.errorPage(w, r, http.StatusServiceUnavailable, "authorize.unavailable.title", message("authorize.unavailable", pickLang(requestLang(r), svc.NameZh, svc.NameEn)))
 		return nil, false
 	}
 	redirect := q.Get("redirect_uri")
 	if !slices.Contains(svc.RedirectURIs, redirect) {
 		s.metrics.authorize.WithLabelValues("error_page").Inc()
-		s.errorPage(w, http.StatusBadRequest, "Invalid return address 返回網址不符",
-			fmt.Sprintf("The service %s did not register the return address given, so we will not send you there.", svc.NameEn))
+		s.errorPage(w, r, http.StatusBadRequest, "authorize.redirect.title", message("authorize.redirect", pickLang(requestLang(r), svc.NameZh, svc.NameEn)))
 		return nil, false
 	}
 	state := q.Get("state")
@@ -155,48 +153,43 @@ func (s *Server) openLoginHint(hint, clientID string) (string, error) {
 	return string(pt), nil
 }
 
-// minAAL is the strongest assurance level the requested datasets need.
-func minAAL(ds []hubapi.Dataset) int {
-	l := hubapi.AALLow
-	for _, d := range ds {
-		l = max(l, d.MinAAL)
-	}
-	return l
-}
-
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	req, ok := s.parseAuthorize(w, r)
 	if !ok {
 		return
 	}
-	need := minAAL(req.Datasets)
-	sess, err := s.session(r)
-	if err != nil || sess.AAL < need {
+	reqs := requirementsOf(req.Datasets)
+	sess := sessionOf(r)
+	if sess == nil || !identity.Met(sess.Method, sess.Level, reqs...) {
+		// To the login page, or the step-up page when the session is not enough: it lists the methods that
+		// suffice and comes back here.
 		s.metrics.authorize.WithLabelValues("login").Inc()
-		s.renderLogin(w, http.StatusOK, r.URL.RequestURI(), need, "")
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
 	if req.BoundSubject != "" && req.BoundSubject != sess.Subject {
 		s.metrics.authorize.WithLabelValues("error_page").Inc()
-		s.render(w, http.StatusForbidden, "mismatch.html", map[string]any{
-			"Service": req.Service, "Back": s.errorURL(req.RedirectURI, req.State, "access_denied", "the request was bound to another citizen"),
+		s.render(w, r, http.StatusForbidden, "mismatch.html", "mismatch.title", map[string]any{
+			"Service": req.Service, "Again": r.URL.RequestURI(),
+			"Back": s.errorURL(req.RedirectURI, req.State, "access_denied", "the request was bound to another citizen"),
 		})
 		return
 	}
 	now := s.now()
 	c := fsm.Consent{
 		ID: randomID(16), Service: req.Service.ID, Subject: sess.Subject, TermsVersion: req.Service.TermsVersion,
-		AAL: sess.AAL, LoginMethod: sess.Method, RedirectURI: req.RedirectURI, CodeChallenge: req.Challenge, OAuthState: req.State,
+		AAL: sess.Level, LoginMethod: sess.Method, RedirectURI: req.RedirectURI, CodeChallenge: req.Challenge, OAuthState: req.State,
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.PendingTTL),
 	}
 	for _, d := range req.Datasets {
 		c.Datasets = append(c.Datasets, d.ID)
 	}
 	// The request waits in the page, signed, rather than in raft: most of the cost of a consent page would
-	// otherwise be a raft entry for a decision that may never come.
+	// otherwise be a raft entry for a decision that may never come. The signature binds it to this
+	// session, so no other session of the same citizen can decide it.
 	pending, err := json.Marshal(c)
 	if err != nil {
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong 系統錯誤", "Please try again later.")
+		s.internalError(w, r, "encode a consent", err)
 		return
 	}
 	form := base64.RawURLEncoding.EncodeToString(pending)
@@ -207,18 +200,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	var rows []row
 	for _, d := range req.Datasets {
-		holder := d.DPOrg
-		if o, err := s.cfg.State.Org(d.DPOrg); err == nil && o != nil {
-			holder = o.NameZh + " " + o.NameEn
-		}
-		rows = append(rows, row{d, holder})
+		rows = append(rows, row{d, s.orgName(r, d.DPOrg)})
 	}
-	spName := req.Service.SPOrg
-	if o, err := s.cfg.State.Org(req.Service.SPOrg); err == nil && o != nil {
-		spName = o.NameZh + " " + o.NameEn
+	// Browsers hold the consent form's redirect to the service to the page's form-action.
+	if u, err := url.Parse(req.RedirectURI); err == nil {
+		w.Header().Set("Content-Security-Policy", csp(u.Scheme+"://"+u.Host))
 	}
-	s.render(w, http.StatusOK, "consent.html", map[string]any{
-		"Service": req.Service, "SP": spName, "Datasets": rows, "Consent": c, "Pending": form, "CSRF": s.csrf(sess.Subject, "consent:"+form), "Session": sess,
+	s.render(w, r, http.StatusOK, "consent.html", "consent.title", map[string]any{
+		"Service": req.Service, "SP": s.orgName(r, req.Service.SPOrg), "Datasets": rows, "Consent": c, "Pending": form, "CSRF": s.csrf(r, "consent:"+form),
 	})
 }
 
@@ -235,18 +224,19 @@ func (s *Server) errorURL(redirect, state, code, desc string) string {
 }
 
 func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.session(r)
-	if err != nil {
-		s.errorPage(w, http.StatusUnauthorized, "Please log in again 請重新登入", "Your session has ended.")
+	sess := sessionOf(r)
+	if sess == nil {
+		s.errorPage(w, r, http.StatusUnauthorized, "error.session", message("error.session.text"))
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, http.StatusBadRequest, "Invalid request 請求無效", err.Error())
+		s.errorPage(w, r, http.StatusBadRequest, "error.invalid", message("error.form"))
 		return
 	}
 	form := r.PostForm.Get("pending")
-	if !s.checkCSRF(sess.Subject, "consent:"+form, r.PostForm.Get("csrf")) {
-		s.errorPage(w, http.StatusForbidden, "Invalid request 請求無效", "This form did not come from your consent page.")
+	if !s.checkCSRF(r, "consent:"+form) {
+		// Another browser, another session of the same citizen, or a forged form.
+		s.errorPage(w, r, http.StatusForbidden, "error.invalid", message("consent.other_session"))
 		return
 	}
 	var c fsm.Consent
@@ -255,8 +245,22 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 		err = json.Unmarshal(raw, &c)
 	}
 	if err != nil || c.Subject != sess.Subject {
-		// Only this hub signs the form, for this citizen: this is a bug or a changed key format.
-		s.errorPage(w, http.StatusBadRequest, "Invalid request 請求無效", "This consent form cannot be read.")
+		// Only this hub signs the form, for this session: this is a bug or a changed key format.
+		s.errorPage(w, r, http.StatusBadRequest, "error.invalid", message("consent.unreadable"))
+		return
+	}
+	// The datasets' requirements may have risen since the page was shown.
+	var ds []hubapi.Dataset
+	for _, id := range c.Datasets {
+		d, err := s.cfg.State.Dataset(id)
+		if err != nil || d == nil {
+			s.errorPage(w, r, http.StatusConflict, "consent.changed.title", message("consent.changed"))
+			return
+		}
+		ds = append(ds, *d)
+	}
+	if !identity.Met(sess.Method, sess.Level, requirementsOf(ds)...) {
+		s.errorPage(w, r, http.StatusForbidden, "consent.level.title", message("consent.level"))
 		return
 	}
 	approve := r.PostForm.Get("decision") == "approve"
@@ -268,12 +272,12 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 			if fe.Code == fsm.Gone {
 				status = http.StatusGone
 			}
-			s.errorPage(w, status, "This consent can no longer be changed 此同意已無法變更", fe.Message)
+			s.errorPage(w, r, status, "consent.final.title", message("consent.final"))
 			return
 		}
 		s.log.Error("record consent", "err", err)
 		w.Header().Set("Retry-After", "2")
-		s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot record your decision right now.")
+		s.errorPage(w, r, http.StatusServiceUnavailable, "error.retry", message("consent.unavailable"))
 		return
 	}
 	if !approve {

@@ -1,31 +1,52 @@
 package portal
 
-import "github.com/mydatafed/mydata/pkg/hubapi"
+import (
+	"slices"
 
-// Method is a way to prove one's identity, with the assurance level it gives.
+	"github.com/mydatafed/mydata/hub/internal/identity"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+)
+
+// Method is a way to prove one's identity, with the assurance level the configuration gives it.
 type Method struct {
 	ID     string
 	NameZh string
 	NameEn string
-	AAL    int
+	Level  int
+	// Dev marks a method the development login simulates.
+	Dev bool
 }
 
-// Methods are the login methods of the real platform, strongest first. The development login lets a tester
-// pick one; the identity issue brings the real ones.
-var Methods = []Method{
-	{"moica", "自然人憑證", "Citizen digital certificate (MOICA)", hubapi.AALHigh},
-	{"fin-card", "晶片金融卡", "Chip bank card", hubapi.AALHigh},
-	{"tw-fido", "TW FidO", "TW FidO", hubapi.AALMedium},
-	{"nhi-card", "健保卡", "NHI card", hubapi.AALMedium},
-	{"two-docs", "雙證件", "Two identity documents", hubapi.AALMedium},
-	{"otp", "簡訊/電子郵件一次性密碼", "One-time code by SMS or e-mail", hubapi.AALLow},
+// DevMethods are the real platform's methods, strongest first, as the development login simulates them.
+var DevMethods = []Method{
+	{"moica", "自然人憑證", "Citizen digital certificate (MOICA)", hubapi.AALHigh, true},
+	{"fin-card", "晶片金融卡", "Chip bank card", hubapi.AALHigh, true},
+	{"tw-fido", "TW FidO", "TW FidO", hubapi.AALMedium, true},
+	{"nhi-card", "健保卡", "NHI card", hubapi.AALMedium, true},
+	{"two-docs", "雙證件", "Two identity documents", hubapi.AALMedium, true},
+	{"otp", "簡訊/電子郵件一次性密碼", "One-time code by SMS or e-mail", hubapi.AALLow, true},
 }
 
-func method(id string) (Method, bool) {
-	for _, m := range Methods {
-		if m.ID == id {
-			return m, true
+func (s *Server) method(id string) (Method, bool) {
+	i := slices.IndexFunc(s.cfg.Methods, func(m Method) bool { return m.ID == id })
+	if i < 0 {
+		return Method{}, false
+	}
+	return s.cfg.Methods[i], true
+}
+
+// requirement is what a dataset asks of the login.
+func requirement(d hubapi.Dataset) identity.Requirement {
+	return identity.Requirement{MinLevel: d.MinAAL, Methods: d.Methods}
+}
+
+// sufficient are the methods whose login meets every requirement.
+func (s *Server) sufficient(reqs []identity.Requirement) []Method {
+	var out []Method
+	for _, m := range s.cfg.Methods {
+		if identity.Met(m.ID, m.Level, reqs...) {
+			out = append(out, m)
 		}
 	}
-	return Method{}, false
+	return out
 }

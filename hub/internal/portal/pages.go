@@ -1,118 +1,302 @@
 package portal
 
 import (
+	"encoding/csv"
 	"errors"
 	"net/http"
-	"net/url"
-	"strings"
+	"slices"
+	"strconv"
+	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/fsm"
-	"github.com/mydatafed/mydata/pkg/nationalid"
+	"github.com/mydatafed/mydata/pkg/audit"
+	"github.com/mydatafed/mydata/pkg/hubapi"
 )
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	sess, _ := s.session(r)
-	s.render(w, http.StatusOK, "home.html", map[string]any{"Session": sess})
+	s.render(w, r, http.StatusOK, "home.html", "home.title", nil)
 }
 
-// safeNext keeps the post-login redirect on this site.
-func safeNext(next string) string {
-	u, err := url.Parse(next)
-	if err != nil || u.IsAbs() || u.Host != "" || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(next, "//") {
-		return "/history"
+// setLang remembers the citizen's language for a year, and goes back to the page they were on.
+func (s *Server) setLang(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || !s.checkCSRF(r, "lang") {
+		s.errorPage(w, r, http.StatusForbidden, "error.invalid", message("error.csrf"))
+		return
 	}
-	return next
+	lang := r.PostForm.Get("lang")
+	if lang != langZh && lang != langEn {
+		s.errorPage(w, r, http.StatusBadRequest, "error.invalid", message("error.lang"))
+		return
+	}
+	s.setCookie(w, langCookie, lang, 365*24*time.Hour)
+	http.Redirect(w, r, s.safeNext(r.PostForm.Get("next")), http.StatusSeeOther)
 }
 
-func (s *Server) renderLogin(w http.ResponseWriter, status int, next string, need int, msg string) {
-	s.render(w, status, "login.html", map[string]any{
-		"Next": safeNext(next), "Need": need, "Methods": Methods, "DevLogin": s.cfg.DevLogin, "Message": msg,
-	})
-}
-
-func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.renderLogin(w, http.StatusOK, r.URL.Query().Get("next"), 1, "")
-}
-
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if !s.cfg.DevLogin {
-		s.errorPage(w, http.StatusNotFound, "No login method available 無可用登入方式", "This hub has no identity method configured.")
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || !s.checkCSRF(r, "logout") {
+		s.errorPage(w, r, http.StatusForbidden, "error.invalid", message("error.csrf"))
 		return
 	}
-	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, http.StatusBadRequest, "Invalid request 請求無效", err.Error())
-		return
-	}
-	next := safeNext(r.PostForm.Get("next"))
-	subject := strings.ToUpper(strings.TrimSpace(r.PostForm.Get("subject")))
-	m, ok := method(r.PostForm.Get("method"))
-	if !ok {
-		s.renderLogin(w, http.StatusBadRequest, next, 1, "Choose a login method. 請選擇登入方式。")
-		return
-	}
-	if err := nationalid.Valid(subject); err != nil {
-		s.renderLogin(w, http.StatusBadRequest, next, 1, "That is not a valid national ID. 身分證字號格式錯誤。")
-		return
-	}
-	s.metrics.logins.WithLabelValues(m.ID).Inc()
-	if err := s.setSession(w, Session{Subject: subject, Method: m.ID, AAL: m.AAL, Expires: s.now().Add(s.cfg.SessionTTL).Unix()}); err != nil {
-		s.log.Warn("sign a session", "err", err)
-		s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot sign you in right now.")
-		return
+	s.clearSession(w)
+	next := "/"
+	if n := r.PostForm.Get("next"); n != "" {
+		next = s.safeNext(n)
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	s.clearSession(w)
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+// orgName is an organisation's name in the page's language, or its id if it has none.
+func (s *Server) orgName(r *http.Request, id string) string {
+	if o, err := s.cfg.State.Org(id); err == nil && o != nil {
+		return pickLang(requestLang(r), o.NameZh, o.NameEn)
+	}
+	return id
+}
+
+func pickLang(lang, zh, en string) string {
+	if lang == langZh || en == "" {
+		return zh
+	}
+	return en
+}
+
+type catalogueRow struct {
+	hubapi.Dataset
+	Holder  string
+	Accepts []Method
+}
+
+func (s *Server) catalogue(w http.ResponseWriter, r *http.Request) {
+	ds, err := s.cfg.State.Datasets()
+	if err != nil {
+		s.internalError(w, r, "list datasets", err)
+		return
+	}
+	rows := make([]catalogueRow, 0, len(ds))
+	for _, d := range ds {
+		row := catalogueRow{Dataset: d, Holder: s.orgName(r, d.DPOrg)}
+		if len(d.Methods) > 0 {
+			row.Accepts = s.sufficient(requirementsOf([]hubapi.Dataset{d}))
+		}
+		rows = append(rows, row)
+	}
+	s.render(w, r, http.StatusOK, "catalogue.html", "catalogue.title", map[string]any{"Datasets": rows})
+}
+
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	s.log.Error(what, "err", err)
+	s.errorPage(w, r, http.StatusInternalServerError, "error.internal", message("error.internal.text"))
+}
+
+// use is one dataset of a consent as the history shows it: what happened to it, in words.
+type use struct {
+	Dataset    string
+	Name       string
+	Holder     string
+	Outcome    string
+	OutcomeKey string
+	Bytes      int64
+	At         time.Time
 }
 
 type historyRow struct {
 	fsm.Consent
-	Effective string
-	ServiceEn string
-	ServiceZh string
-	Receipts  []fsm.Receipt
-	CSRF      string
-	Revocable bool
+	Effective   string
+	StateKey    string
+	ServiceName string
+	Recipient   string
+	ModeKey     string
+	MethodName  string
+	Uses        []use
+	Revocable   bool
 }
 
-func (s *Server) history(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.session(r)
-	if err != nil {
-		http.Redirect(w, r, "/login?next=/history", http.StatusSeeOther)
-		return
+// outcomeOf is what the citizen is told about one dataset: the data provider's receipt says whether the
+// agency sent it, the service provider's whether it arrived; the later word wins.
+func outcomeOf(receipts []fsm.Receipt, dataset string) (outcome string, bytes int64, at time.Time) {
+	rank := map[string]int{"": 0, audit.OutcomePending: 1, audit.OutcomeFailed: 2, audit.OutcomeRefused: 2, audit.OutcomeNoRecord: 3, audit.OutcomeDelivered: 3}
+	for _, rc := range receipts {
+		if rc.Dataset != dataset {
+			continue
+		}
+		if rank[rc.Outcome] > rank[outcome] || (rank[rc.Outcome] == rank[outcome] && rc.Role == "sp") {
+			outcome, bytes, at = rc.Outcome, rc.Bytes, rc.At
+		}
 	}
-	consents, err := s.cfg.Consent.History(sess.Subject, 200)
-	if err != nil {
-		s.errorPage(w, http.StatusInternalServerError, "Something went wrong 系統錯誤", "Please try again later.")
-		return
+	return outcome, bytes, at
+}
+
+var outcomeKeys = map[string]string{
+	"": "outcome.none", audit.OutcomePending: "outcome.pending", audit.OutcomeFailed: "outcome.failed", audit.OutcomeRefused: "outcome.refused",
+	audit.OutcomeNoRecord: "outcome.no_record", audit.OutcomeDelivered: "outcome.delivered",
+}
+
+var stateKeys = map[string]string{
+	fsm.ConsentPending: "state.pending", fsm.ConsentGranted: "state.granted", fsm.ConsentUsed: "state.used",
+	fsm.ConsentDenied: "state.denied", fsm.ConsentExpired: "state.expired", fsm.ConsentRevoked: "state.revoked",
+}
+
+// historyRange reads the filter: dates in the portal's zone, "to" inclusive.
+func (s *Server) historyRange(r *http.Request) (from, to time.Time, fromS, toS string, err error) {
+	q := r.URL.Query()
+	fromS, toS = q.Get("from"), q.Get("to")
+	if fromS != "" {
+		if from, err = time.ParseInLocation(time.DateOnly, fromS, s.cfg.Location); err != nil {
+			return from, to, "", "", errors.New("from")
+		}
 	}
+	if toS != "" {
+		if to, err = time.ParseInLocation(time.DateOnly, toS, s.cfg.Location); err != nil {
+			return from, to, "", "", errors.New("to")
+		}
+		to = to.AddDate(0, 0, 1)
+	}
+	return from, to, fromS, toS, nil
+}
+
+func (s *Server) historyRows(r *http.Request, sess *Session, from, to time.Time) ([]historyRow, error) {
+	consents, err := s.cfg.Consent.History(sess.Subject, 500)
+	if err != nil {
+		return nil, err
+	}
+	lang := requestLang(r)
 	now := s.now()
 	var rows []historyRow
 	for _, c := range consents {
-		row := historyRow{Consent: c, Effective: c.EffectiveState(now), ServiceEn: c.Service, ServiceZh: c.Service}
-		if svc, err := s.cfg.State.Service(c.Service); err == nil && svc != nil {
-			row.ServiceEn, row.ServiceZh = svc.NameEn, svc.NameZh
+		if (!from.IsZero() && c.CreatedAt.Before(from)) || (!to.IsZero() && !c.CreatedAt.Before(to)) {
+			continue
 		}
-		row.Receipts, _ = s.cfg.State.Receipts(c.ID)
+		row := historyRow{Consent: c, Effective: c.EffectiveState(now), ServiceName: c.Service, Recipient: c.Service, ModeKey: "mode.online"}
+		row.StateKey = stateKeys[row.Effective]
+		if svc, err := s.cfg.State.Service(c.Service); err == nil && svc != nil {
+			row.ServiceName = pickLang(lang, svc.NameZh, svc.NameEn)
+			row.Recipient = s.orgName(r, svc.SPOrg)
+		}
+		row.MethodName = c.LoginMethod
+		if m, ok := s.method(c.LoginMethod); ok {
+			row.MethodName = pickLang(lang, m.NameZh, m.NameEn)
+		}
+		receipts, _ := s.cfg.State.Receipts(c.ID)
+		for _, id := range c.Datasets {
+			u := use{Dataset: id, Name: id, Holder: ""}
+			if d, err := s.cfg.State.Dataset(id); err == nil && d != nil {
+				u.Name, u.Holder = pickLang(lang, d.NameZh, d.NameEn), s.orgName(r, d.DPOrg)
+			}
+			u.Outcome, u.Bytes, u.At = outcomeOf(receipts, id)
+			u.OutcomeKey = outcomeKeys[u.Outcome]
+			if u.OutcomeKey == "" {
+				u.OutcomeKey = "outcome.other"
+			}
+			row.Uses = append(row.Uses, u)
+		}
 		row.Revocable = row.Effective == fsm.ConsentPending || row.Effective == fsm.ConsentGranted
-		row.CSRF = s.csrf(sess.Subject, "revoke:"+c.ID)
 		rows = append(rows, row)
 	}
-	s.render(w, http.StatusOK, "history.html", map[string]any{"Session": sess, "Rows": rows})
+	return rows, nil
 }
 
-func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.session(r)
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r)
+	if sess == nil {
+		http.Redirect(w, r, "/login?next=/history", http.StatusSeeOther)
+		return
+	}
+	data := map[string]any{"Zone": s.cfg.Location.String()}
+	from, to, fromS, toS, err := s.historyRange(r)
+	data["From"], data["To"] = fromS, toS
 	if err != nil {
+		data["Message"] = message("history.bad_date")
+		s.render(w, r, http.StatusBadRequest, "history.html", "history.title", data)
+		return
+	}
+	rows, err := s.historyRows(r, sess, from, to)
+	if err != nil {
+		s.internalError(w, r, "read history", err)
+		return
+	}
+	data["Rows"] = rows
+	s.render(w, r, http.StatusOK, "history.html", "history.title", data)
+}
+
+// historyCSV is the same history as a spreadsheet: a row per dataset of every consent, with a BOM so that
+// spreadsheet programs read the Chinese names as UTF-8.
+func (s *Server) historyCSV(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r)
+	if sess == nil {
+		http.Redirect(w, r, "/login?next=/history", http.StatusSeeOther)
+		return
+	}
+	from, to, _, _, err := s.historyRange(r)
+	if err != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "error.invalid", message("history.bad_date"))
+		return
+	}
+	rows, err := s.historyRows(r, sess, from, to)
+	if err != nil {
+		s.internalError(w, r, "read history", err)
+		return
+	}
+	lang := requestLang(r)
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="mydata-history.csv"`)
+	_, _ = w.Write([]byte("\ufeff"))
+	cw := csv.NewWriter(w)
+	header := []string{}
+	for _, k := range []string{"csv.time", "csv.consent_id", "csv.service", "csv.recipient", "csv.mode", "csv.state", "csv.dataset", "csv.holder", "csv.outcome", "csv.bytes", "csv.delivered_at"} {
+		header = append(header, tr(lang, k))
+	}
+	_ = cw.Write(header)
+	ft := fmtTime(s.cfg.Location)
+	for _, row := range rows {
+		for _, u := range row.Uses {
+			_ = cw.Write([]string{ft(row.CreatedAt), row.ID, row.ServiceName, row.Recipient, tr(lang, row.ModeKey), tr(lang, row.StateKey),
+				u.Name, u.Holder, tr(lang, u.OutcomeKey), strconv.FormatInt(u.Bytes, 10), ft(u.At)})
+		}
+	}
+	cw.Flush()
+}
+
+// ownConsent finds one of the session's consents in its history, for the revocation pages.
+func (s *Server) ownConsent(r *http.Request, sess *Session, id string) (*historyRow, error) {
+	rows, err := s.historyRows(r, sess, time.Time{}, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(rows, func(h historyRow) bool { return h.ID == id })
+	if i < 0 {
+		return nil, nil
+	}
+	return &rows[i], nil
+}
+
+func (s *Server) revokePage(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r)
+	if sess == nil {
 		http.Redirect(w, r, "/login?next=/history", http.StatusSeeOther)
 		return
 	}
 	id := r.PathValue("id")
-	if err := r.ParseForm(); err != nil || !s.checkCSRF(sess.Subject, "revoke:"+id, r.PostForm.Get("csrf")) {
-		s.errorPage(w, http.StatusForbidden, "Invalid request 請求無效", "This form did not come from your history page.")
+	row, err := s.ownConsent(r, sess, id)
+	if err != nil {
+		s.internalError(w, r, "read history", err)
+		return
+	}
+	if row == nil || !row.Revocable {
+		s.errorPage(w, r, http.StatusNotFound, "revoke.cannot", message("revoke.not_found"))
+		return
+	}
+	s.render(w, r, http.StatusOK, "revoke.html", "revoke.title", map[string]any{"ID": id, "ServiceName": row.ServiceName, "CSRF": s.csrf(r, "revoke:"+id)})
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r)
+	if sess == nil {
+		http.Redirect(w, r, "/login?next=/history", http.StatusSeeOther)
+		return
+	}
+	id := r.PathValue("id")
+	if err := r.ParseForm(); err != nil || !s.checkCSRF(r, "revoke:"+id) {
+		s.errorPage(w, r, http.StatusForbidden, "error.invalid", message("error.csrf"))
 		return
 	}
 	if err := s.cfg.Consent.Revoke(id, sess.Subject, s.now()); err != nil {
@@ -121,11 +305,24 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 			// No leader within the hold timeout, or the outcome is unknown: not the consent's fault.
 			s.log.Warn("revoke a consent", "err", err)
 			w.Header().Set("Retry-After", "2")
-			s.errorPage(w, http.StatusServiceUnavailable, "Please try again 請稍後再試", "The hub cannot record your revocation right now.")
+			s.errorPage(w, r, http.StatusServiceUnavailable, "error.retry", message("revoke.unavailable"))
 			return
 		}
-		s.errorPage(w, http.StatusConflict, "Cannot revoke 無法撤回", fe.Message)
+		s.errorPage(w, r, http.StatusConflict, "revoke.cannot", message("revoke.refused"))
 		return
 	}
 	http.Redirect(w, r, "/history", http.StatusSeeOther)
+}
+
+func (s *Server) account(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r)
+	if sess == nil {
+		http.Redirect(w, r, "/login?next=/account", http.StatusSeeOther)
+		return
+	}
+	name := sess.Method
+	if m, ok := s.method(sess.Method); ok {
+		name = pickLang(requestLang(r), m.NameZh, m.NameEn)
+	}
+	s.render(w, r, http.StatusOK, "account.html", "account.title", map[string]any{"MethodName": name})
 }

@@ -1,6 +1,7 @@
 // Package portal is the hub's citizen-facing web: login, the OAuth 2.0 authorization endpoint with PKCE
-// where a service provider sends a citizen to agree, the consent page, and the history of every use of the
-// citizen's data. It renders server-side HTML; nothing here needs JavaScript.
+// where a service provider sends a citizen to agree, the consent page, the catalogue, and the history of
+// every use of the citizen's data. Pages are rendered on the server in Traditional Chinese or English; the
+// only scripts are the login methods' own, served from the portal.
 package portal
 
 import (
@@ -12,6 +13,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"html/template"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,12 +24,16 @@ import (
 
 	"github.com/mydatafed/mydata/hub/internal/consent"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
+	"github.com/mydatafed/mydata/hub/internal/identity"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 //go:embed templates/*.html
 var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
 
 // Config wires the portal to the rest of the hub.
 type Config struct {
@@ -38,11 +44,18 @@ type Config struct {
 	// Consent records decisions and revocations, and reads the history.
 	Consent *consent.Service
 	// Sync waits until this node has applied what the leader has committed (cluster.Sync).
-	Sync       func(context.Context) error
-	DevLogin   bool
-	PublicURL  string
-	SessionTTL time.Duration
-	PendingTTL time.Duration
+	Sync      func(context.Context) error
+	DevLogin  bool
+	PublicURL string
+	// SessionTTL ends a session however busy; IdleTimeout ends one left alone.
+	SessionTTL  time.Duration
+	IdleTimeout time.Duration
+	PendingTTL  time.Duration
+	// Levels name the assurance levels; Methods are the login methods with the level each gives.
+	Levels  identity.Levels
+	Methods []Method
+	// Location is the zone the pages write times in (Asia/Taipei by default).
+	Location   *time.Location
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -53,9 +66,10 @@ type Server struct {
 	cfg     Config
 	now     func() time.Time
 	log     *slog.Logger
-	tmpl    *template.Template
+	tmpl    map[string]*template.Template // by language
 	secure  bool
 	metrics *metrics
+	mux     *http.ServeMux
 	srv     *http.Server
 }
 
@@ -64,52 +78,111 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	tmpl, err := template.New("").Funcs(template.FuncMap{
-		"aalName": aalName,
-		"fmtTime": func(t time.Time) string {
-			if t.IsZero() {
-				return ""
-			}
-			return t.Local().Format("2006-01-02 15:04:05")
-		},
-	}).ParseFS(templateFS, "templates/*.html")
-	if err != nil {
-		return nil, err
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	if len(cfg.Levels) == 0 {
+		cfg.Levels = identity.DefaultLevels()
+	}
+	if len(cfg.Methods) == 0 {
+		cfg.Methods = DevMethods
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = cfg.SessionTTL
+	}
+	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Log, secure: strings.HasPrefix(cfg.PublicURL, "https://"), tmpl: map[string]*template.Template{}}
+	for _, lang := range langs {
+		t, err := template.New("").Funcs(s.funcs(lang)).ParseFS(templateFS, "templates/*.html")
+		if err != nil {
+			return nil, err
+		}
+		s.tmpl[lang] = t
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Log, tmpl: tmpl, secure: strings.HasPrefix(cfg.PublicURL, "https://"), metrics: m}
+	s.metrics = m
+	s.routes()
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
 
-// Handler routes the portal.
-func (s *Server) Handler() http.Handler {
+// funcs are the template functions for one language.
+func (s *Server) funcs(lang string) template.FuncMap {
+	return template.FuncMap{
+		"t":       func(key string, args ...any) string { return tr(lang, key, args...) },
+		"tm":      func(m msg) string { return tr(lang, m.Key, m.Args...) },
+		"level":   func(rank int) string { return s.levelName(lang, rank) },
+		"fmtTime": fmtTime(s.cfg.Location),
+		"pick": func(zh, en string) string {
+			if lang == langZh || en == "" {
+				return zh
+			}
+			return en
+		},
+	}
+}
+
+func (s *Server) levelName(lang string, rank int) string {
+	l, ok := s.cfg.Levels.Find(rank)
+	if !ok {
+		return strconv.Itoa(rank)
+	}
+	if lang == langZh {
+		return l.NameZh
+	}
+	return l.NameEn
+}
+
+func (s *Server) routes() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /oauth/authorize", s.authorize)
 	mux.HandleFunc("POST /oauth/consent", s.decide)
 	mux.HandleFunc("GET /login", s.loginPage)
-	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /login", s.devLogin)
 	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("POST /lang", s.setLang)
+	mux.HandleFunc("GET /catalogue", s.catalogue)
 	mux.HandleFunc("GET /history", s.history)
+	mux.HandleFunc("GET /history.csv", s.historyCSV)
+	mux.HandleFunc("GET /consents/{id}/revoke", s.revokePage)
 	mux.HandleFunc("POST /consents/{id}/revoke", s.revoke)
-	return securityHeaders(mux)
+	mux.HandleFunc("GET /account", s.account)
+	static, _ := fs.Sub(staticFS, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	s.mux = mux
 }
 
-// securityHeaders keeps the pages out of frames (no clickjacking of the consent button) and off caches.
-func securityHeaders(next http.Handler) http.Handler {
+// Handler routes the portal.
+func (s *Server) Handler() http.Handler { return s.securityHeaders(s.withSession(s.mux)) }
+
+// securityHeaders keeps the pages out of frames (no clickjacking of the consent button), off caches, and
+// their forms pointed at the portal only; the consent page widens form-action to the one service it
+// redirects to, because browsers apply form-action to the redirect a form's answer makes.
+func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'")
+		h.Set("Content-Security-Policy", csp(""))
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
+		if s.secure {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// csp is the pages' policy; formTarget is an origin forms may also lead to.
+func csp(formTarget string) string {
+	fa := "'self'"
+	if formTarget != "" {
+		fa += " " + formTarget
+	}
+	return "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action " + fa + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // Serve serves on ln until ctx ends; with cert set it serves HTTPS.
@@ -129,19 +202,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, cert *tls.Certifica
 	return nil
 }
 
-func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
+// page is what every template gets: the frame's needs, and the page's own data in D.
+type page struct {
+	Lang     string
+	Title    string
+	Session  *Session
+	DevLogin bool
+	// Here is this page's path, where the language switch comes back to.
+	Here       string
+	LogoutCSRF string
+	LangCSRF   string
+	D          any
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name, title string, data any) {
+	lang := requestLang(r)
+	p := page{Lang: lang, Title: title, Session: sessionOf(r), DevLogin: s.cfg.DevLogin, Here: s.safeNext(r.URL.RequestURI()),
+		LogoutCSRF: s.csrf(r, "logout"), LangCSRF: s.csrf(r, "lang"), D: data}
 	// Into a buffer first: one write with a Content-Length instead of many small chunked ones, and a
 	// template error becomes a clean 500 rather than half a page.
 	buf := pageBuffers.Get().(*bytes.Buffer)
 	defer pageBuffers.Put(buf)
 	buf.Reset()
-	if err := s.tmpl.ExecuteTemplate(buf, name, data); err != nil {
+	if err := s.tmpl[lang].ExecuteTemplate(buf, name, p); err != nil {
 		s.log.Error("render", "template", name, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		http.Error(w, "internal error 系統錯誤", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.Header().Set("Content-Language", lang)
+	w.Header().Add("Vary", "Accept-Language, Cookie")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
@@ -150,24 +241,12 @@ var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // errorPage shows an error the citizen can read, and never redirects: used when the client or its redirect
 // URI cannot be trusted.
-func (s *Server) errorPage(w http.ResponseWriter, status int, title, detail string) {
-	s.render(w, status, "error.html", map[string]any{"Title": title, "Detail": detail})
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, title string, detail msg) {
+	s.render(w, r, status, "error.html", title, detail)
 }
 
 func randomID(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func aalName(l int) string {
-	switch l {
-	case 1:
-		return "低 low"
-	case 2:
-		return "中 medium"
-	case 3:
-		return "高 high"
-	}
-	return "?"
 }

@@ -163,9 +163,14 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	loc, err := time.LoadLocation(cfg.Portal.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("portal.time_zone: %w", err)
+	}
 	s.portal, err = portal.New(portal.Config{
 		State: s.state, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync,
 		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
+		IdleTimeout: cfg.Identity.IdleTimeout, Levels: cfg.Identity.Levels, Location: loc,
 		PendingTTL: cfg.Consent.PendingTTL,
 		Log:        log.With(telemetry.KeyComponent, "portal"), Registerer: reg,
 	})

@@ -44,7 +44,16 @@ import (
 // certificates is under 8 KiB.
 const MaxSignedData = 64 << 10
 
-// Config is one certificate login method. It sits in the portal's hub.yaml under the method's entry.
+// Config is one certificate login method. It sits in the portal's hub.yaml under the method's entry:
+//
+//	id: moica
+//	roots: [/etc/mydata-hub/moica/grca.pem]
+//	intermediates: [/etc/mydata-hub/moica/moica.pem]
+//	crls: [http://crl.example.gov.tw/moica/complete.crl, /var/lib/mydata-hub/moica-arl.crl]
+//	crl_refresh: 1h
+//	ocsp: false
+//	subject_rule: {kind: extension_last4, oid: 1.2.3.4, source: subject_directory_attributes}
+//	require_crl: true
 type Config struct {
 	// ID is the method's id ("moica", "gca", "hca"), as identity.Result.Method.
 	ID string `yaml:"id"`
@@ -168,6 +177,24 @@ func New(cfg Config, client *http.Client, now func() time.Time) (*Verifier, erro
 	}
 	v.rule = rule
 	return v, nil
+}
+
+// Run keeps the CRLs fresh in the background, so that a login seldom waits for a download; without
+// it Verify fetches a due CRL itself. It returns nil when ctx ends.
+func (v *Verifier) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		for _, src := range v.crls {
+			// A failure is kept in the source and reported by the next login that needs it.
+			_, _ = src.current(ctx, v, v.now(), nil)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // ID is the method's configured id.
@@ -310,6 +337,9 @@ func (v *Verifier) Verify(ctx context.Context, signedData, challenge []byte, nat
 	}
 	// A card holds a signing and an encryption certificate; only the first may log in. A certificate
 	// without the extension is refused too: every card certificate has one.
+	if leaf.IsCA {
+		return nil, fmt.Errorf("%w: a CA certificate", ErrKeyUsage)
+	}
 	if leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
 		return nil, fmt.Errorf("%w: key usage %#x lacks digitalSignature", ErrKeyUsage, int(leaf.KeyUsage))
 	}

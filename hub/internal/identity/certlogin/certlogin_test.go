@@ -250,6 +250,14 @@ func TestVerify(t *testing.T) {
 		{name: "encryption certificate", want: certlogin.ErrKeyUsage,
 			leaf: testca.CitizenOptions{KeyUsage: x509.KeyUsageKeyEncipherment}},
 
+		{name: "signed by the issuing CA itself", want: certlogin.ErrKeyUsage,
+			signed: func(t *testing.T, e env) []byte {
+				der, err := localsigner.Sign(challenge, e.f.ca.Intermediate, nil, e.f.ca.IntermediateKey, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return der
+			}},
 		{name: "ID mismatch, serialNumber", want: certlogin.ErrNotYours, id: "B223456789"},
 		{name: "no ID typed", want: certlogin.ErrNotYours, id: " "},
 		{name: "last 4 in an extension", leaf: testca.CitizenOptions{Rule: testca.Last4Extension},

@@ -87,7 +87,8 @@ type crlView struct {
 
 // current returns the cached CRL, re-reading it first when it is due. A failed re-read keeps the old
 // copy (the caller decides whether it is still fresh) and returns the error beside it. The issuer's
-// signature on the CRL is checked once per CRL and issuer: a national CA's CRL is megabytes to hash.
+// signature on the CRL is checked once per CRL and issuer (a national CA's CRL is megabytes to hash);
+// issuer may be nil to only refresh.
 func (s *crlSource) current(ctx context.Context, v *Verifier, now time.Time, issuer *x509.Certificate) (*crlView, error) {
 	select {
 	case s.lock <- struct{}{}:
@@ -99,7 +100,7 @@ func (s *crlSource) current(ctx context.Context, v *Verifier, now time.Time, iss
 		s.refreshLocked(ctx, v, now)
 	}
 	view := &crlView{crl: s.crl, revoked: s.revoked}
-	if s.crl != nil && bytes.Equal(s.crl.RawIssuer, issuer.RawSubject) {
+	if s.crl != nil && issuer != nil && bytes.Equal(s.crl.RawIssuer, issuer.RawSubject) {
 		key := string(issuer.Raw)
 		signed, seen := s.verified[key]
 		if !seen {

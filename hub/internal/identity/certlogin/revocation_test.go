@@ -164,6 +164,39 @@ func TestCRLServerDown(t *testing.T) {
 	}
 }
 
+func TestRunPrefetches(t *testing.T) {
+	f := newFixture(t, false)
+	crl, err := f.ca.CRL(time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &crlServer{der: crl}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	v := f.verifier(t, func(c *certlogin.Config) { c.CRLs = []string{hs.URL} })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); srv.fetches.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("Run fetched nothing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	challenge := certlogin.NewChallenge()
+	leaf := f.citizen(t, testca.CitizenOptions{})
+	if _, err := v.Verify(context.Background(), sign(t, leaf, challenge, false), challenge, citizenID); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches, want the one Run made", n)
+	}
+}
+
 // ocspResponder answers for the CA's issuing CA with the status it is set to.
 type ocspResponder struct {
 	t      *testing.T

@@ -40,6 +40,16 @@ const (
 	TypeConsentForget
 	TypeConsentRedact
 	TypeRenew
+	TypePasskeyAdd
+	TypePasskeyUse
+	TypePasskeyRemove
+	TypeOTPPut
+	TypeOTPTry
+	TypeThrottleFail
+	TypeThrottleClear
+	TypeContactSet
+	TypeMethodUsed
+	TypeIdentityPurge
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

@@ -89,6 +89,16 @@ var registry = map[Type]entry{
 	TypeConsentForget:   command(applyConsentForget, keepsLookups),
 	TypeConsentRedact:   command(applyConsentRedact, keepsLookups),
 	TypeRenew:           command(applyRenew, dropsLookups),
+	TypePasskeyAdd:      command(applyPasskeyAdd, keepsLookups),
+	TypePasskeyUse:      command(applyPasskeyUse, keepsLookups),
+	TypePasskeyRemove:   command(applyPasskeyRemove, keepsLookups),
+	TypeOTPPut:          command(applyOTPPut, keepsLookups),
+	TypeOTPTry:          command(applyOTPTry, keepsLookups),
+	TypeThrottleFail:    command(applyThrottleFail, keepsLookups),
+	TypeThrottleClear:   command(applyThrottleClear, keepsLookups),
+	TypeContactSet:      command(applyContactSet, keepsLookups),
+	TypeMethodUsed:      command(applyMethodUsed, keepsLookups),
+	TypeIdentityPurge:   command(applyIdentityPurge, keepsLookups),
 }
 
 // typeOf finds a payload's command type.

@@ -137,6 +137,58 @@ CREATE TABLE IF NOT EXISTS keyring (
 	created_at INTEGER NOT NULL,
 	retired_at INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS passkeys (
+	id                 BLOB PRIMARY KEY,
+	subject_hash       TEXT NOT NULL,
+	subject_sealed     BLOB NOT NULL,
+	user_handle        BLOB NOT NULL,
+	name               TEXT NOT NULL,
+	public_key         BLOB NOT NULL,
+	attestation_type   TEXT NOT NULL,
+	attestation_format TEXT NOT NULL,
+	aaguid             BLOB,
+	sign_count         INTEGER NOT NULL,
+	backup_eligible    INTEGER NOT NULL,
+	backup_state       INTEGER NOT NULL,
+	transports         TEXT NOT NULL,
+	created_at         INTEGER NOT NULL,
+	last_used_at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passkeys_by_subject ON passkeys(subject_hash);
+CREATE TABLE IF NOT EXISTS otp_challenges (
+	id           TEXT PRIMARY KEY,
+	subject_hash TEXT NOT NULL,
+	purpose      TEXT NOT NULL,
+	channel      TEXT NOT NULL,
+	code_hash    BLOB NOT NULL,
+	tries        INTEGER NOT NULL,
+	max_tries    INTEGER NOT NULL,
+	expires_at   INTEGER NOT NULL,
+	used         INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS throttle (
+	key          TEXT PRIMARY KEY,
+	failures     INTEGER NOT NULL,
+	window_start INTEGER NOT NULL,
+	locked_until INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contacts (
+	subject_hash      TEXT PRIMARY KEY,
+	email_sealed      BLOB,
+	email_verified_at INTEGER NOT NULL,
+	phone_sealed      BLOB,
+	phone_verified_at INTEGER NOT NULL,
+	lang              TEXT NOT NULL,
+	notify_email      INTEGER NOT NULL,
+	notify_sms        INTEGER NOT NULL,
+	updated_at        INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS method_uses (
+	subject_hash TEXT NOT NULL,
+	method       TEXT NOT NULL,
+	first_at     INTEGER NOT NULL,
+	PRIMARY KEY (subject_hash, method)
+);
 `
 
 // columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT

@@ -24,7 +24,8 @@ var (
 	// ErrLevel: neither acr nor any amr value maps to a level and there is no default level.
 	ErrLevel = errors.New("oidc login: no assurance level")
 	// ErrUnavailable: the IdP's discovery, token or key endpoint could not be reached or answered with a
-	// server error. Trying again later may work.
+	// server error, or its discovery document cannot be used (another issuer, no S256, no client-secret
+	// authentication: the detail says which, for the operator). Trying again later may work.
 	ErrUnavailable = errors.New("oidc login: identity provider unavailable")
 )
 

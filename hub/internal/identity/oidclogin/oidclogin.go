@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -228,10 +229,10 @@ func signingAlgs(announced []string) []string {
 	return algs
 }
 
-// New validates cfg, reads the client secret file and returns the RP. It does not contact the OP:
-// discovery happens on the first Start or Finish and is retried until it succeeds, so an OP that is down
-// when the hub starts costs only its own logins. client may be nil; its responses of 5xx count as the OP
-// being unavailable.
+// New validates cfg, reads the client secret file and returns the RP. It does not contact the OP, and
+// does not use ctx today: discovery happens on the first Start or Finish and is retried until it
+// succeeds, so an OP that is down when the hub starts costs only its own logins. client may be nil (a
+// client with HTTPTimeout); it is copied, and its 5xx responses count as the OP being unavailable.
 func New(ctx context.Context, cfg Config, client *http.Client) (*RP, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -259,6 +260,8 @@ func New(ctx context.Context, cfg Config, client *http.Client) (*RP, error) {
 	// Copies, so that the caller's config stays theirs.
 	cfg.Scopes = slices.Clone(cfg.Scopes)
 	cfg.RequestedACR = slices.Clone(cfg.RequestedACR)
+	cfg.ACRLevels = maps.Clone(cfg.ACRLevels)
+	cfg.AMRLevels = maps.Clone(cfg.AMRLevels)
 
 	var c http.Client
 	if client != nil {
@@ -573,4 +576,11 @@ func (t statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, &serverError{status: resp.StatusCode}
 	}
 	return resp, nil
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the wrapped transport.
+func (t statusTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }

@@ -3,9 +3,9 @@ package oidclogin
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"maps"
-	"crypto/sha256"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/zitadel/oidc/v3/example/server/storage"
-	"golang.org/x/oauth2"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/oauth2"
 )
 
 // The OpenID provider of these tests is zitadel's: its op package does discovery, the authorization and

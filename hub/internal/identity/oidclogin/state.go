@@ -57,7 +57,7 @@ func newState(method string, now time.Time) State {
 		State:    b64.EncodeToString(randomBytes(stateLen)),
 		Nonce:    b64.EncodeToString(randomBytes(nonceLen)),
 		Verifier: b64.EncodeToString(randomBytes(verifierLen)),
-		IssuedAt: now.Truncate(time.Second),
+		IssuedAt: now.Truncate(time.Second).UTC(),
 	}
 }
 
@@ -98,6 +98,12 @@ func (s *State) Unmarshal(data []byte) error {
 	if len(data) > b64.EncodedLen(stateFixedLen+maxIDLen) {
 		return fmt.Errorf("state: %w: too long", errStateEncoding)
 	}
+	// The decoder skips \r and \n; a cookie with them would decode to a State whose Marshal differs.
+	for _, c := range data {
+		if !isB64URL(c) {
+			return fmt.Errorf("state: %w: not base64url", errStateEncoding)
+		}
+	}
 	raw := make([]byte, b64Strict.DecodedLen(len(data)))
 	n, err := b64Strict.Decode(raw, data)
 	if err != nil {
@@ -125,6 +131,10 @@ func (s *State) Unmarshal(data []byte) error {
 		IssuedAt: time.Unix(issued, 0).UTC(),
 	}
 	return nil
+}
+
+func isB64URL(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // validID accepts what can sit in a URL path and a log line unescaped: lower-case letters, digits, '.',

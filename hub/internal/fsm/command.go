@@ -50,6 +50,12 @@ const (
 	TypeContactSet
 	TypeMethodUsed
 	TypeIdentityPurge
+	TypeOperatorAdd
+	TypeOperatorStatus
+	TypeOperatorTokenCreate
+	TypeOperatorEnroll
+	TypeOperatorRenew
+	TypeOperatorAction
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

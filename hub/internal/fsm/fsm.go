@@ -163,7 +163,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 		invalidate = invalidate || registry[t&^ignorable].effect == dropsLookups
-		keyring = keyring || t&^ignorable == TypeKeyringAdd || t&^ignorable == TypeKeyringPurge
+		keyring = keyring || t&^ignorable == TypeKeyringAdd || t&^ignorable == TypeKeyringPurge || wrapsKeyring(t, l.Data)
 		out[i] = res
 	}
 	if tx == nil {

@@ -189,6 +189,41 @@ CREATE TABLE IF NOT EXISTS method_uses (
 	first_at     INTEGER NOT NULL,
 	PRIMARY KEY (subject_hash, method)
 );
+CREATE TABLE IF NOT EXISTS operators (
+	name       TEXT PRIMARY KEY,
+	roles      TEXT NOT NULL, -- comma-separated: federation-admin, auditor, reviewer:<sector>, applicant:<org>
+	acts_for   TEXT NOT NULL,
+	status     TEXT NOT NULL, -- active or disabled
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operator_tokens (
+	hash       TEXT PRIMARY KEY,
+	operator   TEXT NOT NULL REFERENCES operators(name),
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL
+);
+-- The operator log, hash-chained (hub/internal/oplog); oplog_head is the chain's end, moved with each row.
+CREATE TABLE IF NOT EXISTS oplog (
+	seq       INTEGER PRIMARY KEY,
+	at        INTEGER NOT NULL,
+	actor     TEXT NOT NULL,
+	roles     TEXT NOT NULL, -- JSON array
+	op        TEXT NOT NULL,
+	params    TEXT NOT NULL, -- JSON object, never a secret
+	outcome   TEXT NOT NULL,
+	detail    TEXT NOT NULL,
+	before    TEXT NOT NULL,
+	after     TEXT NOT NULL,
+	prev_hash TEXT NOT NULL,
+	hash      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS oplog_by_time ON oplog(at);
+CREATE TABLE IF NOT EXISTS oplog_head (
+	id   INTEGER PRIMARY KEY CHECK (id = 1),
+	seq  INTEGER NOT NULL,
+	hash TEXT NOT NULL
+);
 `
 
 // columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT

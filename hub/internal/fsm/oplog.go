@@ -149,7 +149,13 @@ func appendOplog(tx *sql.Tx, e oplog.Entry) error {
 	if err != nil {
 		return err
 	}
-	e.Seq, e.PrevHash, e.At = head.Seq+1, head.Hash, e.At.UTC().Truncate(time.Millisecond)
+	// A row added behind the state machine's back may hold the next seq: step past it rather than stop the
+	// node on a duplicate key. Verify reports the added row either way.
+	var last int64
+	if err := tx.QueryRow(`SELECT coalesce(max(seq), 0) FROM oplog`).Scan(&last); err != nil {
+		return err
+	}
+	e.Seq, e.PrevHash, e.At = max(head.Seq, last)+1, head.Hash, e.At.UTC().Truncate(time.Millisecond)
 	if e.Roles == nil {
 		e.Roles = []string{}
 	}

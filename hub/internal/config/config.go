@@ -11,6 +11,11 @@ import (
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/identity"
+	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
+	"github.com/mydatafed/mydata/hub/internal/identity/oidclogin"
+	"github.com/mydatafed/mydata/hub/internal/identity/passkey"
+	"github.com/mydatafed/mydata/hub/internal/identity/twodocs"
+	"github.com/mydatafed/mydata/hub/internal/notify"
 	"github.com/mydatafed/mydata/pkg/configfile"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/telemetry"
@@ -77,7 +82,26 @@ type Config struct {
 		SessionTTL  time.Duration   `yaml:"session_ttl"`
 		IdleTimeout time.Duration   `yaml:"idle_timeout"`
 		Levels      identity.Levels `yaml:"levels"`
+		// Lockout bounds failed logins per citizen and per client address.
+		Lockout struct {
+			MaxFailures int           `yaml:"max_failures"`
+			Window      time.Duration `yaml:"window"`
+			Duration    time.Duration `yaml:"duration"`
+		} `yaml:"lockout"`
+		OTP          OTPMethod     `yaml:"otp"`
+		Passkey      PasskeyMethod `yaml:"passkey"`
+		Certificates []CertMethod  `yaml:"certificates"`
+		TwoDocs      TwoDocsMethod `yaml:"two_docs"`
+		OIDC         []OIDCMethod  `yaml:"oidc"`
 	} `yaml:"identity"`
+
+	// Notify sends citizens one-time codes and notices of each use of their data.
+	Notify struct {
+		Mail notify.MailConfig `yaml:"mail"`
+		SMS  notify.SMSConfig  `yaml:"sms"`
+		// Templates is a directory of files overriding the built-in message texts.
+		Templates string `yaml:"templates"`
+	} `yaml:"notify"`
 
 	Consent struct {
 		PendingTTL time.Duration `yaml:"pending_ttl"`
@@ -89,6 +113,45 @@ type Config struct {
 	} `yaml:"telemetry"`
 
 	Log telemetry.LogConfig `yaml:"log"`
+}
+
+// OTPMethod is the one-time code login, sent to a contact the citizen verified.
+type OTPMethod struct {
+	Enabled bool `yaml:"enabled"`
+	Level   int  `yaml:"level"`
+}
+
+// PasskeyMethod is FIDO2 / passkeys.
+type PasskeyMethod struct {
+	Enabled bool `yaml:"enabled"`
+	Level   int  `yaml:"level"`
+	// RegisterLevel is the session level needed to register a passkey.
+	RegisterLevel  int `yaml:"register_level"`
+	passkey.Config `yaml:",inline"`
+}
+
+// CertMethod is a smart-card certificate type (natural-person, business, health-professional).
+type CertMethod struct {
+	NameZh string `yaml:"name_zh"`
+	NameEn string `yaml:"name_en"`
+	Level  int    `yaml:"level"`
+	// SignerURL is the signing component's endpoint on the citizen's computer.
+	SignerURL        string `yaml:"signer_url"`
+	certlogin.Config `yaml:",inline"`
+}
+
+// TwoDocsMethod is the two-documents login against a registry.
+type TwoDocsMethod struct {
+	Enabled        bool `yaml:"enabled"`
+	Level          int  `yaml:"level"`
+	twodocs.Config `yaml:",inline"`
+}
+
+// OIDCMethod is an external OpenID provider; Level is the highest its acr/amr map to.
+type OIDCMethod struct {
+	NameZh           string `yaml:"name_zh"`
+	NameEn           string `yaml:"name_en"`
+	oidclogin.Config `yaml:",inline"`
 }
 
 // Default is the embedded default: a one-node hub on loopback.
@@ -118,6 +181,20 @@ func Default() Config {
 	c.Identity.SessionTTL = time.Hour
 	c.Identity.IdleTimeout = 15 * time.Minute
 	c.Identity.Levels = identity.DefaultLevels()
+	c.Identity.Lockout.MaxFailures = 5
+	c.Identity.Lockout.Window = 15 * time.Minute
+	c.Identity.Lockout.Duration = 15 * time.Minute
+	c.Identity.OTP.Level = 1
+	c.Identity.Passkey.Config = passkey.DefaultConfig()
+	c.Identity.Passkey.Level = 2
+	c.Identity.Passkey.RegisterLevel = 2
+	c.Identity.TwoDocs.Level = 2
+	c.Identity.TwoDocs.Config = twodocs.Config{}.WithDefaults()
+	// The senders' own defaults, stated here so that the example file and the defaults agree.
+	c.Notify.Mail.Port = 587
+	c.Notify.Mail.StartTLS = "required"
+	c.Notify.Mail.Timeout = 30 * time.Second
+	c.Notify.SMS.Timeout = 10 * time.Second
 	c.Portal.TimeZone = "Asia/Taipei"
 	c.Consent.PendingTTL = 10 * time.Minute
 	c.Consent.CodeTTL = 60 * time.Second
@@ -233,6 +310,9 @@ func (c *Config) Validate() error {
 	if err := c.Identity.Levels.Validate(); err != nil {
 		return fmt.Errorf("identity.levels: %w", err)
 	}
+	if err := c.validateMethods(); err != nil {
+		return err
+	}
 	if _, err := time.LoadLocation(c.Portal.TimeZone); err != nil {
 		return fmt.Errorf("portal.time_zone: %w", err)
 	}
@@ -278,3 +358,76 @@ func (c *Config) KeysDir() string     { return filepath.Join(c.DataDir, "keys") 
 
 // KEKPath is the cluster key-encryption key, the same file on every node.
 func (c *Config) KEKPath() string { return filepath.Join(c.KeysDir(), "cluster.kek") }
+
+// validateMethods checks the login methods' levels and what each method's package can check without I/O.
+func (c *Config) validateMethods() error {
+	id := &c.Identity
+	if id.Lockout.MaxFailures < 1 || id.Lockout.Window <= 0 || id.Lockout.Duration <= 0 {
+		return errors.New("identity.lockout: max_failures, window and duration must be positive")
+	}
+	level := func(key string, l int) error {
+		if _, ok := id.Levels.Find(l); !ok {
+			return fmt.Errorf("%s: %d is not one of identity.levels", key, l)
+		}
+		return nil
+	}
+	if id.OTP.Enabled {
+		if err := level("identity.otp.level", id.OTP.Level); err != nil {
+			return err
+		}
+		if c.Notify.Mail.IsZero() && c.Notify.SMS.IsZero() {
+			return errors.New("identity.otp: needs notify.mail or notify.sms to send codes")
+		}
+	}
+	if id.Passkey.Enabled {
+		if err := level("identity.passkey.level", id.Passkey.Level); err != nil {
+			return err
+		}
+		if err := level("identity.passkey.register_level", id.Passkey.RegisterLevel); err != nil {
+			return err
+		}
+		if err := id.Passkey.Config.Validate(); err != nil {
+			return fmt.Errorf("identity.passkey.%w", err)
+		}
+	}
+	seen := map[string]bool{}
+	for i, m := range id.Certificates {
+		key := fmt.Sprintf("identity.certificates[%d]", i)
+		if m.ID == "" || seen[m.ID] || m.NameZh == "" || m.NameEn == "" {
+			return fmt.Errorf("%s: id (unique), name_zh and name_en are required", key)
+		}
+		seen[m.ID] = true
+		if err := level(key+".level", m.Level); err != nil {
+			return err
+		}
+		if u, err := url.Parse(m.SignerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%s.signer_url: %q is not an http(s) URL", key, m.SignerURL)
+		}
+	}
+	if id.TwoDocs.Enabled {
+		if err := level("identity.two_docs.level", id.TwoDocs.Level); err != nil {
+			return err
+		}
+	}
+	for i, m := range id.OIDC {
+		key := fmt.Sprintf("identity.oidc[%d]", i)
+		if m.NameZh == "" || m.NameEn == "" || seen[m.ID] {
+			return fmt.Errorf("%s: name_zh and name_en are required, and id must differ from the other methods'", key)
+		}
+		seen[m.ID] = true
+		if err := m.Config.Validate(); err != nil {
+			return fmt.Errorf("%s.%w", key, err)
+		}
+	}
+	if !c.Notify.Mail.IsZero() {
+		if err := c.Notify.Mail.Validate(); err != nil {
+			return fmt.Errorf("notify.mail: %w", err)
+		}
+	}
+	if !c.Notify.SMS.IsZero() {
+		if err := c.Notify.SMS.Validate(); err != nil {
+			return fmt.Errorf("notify.sms: %w", err)
+		}
+	}
+	return nil
+}

@@ -68,12 +68,14 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 	next = s.safeNext(next)
 	lc := s.loginContextOf(next)
 	methods := s.sufficient(lc.Reqs)
-	var dev []Method
-	if s.cfg.DevLogin {
-		for _, m := range methods {
-			if m.Dev {
-				dev = append(dev, m)
-			}
+	var dev, real []Method
+	passkeyOn := false
+	for _, m := range methods {
+		if m.Kind == kindDev {
+			dev = append(dev, m)
+		} else {
+			real = append(real, m)
+			passkeyOn = passkeyOn || m.Kind == kindPasskey
 		}
 	}
 	only := false
@@ -91,9 +93,17 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 		hint = maskID(lc.Hint)
 	}
 	s.render(w, r, status, "login.html", title, map[string]any{
-		"Next": next, "Service": lc.Service, "Need": needLevel(lc.Reqs), "StepUp": stepUp, "Methods": methods, "DevMethods": dev,
+		"Next": next, "Service": lc.Service, "Need": needLevel(lc.Reqs), "StepUp": stepUp, "Methods": methods, "DevMethods": dev, "Real": real,
+		"Passkey": passkeyOn, "PasskeyCSRF": s.passkeyLoginCSRF(r),
 		"OnlyMethods": only, "Hint": hint, "CSRF": s.csrf(r, "login"), "Message": m,
 	})
+}
+
+func (s *Server) passkeyLoginCSRF(r *http.Request) string {
+	if s.passkeys == nil {
+		return ""
+	}
+	return s.csrf(r, "login:"+s.passkeys.ID())
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -120,7 +130,7 @@ func (s *Server) devLogin(w http.ResponseWriter, r *http.Request) {
 		subject = s.loginContextOf(next).Hint
 	}
 	m, ok := s.method(r.PostForm.Get("method"))
-	if !ok || !m.Dev {
+	if !ok || m.Kind != kindDev {
 		s.renderLogin(w, r, http.StatusBadRequest, next, message("login.choose_method"))
 		return
 	}

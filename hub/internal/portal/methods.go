@@ -13,26 +13,26 @@ type Method struct {
 	NameZh string
 	NameEn string
 	Level  int
-	// Dev marks a method the development login simulates.
-	Dev bool
+	// Kind says which page runs the method (kindCert, kindOTP, ...; kindDev for the development login's).
+	Kind string
 }
 
 // DevMethods are the real platform's methods, strongest first, as the development login simulates them.
 var DevMethods = []Method{
-	{"moica", "自然人憑證", "Citizen digital certificate (MOICA)", hubapi.AALHigh, true},
-	{"fin-card", "晶片金融卡", "Chip bank card", hubapi.AALHigh, true},
-	{"tw-fido", "TW FidO", "TW FidO", hubapi.AALMedium, true},
-	{"nhi-card", "健保卡", "NHI card", hubapi.AALMedium, true},
-	{"two-docs", "雙證件", "Two identity documents", hubapi.AALMedium, true},
-	{"otp", "簡訊/電子郵件一次性密碼", "One-time code by SMS or e-mail", hubapi.AALLow, true},
+	{"moica", "自然人憑證", "Citizen digital certificate (MOICA)", hubapi.AALHigh, kindDev},
+	{"fin-card", "晶片金融卡", "Chip bank card", hubapi.AALHigh, kindDev},
+	{"tw-fido", "TW FidO", "TW FidO", hubapi.AALMedium, kindDev},
+	{"nhi-card", "健保卡", "NHI card", hubapi.AALMedium, kindDev},
+	{"two-docs", "雙證件", "Two identity documents", hubapi.AALMedium, kindDev},
+	{"otp", "簡訊/電子郵件一次性密碼", "One-time code by SMS or e-mail", hubapi.AALLow, kindDev},
 }
 
 func (s *Server) method(id string) (Method, bool) {
-	i := slices.IndexFunc(s.cfg.Methods, func(m Method) bool { return m.ID == id })
+	i := slices.IndexFunc(s.methods, func(m Method) bool { return m.ID == id })
 	if i < 0 {
 		return Method{}, false
 	}
-	return s.cfg.Methods[i], true
+	return s.methods[i], true
 }
 
 // requirement is what a dataset asks of the login.
@@ -43,7 +43,7 @@ func requirement(d hubapi.Dataset) identity.Requirement {
 // sufficient are the methods whose login meets every requirement.
 func (s *Server) sufficient(reqs []identity.Requirement) []Method {
 	var out []Method
-	for _, m := range s.cfg.Methods {
+	for _, m := range s.methods {
 		if identity.Met(m.ID, m.Level, reqs...) {
 			out = append(out, m)
 		}

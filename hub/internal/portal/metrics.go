@@ -6,6 +6,8 @@ type metrics struct {
 	authorize *prometheus.CounterVec
 	decisions *prometheus.CounterVec
 	logins    *prometheus.CounterVec
+	// loginFailures counts failed logins by method: a rise is an attack or a broken method.
+	loginFailures *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -22,9 +24,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mydata_hub_logins_total",
 			Help: "Citizen logins by method.",
 		}, []string{"method"}),
+		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mydata_hub_login_failures_total",
+			Help: "Failed citizen logins by method (wrong code, refused certificate, documents not matching, ...).",
+		}, []string{"method"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.authorize, m.decisions, m.logins} {
+		for _, c := range []prometheus.Collector{m.authorize, m.decisions, m.logins, m.loginFailures} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

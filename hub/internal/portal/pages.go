@@ -313,16 +313,3 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Redirect(w, r, "/history", http.StatusSeeOther)
 }
-
-func (s *Server) account(w http.ResponseWriter, r *http.Request) {
-	sess := sessionOf(r)
-	if sess == nil {
-		http.Redirect(w, r, "/login?next=/account", http.StatusSeeOther)
-		return
-	}
-	name := sess.Method
-	if m, ok := s.method(sess.Method); ok {
-		name = pickLang(requestLang(r), m.NameZh, m.NameEn)
-	}
-	s.render(w, r, http.StatusOK, "account.html", "account.title", map[string]any{"MethodName": name})
-}

@@ -12,6 +12,7 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/consent"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/identity"
+	"github.com/mydatafed/mydata/hub/internal/identity/passkey"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -51,9 +53,11 @@ type Config struct {
 	SessionTTL  time.Duration
 	IdleTimeout time.Duration
 	PendingTTL  time.Duration
-	// Levels name the assurance levels; Methods are the login methods with the level each gives.
-	Levels  identity.Levels
-	Methods []Method
+	// Levels name the assurance levels; Logins are the login methods enabled, with their levels.
+	Levels identity.Levels
+	Logins Logins
+	// Apply proposes a command to the cluster and returns once this node has applied it (cluster.Apply).
+	Apply func(fsm.Command) error
 	// Location is the zone the pages write times in (Asia/Taipei by default).
 	Location   *time.Location
 	Log        *slog.Logger
@@ -71,6 +75,9 @@ type Server struct {
 	metrics *metrics
 	mux     *http.ServeMux
 	srv     *http.Server
+	methods []Method
+	// passkeys runs the passkey ceremonies; nil when the method is off.
+	passkeys *passkey.Method
 }
 
 // New makes the portal.
@@ -83,9 +90,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(cfg.Levels) == 0 {
 		cfg.Levels = identity.DefaultLevels()
-	}
-	if len(cfg.Methods) == 0 {
-		cfg.Methods = DevMethods
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = cfg.SessionTTL
@@ -103,6 +107,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	s.methods = s.loginMethods()
+	if p := cfg.Logins.Passkey; p != nil {
+		if s.passkeys, err = passkey.New(p.Config, passkeyStore{s}, s.userHandle, passkey.WithClock(s.now)); err != nil {
+			return nil, fmt.Errorf("identity.passkey: %w", err)
+		}
+	}
 	s.routes()
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)}
 	return s, nil
@@ -150,6 +160,18 @@ func (s *Server) routes() {
 	mux.HandleFunc("GET /consents/{id}/revoke", s.revokePage)
 	mux.HandleFunc("POST /consents/{id}/revoke", s.revoke)
 	mux.HandleFunc("GET /account", s.account)
+	mux.HandleFunc("GET /login/m/{id}", s.methodPage)
+	mux.HandleFunc("POST /login/m/{id}", s.methodPost)
+	mux.HandleFunc("GET /login/oidc/{id}/callback", s.oidcCallback)
+	mux.HandleFunc("POST /login/passkey/begin", s.passkeyLoginBegin)
+	mux.HandleFunc("POST /login/passkey/finish", s.passkeyLoginFinish)
+	mux.HandleFunc("POST /account/passkeys/begin", s.passkeyRegisterBegin)
+	mux.HandleFunc("POST /account/passkeys/finish", s.passkeyRegisterFinish)
+	mux.HandleFunc("POST /account/passkeys/{id}/remove", s.passkeyRemove)
+	mux.HandleFunc("POST /account/contact", s.contactStart)
+	mux.HandleFunc("POST /account/contact/verify", s.contactVerify)
+	mux.HandleFunc("POST /account/notifications", s.notificationsSet)
+	mux.Handle("GET /static/passkey.js", passkey.ScriptHandler())
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	s.mux = mux

@@ -47,10 +47,12 @@ type Server struct {
 	cluster *cluster.Cluster
 	api     *api.Server
 	apiLn   net.Listener
-	tel     *telemetry.Server
-	keys    *nodekeys.Keys
-	keyring *keyring.Keyring
-	consent *consent.Service
+	// loginRunners are the login methods' background work (certificate revocation lists).
+	loginRunners []func(context.Context) error
+	tel          *telemetry.Server
+	keys         *nodekeys.Keys
+	keyring      *keyring.Keyring
+	consent      *consent.Service
 	// joined is set when this node joined through raft.join: it still has to ask to be added to raft.
 	joined bool
 	// published is set once this node's keys are in the replicated state: until then no directory lists
@@ -167,8 +169,13 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("portal.time_zone: %w", err)
 	}
+	logins, runners, err := buildLogins(cfg, reg)
+	if err != nil {
+		return nil, err
+	}
+	s.loginRunners = runners
 	s.portal, err = portal.New(portal.Config{
-		State: s.state, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync,
+		State: s.state, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync, Apply: s.cluster.Apply, Logins: logins,
 		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
 		IdleTimeout: cfg.Identity.IdleTimeout, Levels: cfg.Identity.Levels, Location: loc,
 		PendingTTL: cfg.Consent.PendingTTL,
@@ -299,6 +306,9 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return s.refreshOperator(gctx) })
+	for _, run := range s.loginRunners {
+		g.Go(func() error { return run(gctx) })
+	}
 	s.log.Info("hub serving", "node", s.cfg.NodeID, "api", s.apiLn.Addr().String(), "portal", s.portLn.Addr().String(), "telemetry", s.tel.Addr().String(),
 		"trust_domain", s.cfg.TrustDomain, "ca_fingerprint", fingerprint(s.ca))
 	err := g.Wait()
@@ -409,7 +419,8 @@ func (s *Server) purgeTokens(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, cmd := range []fsm.Command{&fsm.TokenPurge{Now: time.Now()}, &fsm.NodeTokenPurge{Now: time.Now()}} {
+		// Spent one-time codes and failure counters go too, an hour after they can matter.
+		for _, cmd := range []fsm.Command{&fsm.TokenPurge{Now: time.Now()}, &fsm.NodeTokenPurge{Now: time.Now()}, &fsm.IdentityPurge{Before: time.Now().Add(-time.Hour)}} {
 			if err := s.cluster.Apply(cmd); err != nil {
 				s.log.Warn("purge expired join tokens", telemetry.KeyError, err)
 			}

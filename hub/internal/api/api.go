@@ -114,31 +114,57 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+hubapi.PathRedeem, s.require(fedid.KindConnector, s.redeem))
 	mux.Handle("POST "+hubapi.PathReceipts, s.require(fedid.KindConnector, s.receipts))
 	mux.Handle("GET "+hubapi.PathDirectory, s.require(anyKind, s.directory))
-	mux.Handle("GET "+hubapi.PathOrgs, s.require(fedid.KindOperator, s.listOrgs))
-	mux.Handle("POST "+hubapi.PathOrgs, s.require(fedid.KindOperator, s.addOrg))
-	mux.Handle("GET "+hubapi.PathConnectors, s.require(fedid.KindOperator, s.listConnectors))
-	mux.Handle("POST "+hubapi.PathConnectors, s.require(fedid.KindOperator, s.addConnector))
-	mux.Handle("POST "+hubapi.PathConnectors+"/{org}/{name}/status", s.require(fedid.KindOperator, s.setConnectorStatus))
-	mux.Handle("POST "+hubapi.PathTokens, s.require(fedid.KindOperator, s.createToken))
-	mux.Handle("POST "+hubapi.PathIntermediates, s.require(fedid.KindOperator, s.issueIntermediate))
-	mux.Handle("GET "+hubapi.PathCertificates, s.require(fedid.KindOperator, s.listCertificates))
-	mux.Handle("GET "+hubapi.PathBackup, s.require(fedid.KindOperator, s.backup))
-	mux.Handle("GET "+hubapi.PathDatasets, s.require(fedid.KindOperator, s.listDatasets))
-	mux.Handle("POST "+hubapi.PathDatasets, s.require(fedid.KindOperator, s.addDataset))
-	mux.Handle("POST "+hubapi.PathDatasets+"/{id}/status", s.require(fedid.KindOperator, s.setDatasetStatus))
-	mux.Handle("GET "+hubapi.PathServices, s.require(fedid.KindOperator, s.listServices))
-	mux.Handle("POST "+hubapi.PathServices, s.require(fedid.KindOperator, s.addService))
+	for _, rt := range s.adminRoutes() {
+		mux.Handle(rt.method+" "+rt.path, s.allow(rt.access, rt.handler))
+	}
+	mux.HandleFunc("POST "+PathOperatorEnroll, s.enrollOperator)
+	mux.Handle("POST "+PathOperatorRenew, s.require(fedid.KindOperator, s.renewOperator))
 	mux.HandleFunc("POST "+PathClusterJoin, s.join)
 	mux.Handle("GET "+PathClusterSecrets, s.require(fedid.KindHub, s.secrets))
 	mux.Handle("POST "+PathClusterMembers, s.require(fedid.KindHub, s.addMember))
-	mux.Handle("GET "+PathAdminCluster, s.require(fedid.KindOperator, s.clusterStatus))
-	mux.Handle("POST "+PathAdminNodeToken, s.require(fedid.KindOperator, s.createNodeToken))
-	mux.Handle("POST "+PathAdminRemove, s.require(fedid.KindOperator, s.removeNode))
-	mux.Handle("POST "+PathAdminKeyring, s.require(fedid.KindOperator, s.rotateKeyring))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// route is an admin endpoint and the roles that may call it (any one of them).
+type route struct {
+	method, path string
+	access       []string
+	handler      http.HandlerFunc
+}
+
+// adminRoutes are the operators' endpoints. Every one is authorised by role: writes and secrets need the
+// federation administrator; reads of the registry, certificates, the cluster and the operator log also let
+// the auditor through; the catalogue is open to every operator.
+func (s *Server) adminRoutes() []route {
+	return []route{
+		{"GET", hubapi.PathOrgs, accessCatalogue, s.listOrgs},
+		{"POST", hubapi.PathOrgs, accessAdmin, s.addOrg},
+		{"GET", hubapi.PathConnectors, accessRead, s.listConnectors},
+		{"POST", hubapi.PathConnectors, accessAdmin, s.addConnector},
+		{"POST", hubapi.PathConnectors + "/{org}/{name}/status", accessAdmin, s.setConnectorStatus},
+		{"POST", hubapi.PathTokens, accessAdmin, s.createToken},
+		{"POST", hubapi.PathIntermediates, accessAdmin, s.issueIntermediate},
+		{"GET", hubapi.PathCertificates, accessRead, s.listCertificates},
+		{"GET", hubapi.PathBackup, accessAdmin, s.backup},
+		{"GET", hubapi.PathDatasets, accessCatalogue, s.listDatasets},
+		{"POST", hubapi.PathDatasets, accessAdmin, s.addDataset},
+		{"POST", hubapi.PathDatasets + "/{id}/status", accessAdmin, s.setDatasetStatus},
+		{"GET", hubapi.PathServices, accessCatalogue, s.listServices},
+		{"POST", hubapi.PathServices, accessAdmin, s.addService},
+		{"GET", PathAdminCluster, accessRead, s.clusterStatus},
+		{"POST", PathAdminNodeToken, accessAdmin, s.createNodeToken},
+		{"POST", PathAdminRemove, accessAdmin, s.removeNode},
+		{"POST", PathAdminKeyring, accessAdmin, s.rotateKeyring},
+		{"GET", PathOperators, accessRead, s.listOperators},
+		{"POST", PathOperators, accessAdmin, s.addOperator},
+		{"POST", PathOperators + "/{name}/status", accessAdmin, s.setOperatorStatus},
+		{"POST", PathOperators + "/{name}/tokens", accessAdmin, s.createOperatorToken},
+		{"GET", PathAudit, accessRead, s.exportAudit},
+		{"GET", PathAuditVerify, accessRead, s.verifyAudit},
+	}
 }
 
 // Serve serves on ln (a plain TCP listener; TLS is added here) until ctx ends.

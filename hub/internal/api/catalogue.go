@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/pkg/hubapi"
@@ -27,7 +28,7 @@ func (s *Server) addDataset(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.cfg.Cluster.Apply(&fsm.DatasetAdd{Dataset: fsm.DatasetFrom(d), Now: s.now()}); err != nil {
+	if err := s.act(r, "dataset add", map[string]string{"id": d.ID, "dp": d.DPOrg + "/" + d.DPConnector}, &fsm.DatasetAdd{Dataset: fsm.DatasetFrom(d), Now: s.now()}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -51,7 +52,7 @@ func (s *Server) setDatasetStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.cfg.Cluster.Apply(&fsm.DatasetStatus{ID: id, Status: req.Status, Now: s.now()}); err != nil {
+	if err := s.act(r, "dataset status", map[string]string{"id": id, "status": req.Status}, &fsm.DatasetStatus{ID: id, Status: req.Status, Now: s.now()}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -78,7 +79,7 @@ func (s *Server) addService(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.cfg.Cluster.Apply(&fsm.ServiceAdd{Service: fsm.ServiceFrom(svc), Now: s.now()}); err != nil {
+	if err := s.act(r, "service add", map[string]string{"id": svc.ID, "sp": svc.SPOrg + "/" + svc.SPConnector, "datasets": strings.Join(svc.Datasets, ",")}, &fsm.ServiceAdd{Service: fsm.ServiceFrom(svc), Now: s.now()}); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -216,7 +216,7 @@ func (s *Server) createNodeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := jointoken.New(s.cfg.CA.Fingerprint())
 	now := s.now()
-	if err := s.cfg.Cluster.Apply(&fsm.NodeTokenCreate{Hash: tok.Hash(), ExpiresAt: now.Add(ttl), Now: now}); err != nil {
+	if err := s.act(r, "cluster join-token", map[string]string{"expires_at": now.Add(ttl).UTC().Format(time.RFC3339)}, &fsm.NodeTokenCreate{Hash: tok.Hash(), ExpiresAt: now.Add(ttl), Now: now}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -260,10 +260,13 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if n != nil && n.Status == fsm.NodeActive {
-		if err := s.cfg.Cluster.Apply(&fsm.NodeRemove{Node: req.Node, Now: s.now()}); err != nil {
+		if err := s.act(r, "cluster remove", map[string]string{"node": req.Node}, &fsm.NodeRemove{Node: req.Node, Now: s.now()}); err != nil {
 			s.fail(w, r, err)
 			return
 		}
+	} else if err := s.act(r, "cluster remove", map[string]string{"node": req.Node, "raft_only": "true"}, nil); err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	s.audit(r, "cluster remove", "node", req.Node)
 	w.WriteHeader(http.StatusNoContent)
@@ -279,7 +282,9 @@ func (s *Server) rotateKeyring(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("purpose: %q is not one of %v", req.Purpose, fsm.KeyringPurposes))
 		return
 	}
-	id, err := s.cfg.Keyring.Rotate(req.Purpose, s.cfg.Cluster.Apply)
+	id, err := s.cfg.Keyring.Rotate(req.Purpose, func(cmd fsm.Command) error {
+		return s.act(r, "keyring rotate", map[string]string{"purpose": req.Purpose}, cmd)
+	})
 	if err != nil {
 		s.fail(w, r, err)
 		return

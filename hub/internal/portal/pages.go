@@ -88,11 +88,21 @@ func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what stri
 	s.errorPage(w, r, http.StatusInternalServerError, "error.internal", message("error.internal.text"))
 }
 
-// use is one dataset of a consent as the history shows it: what happened to it, in words.
+// use is one dataset of a consent as the history shows it: what happened to it, in words, and every
+// report of it, from the agency that sent it and from the service that received it.
 type use struct {
 	Dataset    string
 	Name       string
 	Holder     string
+	Outcome    string
+	OutcomeKey string
+	Reports    []report
+}
+
+// report is one receipt: who reported what, when.
+type report struct {
+	Role       string
+	Reporter   string
 	Outcome    string
 	OutcomeKey string
 	Bytes      int64
@@ -111,19 +121,23 @@ type historyRow struct {
 	Revocable   bool
 }
 
-// outcomeOf is what the citizen is told about one dataset: the data provider's receipt says whether the
-// agency sent it, the service provider's whether it arrived; the later word wins.
-func outcomeOf(receipts []fsm.Receipt, dataset string) (outcome string, bytes int64, at time.Time) {
+// outcomeOf is what the citizen is told about one dataset in a word: the furthest any report got.
+func outcomeOf(receipts []fsm.Receipt, dataset string) string {
 	rank := map[string]int{"": 0, audit.OutcomePending: 1, audit.OutcomeFailed: 2, audit.OutcomeRefused: 2, audit.OutcomeNoRecord: 3, audit.OutcomeDelivered: 3}
+	outcome := ""
 	for _, rc := range receipts {
-		if rc.Dataset != dataset {
-			continue
-		}
-		if rank[rc.Outcome] > rank[outcome] || (rank[rc.Outcome] == rank[outcome] && rc.Role == "sp") {
-			outcome, bytes, at = rc.Outcome, rc.Bytes, rc.At
+		if rc.Dataset == dataset && (rank[rc.Outcome] > rank[outcome] || (rank[rc.Outcome] == rank[outcome] && rc.Role == "sp")) {
+			outcome = rc.Outcome
 		}
 	}
-	return outcome, bytes, at
+	return outcome
+}
+
+func outcomeKey(outcome string) string {
+	if k, ok := outcomeKeys[outcome]; ok {
+		return k
+	}
+	return "outcome.other"
 }
 
 var outcomeKeys = map[string]string{
@@ -182,10 +196,17 @@ func (s *Server) historyRows(r *http.Request, sess *Session, from, to time.Time)
 			if d, err := s.cfg.State.Dataset(id); err == nil && d != nil {
 				u.Name, u.Holder = pickLang(lang, d.NameZh, d.NameEn), s.orgName(r, d.DPOrg)
 			}
-			u.Outcome, u.Bytes, u.At = outcomeOf(receipts, id)
-			u.OutcomeKey = outcomeKeys[u.Outcome]
-			if u.OutcomeKey == "" {
-				u.OutcomeKey = "outcome.other"
+			u.Outcome = outcomeOf(receipts, id)
+			u.OutcomeKey = outcomeKey(u.Outcome)
+			for _, rc := range receipts {
+				if rc.Dataset != id {
+					continue
+				}
+				who := u.Holder
+				if rc.Role == "sp" {
+					who = row.Recipient
+				}
+				u.Reports = append(u.Reports, report{Role: rc.Role, Reporter: who, Outcome: rc.Outcome, OutcomeKey: outcomeKey(rc.Outcome), Bytes: rc.Bytes, At: rc.At})
 			}
 			row.Uses = append(row.Uses, u)
 		}
@@ -249,8 +270,13 @@ func (s *Server) historyCSV(w http.ResponseWriter, r *http.Request) {
 	ft := fmtTime(s.cfg.Location)
 	for _, row := range rows {
 		for _, u := range row.Uses {
+			var bytes int64
+			var at time.Time
+			for _, rp := range u.Reports {
+				bytes, at = max(bytes, rp.Bytes), rp.At
+			}
 			_ = cw.Write([]string{ft(row.CreatedAt), row.ID, row.ServiceName, row.Recipient, tr(lang, row.ModeKey), tr(lang, row.StateKey),
-				u.Name, u.Holder, tr(lang, u.OutcomeKey), strconv.FormatInt(u.Bytes, 10), ft(u.At)})
+				u.Name, u.Holder, tr(lang, u.OutcomeKey), strconv.FormatInt(bytes, 10), ft(at)})
 		}
 	}
 	cw.Flush()

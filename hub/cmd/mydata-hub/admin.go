@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/config"
@@ -169,13 +168,13 @@ func admin(args []string, out io.Writer) error {
 	return fmt.Errorf("admin: unknown command %q", cmd+" "+sub)
 }
 
-func (a *adminCtx) print(v any, table func(w *tabwriter.Writer)) error {
+func (a *adminCtx) print(v any, table func(w *table)) error {
 	if a.json {
 		enc := json.NewEncoder(a.out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
-	w := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	w := newTable(a.out)
 	table(w)
 	return w.Flush()
 }
@@ -206,7 +205,7 @@ func (a *adminCtx) orgAdd(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathOrgs, o, &saved); err != nil {
 		return err
 	}
-	return a.print(saved, func(w *tabwriter.Writer) {
+	return a.print(saved, func(w *table) {
 		fmt.Fprintf(w, "added organisation %s (%s / %s)\n", saved.Code, saved.NameZh, saved.NameEn)
 	})
 }
@@ -216,7 +215,7 @@ func (a *adminCtx) orgList(ctx context.Context) error {
 	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathOrgs, nil, &orgs); err != nil {
 		return err
 	}
-	return a.print(orgs, func(w *tabwriter.Writer) {
+	return a.print(orgs, func(w *table) {
 		fmt.Fprintln(w, "CODE\tTYPE\tSTATUS\tNAME (ZH)\tNAME (EN)")
 		for _, o := range orgs {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", o.Code, o.Type, o.Status, o.NameZh, o.NameEn)
@@ -240,7 +239,7 @@ func (a *adminCtx) connectorAdd(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathConnectors, c, &saved); err != nil {
 		return err
 	}
-	return a.print(saved, func(w *tabwriter.Writer) { fmt.Fprintf(w, "added connector %s\n", saved.SPIFFEID) })
+	return a.print(saved, func(w *table) { fmt.Fprintf(w, "added connector %s\n", saved.SPIFFEID) })
 }
 
 func (a *adminCtx) connectorList(ctx context.Context) error {
@@ -248,7 +247,7 @@ func (a *adminCtx) connectorList(ctx context.Context) error {
 	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathConnectors, nil, &cs); err != nil {
 		return err
 	}
-	return a.print(cs, func(w *tabwriter.Writer) {
+	return a.print(cs, func(w *table) {
 		fmt.Fprintln(w, "ORG\tNAME\tROLES\tADDRESS\tSTATUS\tSPIFFE ID")
 		for _, c := range cs {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Org, c.Name, strings.Join(c.Roles, ","), c.Address, c.Status, c.SPIFFEID)
@@ -269,7 +268,7 @@ func (a *adminCtx) connectorStatus(ctx context.Context, verb string, args []stri
 	if err := a.client.Do(ctx, http.MethodPost, path, hubapi.ConnectorStatusRequest{Status: status}, &saved); err != nil {
 		return err
 	}
-	return a.print(saved, func(w *tabwriter.Writer) {
+	return a.print(saved, func(w *table) {
 		fmt.Fprintf(w, "connector %s/%s is now %s\n", saved.Org, saved.Name, saved.Status)
 	})
 }
@@ -360,7 +359,7 @@ func (a *adminCtx) certList(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathCertificates+"?spiffe_id="+url.QueryEscape(*id), nil, &certs); err != nil {
 		return err
 	}
-	return a.print(certs, func(w *tabwriter.Writer) {
+	return a.print(certs, func(w *table) {
 		fmt.Fprintln(w, "SERIAL\tKIND\tNOT AFTER\tSPIFFE ID")
 		for _, c := range certs {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Serial, c.Kind, c.NotAfter.Format(time.RFC3339), c.SPIFFEID)

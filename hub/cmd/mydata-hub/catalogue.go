@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/mydatafed/mydata/pkg/hubapi"
 )
@@ -51,7 +50,7 @@ func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathDatasets, d, &saved); err != nil {
 		return err
 	}
-	return a.print(saved, func(w *tabwriter.Writer) {
+	return a.print(saved, func(w *table) {
 		fmt.Fprintf(w, "added dataset %s served by %s/%s\n", saved.ID, saved.DPOrg, saved.DPConnector)
 	})
 }
@@ -61,7 +60,7 @@ func (a *adminCtx) datasetList(ctx context.Context) error {
 	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathDatasets, nil, &ds); err != nil {
 		return err
 	}
-	return a.print(ds, func(w *tabwriter.Writer) {
+	return a.print(ds, func(w *table) {
 		fmt.Fprintln(w, "ID\tDP\tMIN AAL\tTYPE\tASYNC\tSTATUS\tNAME (ZH)\tNAME (EN)")
 		for _, d := range ds {
 			fmt.Fprintf(w, "%s\t%s/%s\t%d\t%s\t%v\t%s\t%s\t%s\n", d.ID, d.DPOrg, d.DPConnector, d.MinAAL, d.ContentType, d.Async, d.Status, d.NameZh, d.NameEn)
@@ -80,7 +79,7 @@ func (a *adminCtx) datasetStatus(ctx context.Context, verb string, args []string
 	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathDatasets+"/"+*id+"/status", hubapi.ConnectorStatusRequest{Status: status}, &saved); err != nil {
 		return err
 	}
-	return a.print(saved, func(w *tabwriter.Writer) { fmt.Fprintf(w, "dataset %s is now %s\n", saved.ID, saved.Status) })
+	return a.print(saved, func(w *table) { fmt.Fprintf(w, "dataset %s is now %s\n", saved.ID, saved.Status) })
 }
 
 func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
@@ -124,7 +123,7 @@ func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathServices, s, &saved); err != nil {
 		return err
 	}
-	return a.print(saved, func(w *tabwriter.Writer) {
+	return a.print(saved, func(w *table) {
 		fmt.Fprintf(w, "added service %s (%s) for %s/%s: %s\n", saved.ID, saved.NameEn, saved.SPOrg, saved.SPConnector, strings.Join(saved.Datasets, ", "))
 	})
 }
@@ -134,7 +133,7 @@ func (a *adminCtx) serviceList(ctx context.Context) error {
 	if err := a.client.Do(ctx, http.MethodGet, hubapi.PathServices, nil, &ss); err != nil {
 		return err
 	}
-	return a.print(ss, func(w *tabwriter.Writer) {
+	return a.print(ss, func(w *table) {
 		fmt.Fprintln(w, "ID\tSP\tMODES\tDATASETS\tTERMS\tNAME (EN)")
 		for _, s := range ss {
 			fmt.Fprintf(w, "%s\t%s/%s\t%s\t%s\tv%s\t%s\n", s.ID, s.SPOrg, s.SPConnector, strings.Join(s.Modes, ","), strings.Join(s.Datasets, ","), s.TermsVersion, s.NameEn)

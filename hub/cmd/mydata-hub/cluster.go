@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/api"
@@ -22,7 +21,7 @@ func (a *adminCtx) clusterStatus(ctx context.Context) error {
 	for _, n := range st.Nodes {
 		apiURL[n.ID] = n.APIURL
 	}
-	return a.print(st, func(w *tabwriter.Writer) {
+	return a.print(st, func(w *table) {
 		fmt.Fprintf(w, "NODE\tRAFT ADDRESS\tAPI\tROLE\tLAST CONTACT\tAPPLIED\tHEALTHY\n")
 		for _, s := range st.Servers {
 			role := "follower"
@@ -67,7 +66,7 @@ func (a *adminCtx) clusterJoinToken(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodPost, api.PathAdminNodeToken, api.NodeTokenRequest{TTLSeconds: int64(ttl.Seconds())}, &resp); err != nil {
 		return err
 	}
-	return a.print(resp, func(w *tabwriter.Writer) { fmt.Fprintln(w, resp.Token) })
+	return a.print(resp, func(w *table) { fmt.Fprintln(w, resp.Token) })
 }
 
 func (a *adminCtx) clusterRemove(ctx context.Context, args []string) error {
@@ -79,7 +78,7 @@ func (a *adminCtx) clusterRemove(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodPost, api.PathAdminRemove, api.RemoveRequest{Node: *node}, nil); err != nil {
 		return err
 	}
-	return a.print(map[string]string{"removed": *node}, func(w *tabwriter.Writer) {
+	return a.print(map[string]string{"removed": *node}, func(w *table) {
 		fmt.Fprintf(w, "removed hub node %s: it left raft, its keys left the directory, and its SVID is refused\n", *node)
 	})
 }
@@ -94,7 +93,7 @@ func (a *adminCtx) keyringRotate(ctx context.Context, args []string) error {
 	if err := a.client.Do(ctx, http.MethodPost, api.PathAdminKeyring, api.RotateRequest{Purpose: *purpose}, &resp); err != nil {
 		return err
 	}
-	return a.print(resp, func(w *tabwriter.Writer) {
+	return a.print(resp, func(w *table) {
 		fmt.Fprintf(w, "new active %s key %s; the previous one still verifies until it is purged\n", resp.Purpose, resp.ID)
 	})
 }

@@ -16,7 +16,7 @@ func TestDisplayWidth(t *testing.T) {
 		{"內政部", 6},
 		{"財政部財政資訊中心", 18},
 		{"Ｆｕｌｌ", 8}, // fullwidth Latin
-		{"ｶﾅ", 2},    // halfwidth katakana
+		{"ｶﾅ", 2},   // halfwidth katakana
 		{"e\u0301", 1},
 		{"示範銀行 Demo", 13},
 		{"", 0},

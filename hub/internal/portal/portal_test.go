@@ -57,7 +57,11 @@ func (w *world) apply(cmd fsm.Command) error {
 	return w.f.Apply(&raft.Log{Index: w.index, Type: raft.LogCommand, Data: data}).(fsm.Result).Err()
 }
 
-func newWorld(t *testing.T, publicURL string) *world {
+func newWorld(t *testing.T, publicURL string) *world { return newWorldWith(t, publicURL, nil) }
+
+// newWorldWith lets the test enable login methods: logins gets the world (for its clock and state) and
+// returns them.
+func newWorldWith(t *testing.T, publicURL string, logins func(*world) Logins) *world {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -101,7 +105,14 @@ func newWorld(t *testing.T, publicURL string) *world {
 			t.Fatal(err)
 		}
 	}
-	w.portal, err = New(Config{State: f, Keys: keys, Consent: cs, DevLogin: true, PublicURL: publicURL, SessionTTL: time.Hour, IdleTimeout: 15 * time.Minute,
+	var l Logins
+	if logins != nil {
+		l = logins(w)
+	}
+	if l.Lockout.MaxFailures == 0 {
+		l.Lockout = Lockout{MaxFailures: 5, Window: 15 * time.Minute, Duration: 15 * time.Minute}
+	}
+	w.portal, err = New(Config{State: f, Keys: keys, Consent: cs, DevLogin: true, Apply: w.apply, Logins: l, PublicURL: publicURL, SessionTTL: time.Hour, IdleTimeout: 15 * time.Minute,
 		PendingTTL: 10 * time.Minute, Location: time.FixedZone("CST", 8*3600), Log: log, Now: func() time.Time { return w.now }})
 	if err != nil {
 		t.Fatal(err)

@@ -14,14 +14,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mydatafed/mydata/hub/internal/identity/oidclogin/oidctest"
 )
 
 const testMethod = "tw-wallet"
 
-func testConfig(o *testOP) Config {
+func testConfig(o *oidctest.OP) Config {
 	return Config{
 		ID:           testMethod,
-		Issuer:       o.issuer,
+		Issuer:       o.Issuer,
 		ClientID:     testClientID,
 		ClientSecret: testClientSecret,
 		RedirectURL:  testRedirectURL,
@@ -43,22 +45,13 @@ func newRP(t *testing.T, cfg Config) *RP {
 
 // login runs Start and the browser's trip through the OP; it returns what the portal would hold at the
 // callback.
-func login(t *testing.T, o *testOP, rp *RP) (State, url.Values) {
+func login(t *testing.T, o *oidctest.OP, rp *RP) (State, url.Values) {
 	t.Helper()
 	authURL, st, err := rp.Start(context.Background())
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	return st, o.browse(t, authURL)
-}
-
-// defaults puts the OP back to the settings startOP gives it.
-func defaults(s *opSettings) {
-	*s = opSettings{
-		acr:    "urn:mydata:loa:high",
-		amr:    []string{"pwd", "hwk"},
-		claims: map[string]any{"national_id": testNationalID},
-	}
+	return st, o.Browse(t, authURL, testRedirectURL)
 }
 
 func TestLogin(t *testing.T) {
@@ -66,7 +59,7 @@ func TestLogin(t *testing.T) {
 	tests := []struct {
 		name     string
 		cfg      func(*Config)
-		op       func(*opSettings)
+		op       func(*oidctest.Settings)
 		subject  string
 		level    int
 		evidence string // after the issuer
@@ -77,34 +70,34 @@ func TestLogin(t *testing.T) {
 		{name: "sub as the subject claim", cfg: func(c *Config) { c.SubjectClaim = "" },
 			subject: testUserID, level: 3, evidence: " acr=urn:mydata:loa:high amr=pwd,hwk"},
 		{name: "an amr above the acr wins",
-			op:      func(s *opSettings) { s.acr, s.amr = "urn:mydata:loa:low", []string{"pwd", "otp"} },
+			op:      func(s *oidctest.Settings) { s.ACR, s.AMR = "urn:mydata:loa:low", []string{"pwd", "otp"} },
 			subject: testNationalID, level: 2, evidence: " acr=urn:mydata:loa:low amr=pwd,otp"},
 		{name: "an acr above every amr wins",
-			op:      func(s *opSettings) { s.acr, s.amr = "urn:mydata:loa:high", []string{"pwd"} },
+			op:      func(s *oidctest.Settings) { s.ACR, s.AMR = "urn:mydata:loa:high", []string{"pwd"} },
 			subject: testNationalID, level: 3, evidence: " acr=urn:mydata:loa:high amr=pwd"},
-		{name: "acr alone", op: func(s *opSettings) { s.amr = nil },
+		{name: "acr alone", op: func(s *oidctest.Settings) { s.AMR = nil },
 			subject: testNationalID, level: 3, evidence: " acr=urn:mydata:loa:high amr=-"},
-		{name: "amr alone, unknown values ignored", op: func(s *opSettings) { s.acr, s.amr = "", []string{"sms", "otp"} },
+		{name: "amr alone, unknown values ignored", op: func(s *oidctest.Settings) { s.ACR, s.AMR = "", []string{"sms", "otp"} },
 			subject: testNationalID, level: 2, evidence: " acr=- amr=sms,otp"},
 		{name: "nothing maps, default level", cfg: func(c *Config) { c.DefaultLevel = 1 },
-			op:      func(s *opSettings) { s.acr, s.amr = "urn:other:loa", []string{"sms"} },
+			op:      func(s *oidctest.Settings) { s.ACR, s.AMR = "urn:other:loa", []string{"sms"} },
 			subject: testNationalID, level: 1, evidence: " acr=urn:other:loa amr=sms"},
 		{name: "nothing maps, no default level",
-			op:  func(s *opSettings) { s.acr, s.amr = "urn:other:loa", []string{"sms"} },
+			op:  func(s *oidctest.Settings) { s.ACR, s.AMR = "urn:other:loa", []string{"sms"} },
 			err: ErrLevel},
 		{name: "several audiences, issued to us (azp)",
-			op:      func(s *opSettings) { s.audience = []string{testClientID, "another-rp"} },
+			op:      func(s *oidctest.Settings) { s.Audience = []string{testClientID, "another-rp"} },
 			subject: testNationalID, level: 3, evidence: " acr=urn:mydata:loa:high amr=pwd,hwk"},
 		{name: "subject claim absent", cfg: func(c *Config) { c.SubjectClaim = "tax_id" },
 			err: ErrNoSubject},
-		{name: "subject claim not a string", op: func(s *opSettings) { s.claims = map[string]any{"national_id": 123456789} },
+		{name: "subject claim not a string", op: func(s *oidctest.Settings) { s.Claims = map[string]any{"national_id": 123456789} },
 			err: ErrNoSubject},
-		{name: "subject claim empty", op: func(s *opSettings) { s.claims = map[string]any{"national_id": ""} },
+		{name: "subject claim empty", op: func(s *oidctest.Settings) { s.Claims = map[string]any{"national_id": ""} },
 			err: ErrNoSubject},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o.configure(func(s *opSettings) {
+			o.Configure(func(s *oidctest.Settings) {
 				defaults(s)
 				if tt.op != nil {
 					tt.op(s)
@@ -126,8 +119,8 @@ func TestLogin(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Finish: %v", err)
 			}
-			if subject != tt.subject || level != tt.level || evidence != o.issuer+tt.evidence {
-				t.Errorf("Finish = %q, %d, %q; want %q, %d, %q", subject, level, evidence, tt.subject, tt.level, o.issuer+tt.evidence)
+			if subject != tt.subject || level != tt.level || evidence != o.Issuer+tt.evidence {
+				t.Errorf("Finish = %q, %d, %q; want %q, %d, %q", subject, level, evidence, tt.subject, tt.level, o.Issuer+tt.evidence)
 			}
 		})
 	}
@@ -145,7 +138,7 @@ func TestStartURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(authURL, o.issuer+"/authorize?") {
+	if !strings.HasPrefix(authURL, o.Issuer+"/authorize?") {
 		t.Errorf("auth URL %s is not the OP's authorization endpoint", authURL)
 	}
 	sum := sha256.Sum256([]byte(st.Verifier))
@@ -182,7 +175,7 @@ func TestFinishRefuses(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name string
-		op   func(*opSettings)
+		op   func(*oidctest.Settings)
 		// finish runs one attack or failure and returns Finish's error.
 		finish func(t *testing.T, rp *RP) error
 		err    error
@@ -223,7 +216,7 @@ func TestFinishRefuses(t *testing.T) {
 				q.Set("iss", "https://idp.evil.example")
 				return finishErr(rp.Finish(ctx, st, q))
 			}},
-		{name: "citizen cancels at the OP", op: func(s *opSettings) { s.deny = true }, err: ErrIdP,
+		{name: "citizen cancels at the OP", op: func(s *oidctest.Settings) { s.Deny = true }, err: ErrIdP,
 			finish: func(t *testing.T, rp *RP) error {
 				st, q := login(t, o, rp)
 				err := finishErr(rp.Finish(ctx, st, q))
@@ -264,21 +257,21 @@ func TestFinishRefuses(t *testing.T) {
 				q := u.Query()
 				q.Set("nonce", "YW5vdGhlciBub25jZQ")
 				u.RawQuery = q.Encode()
-				return finishErr(rp.Finish(ctx, st, o.browse(t, u.String())))
+				return finishErr(rp.Finish(ctx, st, o.Browse(t, u.String(), testRedirectURL)))
 			}},
 		{name: "id token issued to another client", err: ErrToken, detail: "audience",
 			finish: func(t *testing.T, rp *RP) error {
 				st, q := login(t, o, rp)
 				// Same OP, same signing key, same nonce even: only the audience is not the hub.
-				other := o.idTokenFor(t, otherClientID, otherSecret, st.Nonce)
-				o.configure(func(s *opSettings) { s.rewriteIDToken = func(string) string { return other } })
+				other := o.IDTokenFor(t, otherClient, st.Nonce)
+				o.Configure(func(s *oidctest.Settings) { s.RewriteIDToken = func(string) string { return other } })
 				return finishErr(rp.Finish(ctx, st, q))
 			}},
 		{name: "id token signature broken", err: ErrToken, detail: "signature",
 			finish: func(t *testing.T, rp *RP) error {
 				st, q := login(t, o, rp)
-				o.configure(func(s *opSettings) {
-					s.rewriteIDToken = func(idt string) string {
+				o.Configure(func(s *oidctest.Settings) {
+					s.RewriteIDToken = func(idt string) string {
 						// Re-encode the claims with another subject under the OP's signature.
 						parts := strings.Split(idt, ".")
 						claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
@@ -312,7 +305,7 @@ func TestFinishRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o.configure(func(s *opSettings) {
+			o.Configure(func(s *oidctest.Settings) {
 				defaults(s)
 				if tt.op != nil {
 					tt.op(s)
@@ -363,7 +356,7 @@ func TestIdPDownAtStartUpLater(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	cfg := testConfig(&testOP{issuer: "http://" + addr})
+	cfg := testConfig(&oidctest.OP{Issuer: "http://" + addr})
 	rp, err := New(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatalf("New with the IdP down: %v", err)
@@ -394,7 +387,7 @@ func TestIdPDownAtStartUpLater(t *testing.T) {
 
 	// Once discovered, the OP's endpoints are kept: a discovery document that goes away later does
 	// not stop logins.
-	o.configure(func(s *opSettings) { s.failPath = "/.well-known/" })
+	o.Configure(func(s *oidctest.Settings) { s.FailPath = "/.well-known/" })
 	if _, _, err := rp.Start(context.Background()); err != nil {
 		t.Errorf("Start after discovery, document now failing: %v", err)
 	}
@@ -405,14 +398,14 @@ func TestIdPUnavailable(t *testing.T) {
 	tests := []struct {
 		name string
 		// fail makes the OP fail after the browser's trip and before Finish.
-		fail func(o *testOP)
+		fail func(o *oidctest.OP)
 	}{
-		{name: "OP stopped", fail: func(o *testOP) { o.srv.Close() }},
-		{name: "token endpoint 503", fail: func(o *testOP) {
-			o.configure(func(s *opSettings) { s.failPath = "/oauth/token" })
+		{name: "OP stopped", fail: func(o *oidctest.OP) { o.Close() }},
+		{name: "token endpoint 503", fail: func(o *oidctest.OP) {
+			o.Configure(func(s *oidctest.Settings) { s.FailPath = "/oauth/token" })
 		}},
-		{name: "keys endpoint 503", fail: func(o *testOP) {
-			o.configure(func(s *opSettings) { s.failPath = "/keys" })
+		{name: "keys endpoint 503", fail: func(o *oidctest.OP) {
+			o.Configure(func(s *oidctest.Settings) { s.FailPath = "/keys" })
 		}},
 	}
 	for _, tt := range tests {
@@ -430,7 +423,7 @@ func TestIdPUnavailable(t *testing.T) {
 
 	t.Run("discovery 503", func(t *testing.T) {
 		o := startOP(t, nil)
-		o.configure(func(s *opSettings) { s.failPath = "/.well-known/" })
+		o.Configure(func(s *oidctest.Settings) { s.FailPath = "/.well-known/" })
 		rp := newRP(t, testConfig(o))
 		if _, _, err := rp.Start(ctx); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("Start: err %v, want ErrUnavailable", err)
@@ -443,7 +436,7 @@ func TestIdPUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close() // accepts into the backlog, never answers
-		cfg := testConfig(&testOP{issuer: "http://" + ln.Addr().String()})
+		cfg := testConfig(&oidctest.OP{Issuer: "http://" + ln.Addr().String()})
 		cfg.HTTPTimeout = 200 * time.Millisecond
 		rp := newRP(t, cfg)
 		start := time.Now()

@@ -36,6 +36,13 @@ type RedeemResponse struct {
 	Unavailable []UnavailableDataset `json:"unavailable,omitempty"`
 }
 
+// The hub's error_description values for access_denied, so that a service can tell the citizen which
+// happened: they declined, or someone other than the citizen the service named logged in.
+const (
+	DeniedByCitizen    = "the citizen declined"
+	DeniedOtherCitizen = "the request was bound to another citizen"
+)
+
 // LoginHintInfo is the HPKE info under which an SP seals a login hint to the hub: bound to its client ID, so
 // that a hint cannot be replayed by another service.
 func LoginHintInfo(clientID string) []byte { return []byte("mydata login_hint " + clientID) }

@@ -171,7 +171,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.metrics.authorize.WithLabelValues("error_page").Inc()
 		s.render(w, r, http.StatusForbidden, "mismatch.html", "mismatch.title", map[string]any{
 			"Service": req.Service, "Again": r.URL.RequestURI(),
-			"Back": s.errorURL(req.RedirectURI, req.State, "access_denied", "the request was bound to another citizen"),
+			"Back": s.errorURL(req.RedirectURI, req.State, "access_denied", hubapi.DeniedOtherCitizen),
 		})
 		return
 	}
@@ -282,7 +282,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	}
 	if !approve {
 		s.metrics.decisions.WithLabelValues("deny").Inc()
-		http.Redirect(w, r, s.errorURL(c.RedirectURI, c.OAuthState, "access_denied", "the citizen declined"), http.StatusFound)
+		http.Redirect(w, r, s.errorURL(c.RedirectURI, c.OAuthState, "access_denied", hubapi.DeniedByCitizen), http.StatusFound)
 		return
 	}
 	s.metrics.decisions.WithLabelValues("approve").Inc()

@@ -281,6 +281,12 @@ func (b *Bank) callback(w http.ResponseWriter, r *http.Request) {
 	if code := q.Get("error"); code != "" {
 		b.cfg.Log.Info("authorization ended without a code", "error", code)
 		text, known := oauthErrors[code]
+		// The hub's documented error_description for this case (docs/integration.md).
+		if code == "access_denied" && q.Get("error_description") == "the request was bound to another citizen" {
+			// Not a refusal: someone other than the applicant logged in to MyData.
+			code, text = "another_citizen", [2]string{"Another person logged in 登入者非申請人",
+				"The MyData login was not the applicant named on this form, so MyData sent no data. If you share this computer, log out of MyData and apply again as yourself. 登入 MyData 者與申請人不符，未取得任何資料；請登出後以本人身分重新申辦。"}
+		}
 		if !known {
 			text = [2]string{"MyData refused our request 請求被拒", "MyData could not complete your request. Please start again. 請重新申辦。"}
 		}

@@ -428,18 +428,19 @@ func TestCallbackErrors(t *testing.T) {
 	c := tb.browser()
 	tests := []struct {
 		name, code, desc string
+		shown            string // the page's data-error
 		want             []string
 	}{
-		{"declined", "access_denied", "the citizen declined", []string{"You did not agree", "the citizen declined"}},
-		{"bound to another citizen", "access_denied", "the request was bound to another citizen", []string{"You did not agree", "bound to another citizen"}},
-		{"bad scope", "invalid_scope", "dataset x is not one the service registered", []string{"MyData refused our request", "dataset x"}},
-		{"unknown error code", "weird_error", "", []string{"MyData could not complete your request"}},
+		{"declined", "access_denied", "the citizen declined", "access_denied", []string{"You did not agree", "the citizen declined"}},
+		{"bound to another citizen", "access_denied", "the request was bound to another citizen", "another_citizen", []string{"Another person logged in", "not the applicant"}},
+		{"bad scope", "invalid_scope", "dataset x is not one the service registered", "invalid_scope", []string{"MyData refused our request", "dataset x"}},
+		{"unknown error code", "weird_error", "", "weird_error", []string{"MyData could not complete your request"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := tb.apply(c)
 			a := tb.do(c, http.MethodGet, "/callback?"+url.Values{"error": {tt.code}, "error_description": {tt.desc}, "state": {q.Get("state")}}.Encode(), nil)
-			if a.status != http.StatusOK || !strings.Contains(a.body, `data-error="`+tt.code+`"`) {
+			if a.status != http.StatusOK || !strings.Contains(a.body, `data-error="`+tt.shown+`"`) {
 				t.Fatalf("%d\n%s", a.status, a.body)
 			}
 			for _, w := range tt.want {

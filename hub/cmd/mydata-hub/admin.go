@@ -13,6 +13,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,7 +28,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
-const adminUsage = `Usage: mydata-hub admin [--config FILE] [--hub URL] [--cert F --key F --bundle F] [--json] COMMAND
+const adminUsage = `Usage: mydata-hub admin [--config FILE] [--credentials DIR] [--hub URL] [--cert F --key F --bundle F] [--json] COMMAND
 
 Commands:
   org add --code C --name-zh N --name-en N --type T    register an organisation
@@ -54,8 +56,22 @@ Commands:
   cluster remove --node N                              take a node out of raft; its keys leave the directory
                                                        and its SVID is refused from then on
   keyring rotate --purpose session|hint|subject|lookup make a new active key of the cluster keyring
+  operator add --name N --roles R[,R]                  add an operator; roles: federation-admin, auditor,
+                                                       reviewer:education|financial|soe, applicant:<org>
+  operator list
+  operator disable|enable --name N                     a disabled operator is refused at once
+  operator join-token --name N [--ttl D]               print a single-use token; the operator runs
+                                                       'mydata-hub operator enroll' with it
+  audit verify                                         check the operator log's hash chain on the hub node
+  audit export [--since T] [--format json|csv]         the operator log from T (RFC 3339, a date, or a
+                                                       duration ago such as 24h)
 
-The operator credential defaults to the one the hub made under its data_dir/operator on first start.
+Every command needs a role: changes need federation-admin; reads of connectors, certificates, the cluster,
+operators and the operator log also allow auditor; orgs, datasets and services allow every operator.
+
+The operator credential defaults to the one the hub made under its data_dir/operator on first start (a
+federation-admin). --credentials DIR uses one enrolled with 'mydata-hub operator enroll' (and its hub URL),
+renewing it there once it has used half its life; no hub.yaml is needed then.
 `
 
 type adminCtx struct {
@@ -66,12 +82,13 @@ type adminCtx struct {
 
 // operatorFlags are the flags that say how to reach the hub as an operator.
 type operatorFlags struct {
-	config, hub, cert, key, bundle *string
+	config, creds, hub, cert, key, bundle *string
 }
 
 func addOperatorFlags(fs *flag.FlagSet) operatorFlags {
 	return operatorFlags{
 		config: fs.String("config", "/etc/mydata/hub.yaml", "hub configuration file (finds the API and the operator credential)"),
+		creds:  fs.String("credentials", "", "directory of a credential from 'mydata-hub operator enroll'"),
 		hub:    fs.String("hub", "", "hub API URL (default: api.public_url from the config)"),
 		cert:   fs.String("cert", "", "operator SVID certificate (default: data_dir/operator/admin.crt)"),
 		key:    fs.String("key", "", "operator SVID key"),
@@ -79,30 +96,58 @@ func addOperatorFlags(fs *flag.FlagSet) operatorFlags {
 	}
 }
 
-// client makes an API client that presents the operator's SVID and accepts only a hub node.
+// client makes an API client that presents the operator's SVID and accepts only a hub node. The hub.yaml
+// is read only for what the flags and the credential directory leave open.
 func (f operatorFlags) client() (*hubapi.Client, error) {
-	cfg, err := config.Load(*f.config)
-	if err != nil {
-		return nil, err
-	}
-	defCert, defKey, defBundle := server.OperatorFiles(cfg)
-	pick := func(v, def string) string {
-		if v != "" {
-			return v
+	cert, key, bundle, hub := *f.cert, *f.key, *f.bundle, *f.hub
+	if d := *f.creds; d != "" {
+		cert, key, bundle = pick(cert, filepath.Join(d, credCert)), pick(key, filepath.Join(d, credKey)), pick(bundle, filepath.Join(d, credBundle))
+		if hub == "" {
+			if b, err := os.ReadFile(filepath.Join(d, credHub)); err == nil {
+				hub = strings.TrimSpace(string(b))
+			}
 		}
-		return def
 	}
-	svid, err := x509svid.Load(pick(*f.cert, defCert), pick(*f.key, defKey))
+	if cert == "" || key == "" || bundle == "" || hub == "" {
+		cfg, err := config.Load(*f.config)
+		if err != nil {
+			return nil, err
+		}
+		defCert, defKey, defBundle := server.OperatorFiles(cfg)
+		cert, key, bundle, hub = pick(cert, defCert), pick(key, defKey), pick(bundle, defBundle), pick(hub, cfg.API.PublicURL)
+	}
+	svid, err := x509svid.Load(cert, key)
 	if err != nil {
 		return nil, fmt.Errorf("operator credential: %w", err)
 	}
-	roots, err := pemfile.ReadCertificates(pick(*f.bundle, defBundle))
+	roots, err := pemfile.ReadCertificates(bundle)
 	if err != nil {
 		return nil, fmt.Errorf("trust bundle: %w", err)
 	}
-	td := cfg.TD()
-	tlsConf := tlsconfig.MTLSClientConfig(svid, x509bundle.FromX509Authorities(td, roots), fedid.Authorizer(td, fedid.KindHub, nil))
-	return hubapi.NewClient(pick(*f.hub, cfg.API.PublicURL), tlsConf), nil
+	connect := func(svid *x509svid.SVID) *hubapi.Client {
+		td := svid.ID.TrustDomain()
+		tlsConf := tlsconfig.MTLSClientConfig(svid, x509bundle.FromX509Authorities(td, roots), fedid.Authorizer(td, fedid.KindHub, nil))
+		return hubapi.NewClient(hub, tlsConf)
+	}
+	client := connect(svid)
+	if *f.creds != "" {
+		next, err := renewIfHalfUsed(*f.creds, client, svid)
+		if err != nil {
+			return nil, err
+		}
+		if next != svid {
+			client.CloseIdle()
+			client = connect(next)
+		}
+	}
+	return client, nil
+}
+
+func pick(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
 }
 
 func admin(args []string, out io.Writer) error {
@@ -163,6 +208,18 @@ func admin(args []string, out io.Writer) error {
 		return a.clusterRemove(ctx, args)
 	case "keyring rotate":
 		return a.keyringRotate(ctx, args)
+	case "operator add":
+		return a.operatorAdd(ctx, args)
+	case "operator list":
+		return a.operatorList(ctx)
+	case "operator disable", "operator enable":
+		return a.operatorStatus(ctx, sub, args)
+	case "operator join-token":
+		return a.operatorJoinToken(ctx, args)
+	case "audit verify":
+		return a.auditVerify(ctx)
+	case "audit export":
+		return a.auditExport(ctx, args)
 	}
 	fmt.Fprint(out, adminUsage)
 	return fmt.Errorf("admin: unknown command %q", cmd+" "+sub)

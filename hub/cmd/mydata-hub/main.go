@@ -15,6 +15,8 @@ Usage:
   mydata-hub serve  --config FILE [--join URL --token T]
                                          run a hub node; with --join, a new node joins a running cluster
   mydata-hub admin  [--config FILE] ...  administer the federation (run 'mydata-hub admin' for its commands)
+  mydata-hub operator enroll --hub URL --token T --name N --dir DIR
+                                         enroll an operator added with 'admin operator add'
   mydata-hub backup --config FILE --out F
                                          write a backup (state and CA; keep it secret) of the running hub
   mydata-hub restore --config FILE --in F
@@ -35,6 +37,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "admin":
 		err = admin(os.Args[2:], os.Stdout)
+	case "operator":
+		err = operatorCmd(os.Args[2:], os.Stdout)
 	case "backup":
 		err = backupCmd(os.Args[2:], os.Stdout)
 	case "restore":

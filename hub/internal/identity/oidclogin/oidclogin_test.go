@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mydatafed/mydata/hub/internal/identity/oidclogin/oidctest"
+	"github.com/mydatafed/mydata/pkg/federationtest/oidctest"
 )
 
 const testMethod = "tw-wallet"

@@ -4,7 +4,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/mydatafed/mydata/hub/internal/identity/oidclogin/oidctest"
+	"github.com/mydatafed/mydata/pkg/federationtest/oidctest"
 )
 
 // The OpenID provider of these tests is zitadel's, run by oidctest (which the end-to-end tests use too):

@@ -6,7 +6,8 @@
 // showing a form.
 //
 // Only tests import it — oidclogin's own and the end-to-end tests in pkg/federationtest — so it never
-// reaches a binary. Nothing here is fit for real use.
+// reaches a binary. It lives under pkg/ rather than beside oidclogin because Go lets nothing outside hub/
+// import hub/internal, and the end-to-end tests must start this same OP. Nothing here is fit for real use.
 package oidctest
 
 import (

@@ -123,20 +123,23 @@ func (d *Dataset) Validate() error {
 // Service is what an SP offers citizens, and the OAuth client it uses.
 type Service struct {
 	// ID is the OAuth client_id.
-	ID           string    `json:"id"`
-	NameZh       string    `json:"name_zh"`
-	NameEn       string    `json:"name_en"`
-	SPOrg        string    `json:"sp_org"`
-	SPConnector  string    `json:"sp_connector"`
-	Modes        []string  `json:"modes"`
-	Datasets     []string  `json:"datasets"`
-	Purpose      string    `json:"purpose"`
-	Terms        string    `json:"terms"`
-	TermsVersion string    `json:"terms_version"`
-	RedirectURIs []string  `json:"redirect_uris"`
-	LegalBasis   string    `json:"legal_basis,omitempty"`
-	Status       string    `json:"status"`
-	CreatedAt    time.Time `json:"created_at"`
+	ID           string   `json:"id"`
+	NameZh       string   `json:"name_zh"`
+	NameEn       string   `json:"name_en"`
+	SPOrg        string   `json:"sp_org"`
+	SPConnector  string   `json:"sp_connector"`
+	Modes        []string `json:"modes"`
+	Datasets     []string `json:"datasets"`
+	Purpose      string   `json:"purpose"`
+	Terms        string   `json:"terms"`
+	TermsVersion string   `json:"terms_version"`
+	RedirectURIs []string `json:"redirect_uris"`
+	LegalBasis   string   `json:"legal_basis,omitempty"`
+	// RequirePAR accepts authorization requests for this service only when pushed by its SP connector
+	// (RFC 9126), as FAPI 2.0 asks: the browser then carries a reference, not the request.
+	RequirePAR bool      `json:"require_par,omitempty"`
+	Status     string    `json:"status"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 var serviceID = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)

@@ -6,6 +6,9 @@ import "time"
 const (
 	PathRedeem   = "/v1/redeem"
 	PathReceipts = "/v1/receipts"
+	// PathPAR is the pushed authorization request endpoint (RFC 9126): an SP connector posts the request
+	// over mutual TLS and gets a request_uri to send the browser with instead.
+	PathPAR = "/v1/par"
 )
 
 // RedeemRequest is an SP connector trading an authorization code for tickets (RFC 6749 section 4.1.3 with
@@ -35,6 +38,28 @@ type RedeemResponse struct {
 	Tickets     []RedeemedTicket     `json:"tickets"`
 	Unavailable []UnavailableDataset `json:"unavailable,omitempty"`
 }
+
+// PARRequest is an authorization request pushed by the service's SP connector: the parameters
+// /oauth/authorize would take, as RFC 9126 has them (form-encoded there, JSON here like the rest of the API).
+type PARRequest struct {
+	ClientID            string `json:"client_id"`
+	ResponseType        string `json:"response_type"`
+	RedirectURI         string `json:"redirect_uri"`
+	Scope               string `json:"scope"`
+	State               string `json:"state,omitempty"`
+	CodeChallenge       string `json:"code_challenge"`
+	CodeChallengeMethod string `json:"code_challenge_method"`
+	LoginHint           string `json:"login_hint,omitempty"`
+}
+
+// PARResponse is RFC 9126's answer: the reference the browser carries, and for how many seconds it is good.
+type PARResponse struct {
+	RequestURI string `json:"request_uri"`
+	ExpiresIn  int    `json:"expires_in"`
+}
+
+// PARRequestURIPrefix starts every request_uri the hub makes (RFC 9126 section 2.2).
+const PARRequestURIPrefix = "urn:ietf:params:oauth:request_uri:"
 
 // The hub's error_description values for access_denied, so that a service can tell the citizen which
 // happened: they declined, or someone other than the citizen the service named logged in.

@@ -46,6 +46,7 @@ func NewAPI(m *Manager, tokenFile string, log *slog.Logger) (*API, error) {
 	mux.HandleFunc("POST /v1/exchanges/stream", a.stream)
 	mux.HandleFunc("GET /v1/exchanges/{id}", a.get)
 	mux.HandleFunc("POST /v1/login-hints", a.loginHint)
+	mux.HandleFunc("POST /v1/par", a.par)
 	mux.HandleFunc("GET /v1/exchanges/{id}/datasets/{dataset}/content", a.content)
 	a.srv = &http.Server{Handler: a.auth(mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return a, nil
@@ -233,13 +234,22 @@ func (a *API) loginHint(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := nationalid.Valid(req.Subject); err != nil {
-		writeError(w, http.StatusBadRequest, "subject: "+err.Error())
-		return
-	}
 	if req.ClientID == "" {
 		writeError(w, http.StatusBadRequest, "client_id: required")
 		return
+	}
+	hint, aerr := a.sealHint(req.ClientID, req.Subject)
+	if aerr != nil {
+		writeError(w, aerr.status, aerr.msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"login_hint": hint})
+}
+
+// sealHint seals subject to the hub's hint key from the directory, bound to the client.
+func (a *API) sealHint(clientID, subject string) (string, *apiError) {
+	if err := nationalid.Valid(subject); err != nil {
+		return "", &apiError{http.StatusBadRequest, "subject: " + err.Error()}
 	}
 	var key *hubapi.HubKey
 	for _, k := range a.m.cfg.HubKeys() {
@@ -248,20 +258,69 @@ func (a *API) loginHint(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if key == nil {
-		writeError(w, http.StatusServiceUnavailable, "the directory lists no hub HPKE key yet")
-		return
+		return "", &apiError{http.StatusServiceUnavailable, "the directory lists no hub HPKE key yet"}
 	}
 	pub, err := seal.ParsePublicKey(key.KEM, key.PublicKey)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "the hub's HPKE key is unusable")
+		return "", &apiError{http.StatusServiceUnavailable, "the hub's HPKE key is unusable"}
+	}
+	ct, err := seal.Seal(pub, hubapi.LoginHintInfo(clientID), []byte(subject))
+	if err != nil {
+		return "", &apiError{http.StatusInternalServerError, "seal the login hint: " + err.Error()}
+	}
+	return key.KID + "." + base64.RawURLEncoding.EncodeToString(ct), nil
+}
+
+// parRequest is what the SP's application asks the connector to push: the authorization request, and
+// optionally the citizen it expects (sealed into login_hint here).
+type parRequest struct {
+	hubapi.PARRequest
+	Subject string `json:"subject,omitempty"`
+}
+
+// par pushes an authorization request to the hub over the connector's mutual TLS (RFC 9126) and answers
+// the request_uri, and the authorization URL to send the browser to when the connector knows the portal.
+func (a *API) par(w http.ResponseWriter, r *http.Request) {
+	var req parRequest
+	if err := strictjson.Decode(r.Body, 16<<10, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	ct, err := seal.Seal(pub, hubapi.LoginHintInfo(req.ClientID), []byte(req.Subject))
-	if err != nil {
+	if req.ClientID == "" {
+		writeError(w, http.StatusBadRequest, "client_id: required")
+		return
+	}
+	if req.ResponseType == "" {
+		req.ResponseType = "code"
+	}
+	if req.CodeChallengeMethod == "" {
+		req.CodeChallengeMethod = "S256"
+	}
+	if req.Subject != "" {
+		if req.LoginHint != "" {
+			writeError(w, http.StatusBadRequest, "give subject or login_hint, not both")
+			return
+		}
+		hint, aerr := a.sealHint(req.ClientID, req.Subject)
+		if aerr != nil {
+			writeError(w, aerr.status, aerr.msg)
+			return
+		}
+		req.LoginHint = hint
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	var resp hubapi.PARResponse
+	if err := a.m.cfg.Hub.Do(ctx, http.MethodPost, hubapi.PathPAR, req.PARRequest, &resp); err != nil {
+		var he *hubapi.Error
+		if errors.As(err, &he) && he.Status < 500 {
+			writeJSON(w, he.Status, map[string]string{"error": he.Message, "error_description": he.Description})
+			return
+		}
 		a.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"login_hint": key.KID + "." + base64.RawURLEncoding.EncodeToString(ct)})
+	writeJSON(w, http.StatusCreated, resp)
 }
 
 type headerOnFirstWrite struct {

@@ -39,8 +39,13 @@ func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
 	fs.IntVar(&d.MinAAL, "min-aal", hubapi.AALMedium, "least identity assurance level: 1 low, 2 medium, 3 high")
 	fs.StringVar(&d.ContentType, "content-type", "application/json", "application/json, text/csv, application/pdf or application/xml")
 	fs.BoolVar(&d.Async, "async", false, "the agency may answer later (the SP retries for up to 90 minutes)")
+	var methods string
+	fs.StringVar(&methods, "methods", "", "comma-separated login method ids, the only ones the agency accepts for this dataset (default: any of --min-aal or higher)")
 	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "dp"); err != nil {
 		return err
+	}
+	if methods != "" {
+		d.Methods = strings.Split(methods, ",")
 	}
 	var err error
 	if d.DPOrg, d.DPConnector, err = splitPair("dp", dp); err != nil {
@@ -61,9 +66,13 @@ func (a *adminCtx) datasetList(ctx context.Context) error {
 		return err
 	}
 	return a.print(ds, func(w *table) {
-		fmt.Fprintln(w, "ID\tDP\tMIN AAL\tTYPE\tASYNC\tSTATUS\tNAME (ZH)\tNAME (EN)")
+		fmt.Fprintln(w, "ID\tDP\tMIN AAL\tMETHODS\tTYPE\tASYNC\tSTATUS\tNAME (ZH)\tNAME (EN)")
 		for _, d := range ds {
-			fmt.Fprintf(w, "%s\t%s/%s\t%d\t%s\t%v\t%s\t%s\t%s\n", d.ID, d.DPOrg, d.DPConnector, d.MinAAL, d.ContentType, d.Async, d.Status, d.NameZh, d.NameEn)
+			m := "-"
+			if len(d.Methods) > 0 {
+				m = strings.Join(d.Methods, ",")
+			}
+			fmt.Fprintf(w, "%s\t%s/%s\t%d\t%s\t%s\t%v\t%s\t%s\t%s\n", d.ID, d.DPOrg, d.DPConnector, d.MinAAL, m, d.ContentType, d.Async, d.Status, d.NameZh, d.NameEn)
 		}
 	})
 }
@@ -99,6 +108,7 @@ func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
 	fs.StringVar(&s.TermsVersion, "terms-version", "", "version of the terms")
 	fs.Var(&redirects, "redirect-uri", "exact redirect URI (repeat for several)")
 	fs.StringVar(&s.LegalBasis, "legal-basis", "", "the law that allows more than 5 datasets")
+	fs.BoolVar(&s.RequirePAR, "require-par", false, "accept authorization requests only when pushed by the SP connector (RFC 9126, FAPI 2.0)")
 	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
 		return err
 	}

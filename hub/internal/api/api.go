@@ -45,9 +45,12 @@ type Config struct {
 	DirectoryTTL    time.Duration
 	MaxLongPoll     time.Duration
 	// Backup writes a backup of the node to w.
-	Backup     func(w io.Writer) error
-	Log        *slog.Logger
-	Registerer prometheus.Registerer
+	Backup func(w io.Writer) error
+	// PushRequest takes a pushed authorization request (RFC 9126) from an SP connector: the portal checks it
+	// as its authorization endpoint would and makes the request_uri.
+	PushRequest func(ctx context.Context, org, name string, req hubapi.PARRequest) (hubapi.PARResponse, *hubapi.Error)
+	Log         *slog.Logger
+	Registerer  prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -112,6 +115,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+hubapi.PathRenew, s.require(fedid.KindConnector, s.renew))
 	mux.Handle("POST "+hubapi.PathKeys, s.require(fedid.KindConnector, s.publishKey))
 	mux.Handle("POST "+hubapi.PathRedeem, s.require(fedid.KindConnector, s.redeem))
+	mux.Handle("POST "+hubapi.PathPAR, s.require(fedid.KindConnector, s.par))
 	mux.Handle("POST "+hubapi.PathReceipts, s.require(fedid.KindConnector, s.receipts))
 	mux.Handle("GET "+hubapi.PathDirectory, s.require(anyKind, s.directory))
 	for _, rt := range s.adminRoutes() {

@@ -7,6 +7,7 @@ type metrics struct {
 	renewals    *prometheus.CounterVec
 	dirServed   *prometheus.CounterVec
 	redeems     *prometheus.CounterVec
+	pushes      *prometheus.CounterVec
 	receipts    *prometheus.CounterVec
 }
 
@@ -25,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Directory requests by result (full, not_modified).",
 		}, []string{"result"}),
 	}
+	m.pushes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mydata_hub_par_requests_total",
+		Help: "Pushed authorization requests (RFC 9126) by result (ok, or the OAuth error code).",
+	}, []string{"result"})
 	m.redeems = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mydata_hub_redemptions_total",
 		Help: "Authorization code redemptions by result (ok, invalid_grant, wrong_client).",
@@ -34,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Transfer receipts recorded, by reporting role (dp, sp).",
 	}, []string{"role"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.enrollments, m.renewals, m.dirServed, m.redeems, m.receipts} {
+		for _, c := range []prometheus.Collector{m.enrollments, m.renewals, m.dirServed, m.redeems, m.pushes, m.receipts} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

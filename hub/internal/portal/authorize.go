@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -45,52 +46,63 @@ func (s *Server) oauthError(w http.ResponseWriter, r *http.Request, redirectURI,
 	if state != "" {
 		q.Set("state", state)
 	}
+	s.setIssuer(q)
 	u.RawQuery = q.Encode()
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
-// parseAuthorize checks a request in the order RFC 6749 asks: client and redirect URI first (errors shown
-// here), then everything else (errors sent back to the client). ok is false when it has answered.
-func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRequest, bool) {
-	q := r.URL.Query()
+// authError is why a request was refused: shown on the portal (Page) when the client or its redirect URI
+// cannot be trusted yet, sent back to the client otherwise (Code, Desc).
+type authError struct {
+	Page   bool
+	Status int
+	Title  string
+	Msg    msg
+	Code   string
+	Desc   string
+	// Redirect and State are where a client error goes.
+	Redirect, State string
+}
+
+// validateAuthorize checks a request in the order RFC 6749 asks: client and redirect URI first, then
+// everything else. pushed says the request came by PAR (a service that requires it accepts nothing else).
+func (s *Server) validateAuthorize(ctx context.Context, lang string, q url.Values, pushed bool) (*authRequest, *authError) {
+	page := func(status int, title string, m msg) (*authRequest, *authError) {
+		return nil, &authError{Page: true, Status: status, Title: title, Msg: m}
+	}
 	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge", "code_challenge_method", "login_hint"} {
 		if len(q[k]) > 1 {
-			s.metrics.authorize.WithLabelValues("error_page").Inc()
-			s.errorPage(w, r, http.StatusBadRequest, "error.invalid", message("authorize.repeated", k))
-			return nil, false
+			return page(http.StatusBadRequest, "error.invalid", message("authorize.repeated", k))
 		}
 	}
 	svc, err := s.cfg.State.Service(q.Get("client_id"))
 	if err == nil && svc == nil && s.cfg.Sync != nil {
 		// Registered through another node a moment ago, perhaps: catch up with the leader and look again.
-		if err = s.cfg.Sync(r.Context()); err == nil {
+		if err = s.cfg.Sync(ctx); err == nil {
 			svc, err = s.cfg.State.Service(q.Get("client_id"))
 		}
 	}
 	if err != nil {
-		s.internalError(w, r, "find a service", err)
-		return nil, false
+		s.log.Error("find a service", "err", err)
+		return page(http.StatusInternalServerError, "error.internal", message("error.internal.text"))
 	}
 	if svc == nil || svc.Status != hubapi.StatusActive || !slices.Contains(svc.Modes, hubapi.ModeOnline) {
-		s.metrics.authorize.WithLabelValues("error_page").Inc()
-		s.errorPage(w, r, http.StatusBadRequest, "authorize.unknown.title", message("authorize.unknown", q.Get("client_id")))
-		return nil, false
+		return page(http.StatusBadRequest, "authorize.unknown.title", message("authorize.unknown", q.Get("client_id")))
 	}
+	name := pickLang(lang, svc.NameZh, svc.NameEn)
 	if sp, err := s.cfg.State.Connector(svc.SPOrg, svc.SPConnector); err != nil || sp == nil || sp.Status != hubapi.StatusActive {
-		s.metrics.authorize.WithLabelValues("error_page").Inc()
-		s.errorPage(w, r, http.StatusServiceUnavailable, "authorize.unavailable.title", message("authorize.unavailable", pickLang(requestLang(r), svc.NameZh, svc.NameEn)))
-		return nil, false
+		return page(http.StatusServiceUnavailable, "authorize.unavailable.title", message("authorize.unavailable", name))
+	}
+	if svc.RequirePAR && !pushed {
+		return page(http.StatusBadRequest, "error.invalid", message("authorize.par_required", name))
 	}
 	redirect := q.Get("redirect_uri")
 	if !slices.Contains(svc.RedirectURIs, redirect) {
-		s.metrics.authorize.WithLabelValues("error_page").Inc()
-		s.errorPage(w, r, http.StatusBadRequest, "authorize.redirect.title", message("authorize.redirect", pickLang(requestLang(r), svc.NameZh, svc.NameEn)))
-		return nil, false
+		return page(http.StatusBadRequest, "authorize.redirect.title", message("authorize.redirect", name))
 	}
 	state := q.Get("state")
-	fail := func(code, desc string) (*authRequest, bool) {
-		s.oauthError(w, r, redirect, state, code, desc)
-		return nil, false
+	fail := func(code, desc string) (*authRequest, *authError) {
+		return nil, &authError{Status: http.StatusBadRequest, Code: code, Desc: desc, Redirect: redirect, State: state}
 	}
 	if q.Get("response_type") != "code" {
 		return fail("unsupported_response_type", "only response_type=code is supported")
@@ -128,7 +140,29 @@ func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRe
 		}
 		req.BoundSubject = subject
 	}
-	return req, true
+	return req, nil
+}
+
+// parseAuthorize reads the browser's request (or the pushed one its request_uri names) and answers the
+// refusals itself. ok is false when it has answered.
+func (s *Server) parseAuthorize(w http.ResponseWriter, r *http.Request) (*authRequest, bool) {
+	q, pushed, perr := s.requestParams(r.URL.Query())
+	if perr != nil {
+		s.metrics.authorize.WithLabelValues("error_page").Inc()
+		s.errorPage(w, r, http.StatusBadRequest, "error.invalid", *perr)
+		return nil, false
+	}
+	req, aerr := s.validateAuthorize(r.Context(), requestLang(r), q, pushed)
+	switch {
+	case aerr == nil:
+		return req, true
+	case aerr.Page:
+		s.metrics.authorize.WithLabelValues("error_page").Inc()
+		s.errorPage(w, r, aerr.Status, aerr.Title, aerr.Msg)
+	default:
+		s.oauthError(w, r, aerr.Redirect, aerr.State, aerr.Code, aerr.Desc)
+	}
+	return nil, false
 }
 
 // openLoginHint opens "<kid>.<base64url HPKE ciphertext>" sealed to a hint key of the cluster's keyring
@@ -211,6 +245,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// setIssuer names the portal in every authorization response (RFC 9207), so that a service talking to
+// several authorization servers cannot be handed another's code.
+func (s *Server) setIssuer(q url.Values) {
+	if s.cfg.PublicURL != "" {
+		q.Set("iss", strings.TrimSuffix(s.cfg.PublicURL, "/"))
+	}
+}
+
 func (s *Server) errorURL(redirect, state, code, desc string) string {
 	u, _ := url.Parse(redirect)
 	q := u.Query()
@@ -219,6 +261,7 @@ func (s *Server) errorURL(redirect, state, code, desc string) string {
 	if state != "" {
 		q.Set("state", state)
 	}
+	s.setIssuer(q)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
@@ -292,6 +335,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	if c.OAuthState != "" {
 		q.Set("state", c.OAuthState)
 	}
+	s.setIssuer(q)
 	u.RawQuery = q.Encode()
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }

@@ -28,7 +28,10 @@ func (s *Server) loginContextOf(next string) loginContext {
 	if err != nil || u.Path != "/oauth/authorize" {
 		return lc
 	}
-	q := u.Query()
+	q, _, perr := s.requestParams(u.Query())
+	if perr != nil {
+		return lc
+	}
 	svc, err := s.cfg.State.Service(q.Get("client_id"))
 	if err != nil || svc == nil {
 		return lc

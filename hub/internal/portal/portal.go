@@ -49,6 +49,8 @@ type Config struct {
 	Sync      func(context.Context) error
 	DevLogin  bool
 	PublicURL string
+	// APIURL is the hub API's public URL, where SP connectors push requests and redeem codes.
+	APIURL string
 	// SessionTTL ends a session however busy; IdleTimeout ends one left alone.
 	SessionTTL  time.Duration
 	IdleTimeout time.Duration
@@ -149,6 +151,7 @@ func (s *Server) routes() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /oauth/authorize", s.authorize)
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("POST /oauth/consent", s.decide)
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.devLogin)

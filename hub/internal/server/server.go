@@ -29,6 +29,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/hub/internal/portal"
 	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -156,6 +157,9 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state, Keyring: s.keyring, Consent: s.consent, KEK: kek,
 		SVIDTTL: cfg.CA.SVIDTTL, TokenDefaultTTL: cfg.Tokens.DefaultTTL, TokenMaxTTL: cfg.Tokens.MaxTTL,
 		DirectoryTTL: cfg.Directory.TTL, MaxLongPoll: cfg.Directory.MaxLongPoll,
+		PushRequest: func(ctx context.Context, org, name string, req hubapi.PARRequest) (hubapi.PARResponse, *hubapi.Error) {
+			return s.portal.PushRequest(ctx, org, name, req)
+		},
 		Backup: func(w io.Writer) error {
 			_, err := backup.Write(w, cfg, s.state)
 			return err
@@ -176,7 +180,7 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	s.loginRunners = runners
 	s.portal, err = portal.New(portal.Config{
 		State: s.state, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync, Apply: s.cluster.Apply, Logins: logins,
-		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
+		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, APIURL: cfg.API.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
 		IdleTimeout: cfg.Identity.IdleTimeout, Levels: cfg.Identity.Levels, Location: loc,
 		PendingTTL: cfg.Consent.PendingTTL,
 		Log:        log.With(telemetry.KeyComponent, "portal"), Registerer: reg,

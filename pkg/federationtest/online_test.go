@@ -320,6 +320,7 @@ func TestPartialDelivery(t *testing.T) {
 }
 
 func TestLoginHintBindsTheCitizen(t *testing.T) {
+	t.Parallel()
 	f := startOnline(t)
 	// The SP seals the citizen it expects to the hub's HPKE key from the directory.
 	hint := sealLoginHint(t, f.bank, "bank.card", citizenA)
@@ -341,6 +342,56 @@ func TestLoginHintBindsTheCitizen(t *testing.T) {
 	if page := right.Get(bad); page.Status != 302 || !strings.Contains(page.Location, "invalid_request") {
 		t.Fatalf("forged hint: %d %s", page.Status, page.Location)
 	}
+
+	// The same through a pushed request (RFC 9126): the bank's connector pushes it over its mutual TLS,
+	// with the citizen it expects, and the browser carries only the reference.
+	f.h.Admin("service", "add", "--id", "bank.fapi", "--name-zh", "高安全申辦", "--name-en", "High-security application", "--sp", "bank/sp1",
+		"--datasets", "moi.household", "--purpose", "p", "--terms", "t", "--terms-version", "1", "--redirect-uri", f.redirect, "--require-par")
+	p = NewPKCE()
+	status, out := pushRequest(t, f.bank, map[string]string{"client_id": "bank.fapi", "redirect_uri": f.redirect, "scope": "moi.household",
+		"state": "par", "code_challenge": p.Challenge, "subject": citizenA})
+	if status != http.StatusCreated || !strings.HasPrefix(out["request_uri"], "urn:ietf:params:oauth:request_uri:") {
+		t.Fatalf("push: %d %v", status, out)
+	}
+	byRef := "/oauth/authorize?" + url.Values{"client_id": {"bank.fapi"}, "request_uri": {out["request_uri"]}}.Encode()
+	if page := other.Get(byRef); page.Status != http.StatusForbidden || !strings.Contains(page.Body, "another citizen") {
+		t.Fatalf("another citizen with the pushed request: %d", page.Status)
+	}
+	u := right.Decide(right.Get(byRef), true)
+	if u.Query().Get("state") != "par" || u.Query().Get("iss") != f.h.PortalURL() {
+		t.Fatalf("redirect after a pushed request: %s", u)
+	}
+	if res, status, body := f.bank.Exchange(u.Query().Get("code"), p.Verifier, f.redirect); status != 200 || res.State != "complete" {
+		t.Fatalf("exchange after a pushed request: %d %s", status, body)
+	}
+	// The service takes nothing else; another service's connector cannot push for it.
+	if page := right.Get(f.h.AuthorizeURL("bank.fapi", f.redirect, "moi.household", "x", p, nil)); page.Status != http.StatusBadRequest || page.Location != "" {
+		t.Fatalf("a plain request to a PAR-only service: %d %s", page.Status, page.Location)
+	}
+	if status, out := pushRequest(t, f.moi, map[string]string{"client_id": "bank.fapi", "redirect_uri": f.redirect, "scope": "moi.household",
+		"code_challenge": p.Challenge}); status != http.StatusUnauthorized || out["error"] != "invalid_client" {
+		t.Fatalf("the moi connector pushing for the bank: %d %v", status, out)
+	}
+}
+
+// pushRequest asks a connector's local API to push an authorization request.
+func pushRequest(t *testing.T, c *Connector, req map[string]string) (int, map[string]string) {
+	t.Helper()
+	body, _ := json.Marshal(req)
+	resp, err := http.Post("http://"+c.API+"/v1/par", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]string{}
+	var raw map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		t.Fatalf("push answer: %d %v", resp.StatusCode, err)
+	}
+	for k, v := range raw {
+		out[k] = fmt.Sprint(v)
+	}
+	return resp.StatusCode, out
 }
 
 // sealLoginHint asks the SP connector's local API to seal a login hint.

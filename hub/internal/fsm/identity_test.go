@@ -51,7 +51,9 @@ func TestPasskeyCounter(t *testing.T) {
 func TestThrottle(t *testing.T) {
 	a := &applier{t: t, f: open(t, filepath.Join(t.TempDir(), "s.db"))}
 	t0 := time.Now()
-	fail := func(at time.Time) { a.apply(&ThrottleFail{Key: "s:x", Max: 3, Window: 10 * time.Minute, Lock: 15 * time.Minute, At: at}) }
+	fail := func(at time.Time) {
+		a.apply(&ThrottleFail{Key: "s:x", Max: 3, Window: 10 * time.Minute, Lock: 15 * time.Minute, At: at})
+	}
 	fail(t0)
 	fail(t0.Add(time.Minute))
 	if th, _ := a.f.ThrottleOf("s:x"); th.Failures != 2 || th.LockedUntil.After(t0) {

@@ -2,13 +2,19 @@
 # The embedded default: a whole MyData Federation on this machine, on loopback, with nothing installed.
 # What `make demo` runs.
 #
-# It builds both binaries and the demo's two sample programs (packaging/demo/samplebank, the sample bank's
-# web application, and packaging/demo/data/mkdb, which builds an agency's SQLite database), makes a fresh
+# It builds both binaries and the demo's three sample programs (packaging/demo/samplebank, the sample bank's
+# web application; packaging/demo/data/mkdb, which builds an agency's SQLite database; packaging/demo/identity,
+# what the login methods talk to outside the hub), makes a fresh
 # state directory .demo/ at the top of the repository, copies the synthetic sample data there
 # (packaging/demo/data: five fictional citizens), and then does what an operator, two agencies and a bank
 # would do:
+#   0. makes a test CA with a natural-person card (自然人憑證) per sample citizen and one revoked card
+#      (`identity ca`, in .demo/identity/ca);
 #   1. starts a one-node hub (API 127.0.0.1:8443, raft 127.0.0.1:8300, telemetry 127.0.0.1:9443) with its
-#      citizen portal on http://127.0.0.1:8080 and the development login (type a national ID, pick a method);
+#      citizen portal on http://localhost:8080 (listening on 127.0.0.1:8080; "localhost" because passkeys need
+#      a secure context and a domain name) and these login methods: natural-person certificate (level 3,
+#      the test CA's root and CRL), two documents (level 2, the sample registry), passkeys (level 2),
+#      one-time codes by e-mail (level 1), and the development login (type a national ID, pick a method);
 #      with DEMO_HUB_NODES=3 or 5, then joins hub-2..hub-N to it with a node join token each and waits until
 #      all are voters (their ports: see "the hub's nodes" below);
 #   2. registers three organisations and one connector each with `mydata-hub admin`;
@@ -24,11 +30,18 @@
 #   6. registers the three datasets (identity assurance level 2 or higher) and the bank's online service
 #      demobank.card, which asks for all three and returns to http://127.0.0.1:8000/callback;
 #   7. makes the income agency slow for one citizen (F132604985: "not ready, retry in 20 s" at first);
-#   8. starts the sample bank's web application on http://127.0.0.1:8000;
-#   9. prints what runs where, and keeps everything running until Ctrl-C, then stops it all.
+#   8. starts what the login methods talk to (packaging/demo/identity): the mail server where one-time codes
+#      arrive (SMTP 127.0.0.1:2525, its page http://127.0.0.1:8025), the sample household/NHI registry of
+#      the two-documents login (http://127.0.0.1:8090) and the card-signing component with A123456789's
+#      card "in the reader" (http://127.0.0.1:61161);
+#   9. starts the sample bank's web application on http://127.0.0.1:8000;
+#  10. prints what runs where and how to log in with each method, and keeps everything running until
+#      Ctrl-C, then stops it all.
 #
 # Environment:
-#   DEMO_EXIT_AFTER_START=1  stop everything and exit 0 right after the summary (for tests and CI)
+#   DEMO_EXIT_AFTER_START=1  stop everything and exit 0 right after the summary (for tests and CI); the
+#                            summary comes after a check that every portal's /login page lists the
+#                            certificate, two-documents, one-time-code and passkey methods
 #   DEMO_SKIP_BUILD=1        use the binaries already in bin/ (`make demo` builds them first); the sample
 #                            programs are built in any case, into bin/demo/
 #   DEMO_DIR=PATH            state directory instead of <repo>/.demo (it is deleted and made afresh)
@@ -50,10 +63,25 @@ hub_api="127.0.0.1:8443"
 hub_raft="127.0.0.1:8300"
 hub_tel="127.0.0.1:9443"
 hub_portal="127.0.0.1:8080"
+# The portal's public URL: localhost, not 127.0.0.1, because WebAuthn (passkeys) needs a secure context and a
+# domain name as its relying party id; http://localhost is both. Browsers, the bank and the signer all use it,
+# so that the portal's cookies and passkeys line up.
+portal_host="localhost"
 hub_nodes="${DEMO_HUB_NODES:-1}"
 bank_app="127.0.0.1:8000"
 bank_api="127.0.0.1:8442"
 client_id="demobank.card"
+
+# What the login methods talk to outside the hub (packaging/demo/identity).
+mail_smtp="127.0.0.1:2525"
+mail_web="127.0.0.1:8025"
+registry_addr="127.0.0.1:8090"
+signer_addr="127.0.0.1:61161"
+# The sample citizens, who get a natural-person card each; the first one's card is in the reader at first,
+# and the first one also has a revoked card (reported lost). card_citizen's two documents are shown.
+citizens=(A123456789 B220713459 F132604985 E225810349 H120945179)
+card_citizen="${citizens[0]}"
+docs_citizen="B220713459"
 
 # One line per connector: name org roles quic-address telemetry-address local-api-address. Every connector
 # opens its local API (exchange.listen), a data provider's too, so each needs a port of its own.
@@ -254,13 +282,14 @@ case "$hub_nodes" in
 *) die "DEMO_HUB_NODES=$hub_nodes: the demo runs 1, 3 or 5 hub nodes (2 or 4 raft voters survive no more failures than 1 or 3)" ;;
 esac
 hub_ids=(hub-1) hub_apis=("$hub_api") hub_rafts=("$hub_raft") hub_tels=("$hub_tel") hub_portals=("$hub_portal")
-hub_confs=("$demo/hub.yaml") hub_datas=("$demo/hub")
+hub_confs=("$demo/hub.yaml") hub_datas=("$demo/hub") hub_publics=("http://$portal_host:${hub_portal##*:}")
 for ((i = 2; i <= hub_nodes; i++)); do
 	hub_ids+=("hub-$i")
 	hub_apis+=("127.0.0.1:$((8442 + i))")
 	hub_rafts+=("127.0.0.1:$((8299 + i))")
 	hub_tels+=("127.0.0.1:$((9450 + i))")
 	hub_portals+=("127.0.0.1:$((8079 + i))")
+	hub_publics+=("http://$portal_host:$((8079 + i))")
 	hub_confs+=("$demo/hub-$i.yaml")
 	hub_datas+=("$demo/hub-$i")
 done
@@ -275,7 +304,7 @@ for name in "${hub_names[@]}"; do
 	hub_logs+=("$demo/logs/$name.log")
 done
 
-ports=("${hub_apis[@]}" "${hub_rafts[@]}" "${hub_tels[@]}" "${hub_portals[@]}" "$bank_app")
+ports=("${hub_apis[@]}" "${hub_rafts[@]}" "${hub_tels[@]}" "${hub_portals[@]}" "$bank_app" "$mail_smtp" "$mail_web" "$registry_addr" "$signer_addr")
 for c in "${connectors[@]}"; do
 	read -r _ _ _ _ tel api <<<"$c"
 	ports+=("$tel" "$api")
@@ -286,8 +315,18 @@ for p in "${ports[@]}"; do
 	fi
 done
 
+# say_if_sqlite_builds: the first cgo build of SQLite (github.com/mattn/go-sqlite3, which the hub, the
+# connector and mkdb link) compiles its C for a minute or two and prints nothing meanwhile; say so first.
+# `go list` tells from the build cache, in a fraction of a second, whether it will be compiled.
+say_if_sqlite_builds() {
+	if [[ "$(cd "$root" && CGO_ENABLED=1 go list -f '{{.Stale}}' github.com/mattn/go-sqlite3 2>/dev/null)" == true ]]; then
+		echo "  compiling SQLite (cgo) on the first build: about 1–2 minutes with no output; later builds take seconds"
+	fi
+}
+
 if [[ "${DEMO_SKIP_BUILD:-}" != 1 ]]; then
 	step "Building the binaries"
+	say_if_sqlite_builds
 	version="$(git -C "$root" describe --tags --always --dirty 2>/dev/null || echo dev)"
 	(cd "$root" && run env CGO_ENABLED=1 go build -ldflags "-X github.com/mydatafed/mydata/pkg/telemetry.Version=$version" \
 		-o "$bin/" ./hub/cmd/mydata-hub ./connector/cmd/mydata-connector)
@@ -295,8 +334,9 @@ fi
 [[ -x "$hub_bin" && -x "$conn_bin" ]] || die "no binaries in ${bin#$root/}/: run make build"
 echo "  $("$hub_bin" version), $("$conn_bin" version)"
 
-step "Building the sample programs: the bank's web application, the agency database builder"
-(cd "$root" && run env CGO_ENABLED=1 go build -o "$demo_bin/" ./packaging/demo/samplebank ./packaging/demo/data/mkdb)
+step "Building the sample programs: the bank's web application, the agency database builder, the login methods' counterparts"
+say_if_sqlite_builds
+(cd "$root" && run env CGO_ENABLED=1 go build -o "$demo_bin/" ./packaging/demo/samplebank ./packaging/demo/data/mkdb ./packaging/demo/identity)
 
 step "Making a fresh state directory ${demo#$root/}/"
 rm -rf "$demo"
@@ -309,6 +349,73 @@ cp -R "$data_src/moi/household" "$agency/moi/household"
 cp -R "$data_src/fia/income" "$agency/fia/income"
 run "$demo_bin/mkdb" --sql "$data_src/fia/property.sql" --out "$agency/fia/property.db"
 echo "  ${agency#$root/}/: moi/household/*.json, fia/income/*.json, fia/property.db"
+
+# What the login methods need from outside the hub: the card issuer's root, issuing CA and CRL, and a card per
+# citizen (identity ca, which keeps a CA it finds; this directory is fresh each run, so it makes one); the
+# household/NHI registry's records (the sample registry's, which list every sample citizen) and the bearer
+# token the hub sends it; a directory for the mail the hub sends.
+ident="$demo/identity"
+ca_dir="$ident/ca"
+mkdir -p "$ident/mail"
+run "$demo_bin/identity" ca --dir "$ca_dir" --citizens "$(IFS=,; echo "${citizens[*]}")" --revoked "$card_citizen" | sed 's/^/    /'
+cp "$root/hub/internal/identity/twodocs/registry/testdata/sample-registry.json" "$ident/registry.json"
+(umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$ident/registry.token")
+echo "  ${ident#$root/}/: ca/ (root.pem, crl.pem, cards/<ID>.pem), registry.json, registry.token, mail/"
+
+# login_conf: the identity and notify sections, the same on every hub node. The passkey origins list every
+# node's portal: a passkey registered on one works on all (they share the relying party id and the state).
+login_conf() {
+	local origins
+	origins="$(printf '"%s", ' "${hub_publics[@]}")"
+	cat <<EOF
+identity:
+  # The development login: anyone types a national ID and picks a login method. Never in production. The
+  # methods below replace the simulated ones of the same id.
+  dev_login: true
+  # One-time codes, to an e-mail address the citizen verified on /account. They arrive at the demo's mail
+  # server (notify.mail), which prints them in logs/mail.log and lists them on http://$mail_web.
+  otp:
+    enabled: true
+    level: 1
+  # Passkeys, registered on /account from a session of level 2 or higher. WebAuthn wants a secure context
+  # and a domain name: http://localhost is both, http://127.0.0.1 is not.
+  passkey:
+    enabled: true
+    level: 2
+    register_level: 2
+    rp_id: $portal_host
+    origins: [${origins%, }]
+  # The natural-person certificate (自然人憑證), with the demo's test CA (identity ca) in place of MOICA's, and
+  # the demo's signing component (identity signer) in place of the card reader's.
+  certificates:
+    - id: moica
+      name_zh: 自然人憑證
+      name_en: Citizen digital certificate (MOICA)
+      level: 3
+      signer_url: http://$signer_addr/sign
+      roots: [$ca_dir/root.pem]
+      intermediates: [$ca_dir/intermediate.pem]
+      crls: [$ca_dir/crl.pem]
+      require_crl: true
+      # The demo's cards carry the whole ID in the subject's serialNumber (2.5.4.5). A real MOICA card
+      # carries its last four digits only: kind extension_last4 with the card's OID (docs/identity.md).
+      subject_rule: {kind: subject_attribute}
+  # Two documents (雙證件), checked with the demo's sample household/NHI registry (identity registry) over
+  # plain HTTP, which the hub allows to a loopback address only.
+  two_docs:
+    enabled: true
+    level: 2
+    url: http://$registry_addr/
+    token_file: $ident/registry.token
+notify:
+  # The demo's mail server (identity mail): plain SMTP on loopback, which start_tls none allows there only.
+  mail:
+    host: ${mail_smtp%:*}
+    port: ${mail_smtp##*:}
+    from: MyData Demo <no-reply@$trust_domain>
+    start_tls: none
+EOF
+}
 
 hub_conf="$demo/hub.yaml"
 cat >"$hub_conf" <<EOF
@@ -325,9 +432,8 @@ telemetry:
   listen: $hub_tel
 portal:
   listen: $hub_portal
-identity:
-  # The development login: anyone types a national ID and picks a login method. Never in production.
-  dev_login: true
+  public_url: ${hub_publics[0]}
+$(login_conf)
 EOF
 echo "  ${hub_conf#$root/}"
 # hub-2..hub-N: the same but for their node_id, data_dir and ports. They join hub-1's cluster (serve --join
@@ -348,9 +454,8 @@ telemetry:
   listen: ${hub_tels[i]}
 portal:
   listen: ${hub_portals[i]}
-identity:
-  # The development login, as on hub-1. Never in production.
-  dev_login: true
+  public_url: ${hub_publics[i]}
+$(login_conf)
 EOF
 	echo "  ${hub_confs[i]#"$root"/}"
 done
@@ -545,11 +650,44 @@ pids+=("$!")
 names+=("slow-agency")
 echo "  ${agency#$root/}/fia/income/$slow_citizen.json.retry; log ${slow_log#$root/}"
 
-# ---- 8. the bank's web application -------------------------------------------------------------------------
+# ---- 8. what the login methods talk to ---------------------------------------------------------------------
+
+step "Starting what the login methods talk to: the mail server, the household/NHI registry, the card's signer"
+mail_log="$demo/logs/mail.log"
+start mail "$mail_log" "$demo_bin/identity" mail --listen "$mail_smtp" --http "$mail_web" --dir "$ident/mail"
+mail_pid="${pids[-1]}"
+registry_log="$demo/logs/registry.log"
+start registry "$registry_log" "$demo_bin/identity" registry --records "$ident/registry.json" \
+	--token-file "$ident/registry.token" --listen "$registry_addr"
+registry_pid="${pids[-1]}"
+# signer_cmd ID: the command that runs the signing component with ID's card (files ID.pem and ID.key) in the
+# reader, for every portal's origin.
+signer_cmd() {
+	local a=("$demo_bin/identity" signer --cert "$ca_dir/cards/$1.pem" --key "$ca_dir/cards/$1.key" --listen "$signer_addr")
+	for o in "${hub_publics[@]}"; do a+=(--origin "$o"); done
+	printf '%s\n' "${a[@]}"
+}
+signer_log="$demo/logs/signer.log"
+mapfile -t cmd < <(signer_cmd "$card_citizen")
+start signer "$signer_log" "${cmd[@]}"
+signer_pid="${pids[-1]}"
+wait_ready mail "$mail_web" "$mail_log" "$mail_pid" /
+wait_ready signer "$signer_addr" "$signer_log" "$signer_pid" /
+# The registry answers POSTs only: a GET gets 405, which says it is up.
+for _ in $(seq 100); do
+	kill -0 "$registry_pid" 2>/dev/null || fail_with_log registry "$registry_log" "the registry exited while starting"
+	[[ "$(http_status "$registry_addr" /)" == 405 ]] && break
+	sleep 0.1
+done
+[[ "$(http_status "$registry_addr" /)" == 405 ]] || fail_with_log registry "$registry_log" "the registry does not answer on $registry_addr"
+echo "  registry is ready (http://$registry_addr/)"
+
+# ---- 9. the bank's web application -------------------------------------------------------------------------
 
 step "Starting the sample bank's web application"
 bank_log="$demo/logs/samplebank.log"
-start samplebank "$bank_log" "$demo_bin/samplebank" --listen "$bank_app" --hub-portal "http://$hub_portal" \
+# It sends citizens to the portal's public URL (localhost), where their portal cookies and passkeys live.
+start samplebank "$bank_log" "$demo_bin/samplebank" --listen "$bank_app" --hub-portal "${hub_publics[0]}" \
 	--connector-api "http://$bank_api" --client-id "$client_id" --redirect-uri "http://$bank_app/callback"
 bank_pid="${pids[-1]}"
 wait_ready samplebank "$bank_app" "$bank_log" "$bank_pid" /healthz
@@ -562,23 +700,67 @@ if ((hub_nodes == 1)); then
 else
 	echo "  the bank's application form and every hub node's portal answer"
 fi
+# Each portal's login page lists the real methods (the page renders each as id="method-<id>").
+for hostport in "${hub_portals[@]}"; do
+	page="$(http_body "$hostport" /login)"
+	for id in moica two-docs otp passkey; do
+		[[ "$page" == *"id=\"method-$id\""* ]] || die "http://$hostport/login does not list the login method $id (no id=\"method-$id\")"
+	done
+done
+echo "  the login page lists the certificate, two-documents, one-time-code and passkey methods"
 
 # ---- 9. summary --------------------------------------------------------------------------------------------
 
 r() { echo "${1#$root/}"; }
+# docs_field NAME: a field of $docs_citizen's record in the sample registry (one record a line).
+docs_field() {
+	grep -F "\"national_id\": \"$docs_citizen\"" "$ident/registry.json" | sed -nE "s/.*\"$1\": *\"([^\"]*)\".*/\1/p"
+}
+docs_nhi="$(docs_field nhi_card)" docs_household="$(docs_field household)"
+docs_date="$(docs_field issue_date)" docs_type="$(docs_field issue_type)"
+docs_roc=""
+if [[ "$docs_date" =~ ^([0-9]{4})-([0-9]{2})-([0-9]{2})$ ]]; then
+	docs_roc="$(printf '%03d/%s/%s' $((10#${BASH_REMATCH[1]} - 1911)) "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}")"
+fi
+portal_url="${hub_publics[0]}"
+other_card="${citizens[1]}"
+mapfile -t cmd < <(signer_cmd "$other_card")
 cat <<EOF
 
 ${bold}${green}The MyData Federation demo is running.${reset}  (trust domain $trust_domain; paths are relative to $root)
 
 ${bold}Open http://$bank_app and apply with a sample citizen (IDs listed).${reset}
-  On the hub's development login, pick a method of level 2 or higher, e.g. 健保卡 NHI card.
+  Log in on the hub with a method of level 2 or higher (see "Logging in" below), or on its development
+  login pick a simulated one, e.g. 健保卡 NHI card.
   B220713459  陳怡君 Chen Yi-chun    household of 3 and income delivered; owns nothing, so property is "no record"
   F132604985  林志豪 Lin Chih-hao    income "not ready" at first: the bank's page retries until it arrives (~20 s)
   A123456789  王大明 Wang Da-ming    household of 4; salary, interest, dividends; land, a flat and a car
   E225810349  黃淑芬 Huang Shu-fen   professional and rental income; land and two buildings
   H120945179  張家豪 Chang Chia-hao  two employers; a scooter
   Every person and figure is fictional (packaging/demo/data). Every use of the data is then in the
-  citizen's history: http://$hub_portal/history
+  citizen's history: $portal_url/history
+
+${bold}Logging in${reset} at $portal_url/login (use localhost, not 127.0.0.1: passkeys and the portal's cookie live there)
+  自然人憑證 citizen certificate (level 3)
+      The signer (pid $signer_pid) has $card_citizen's card in the reader: type $card_citizen and press the button; the
+      page asks http://$signer_addr/sign to sign (log $(r "$signer_log")). Another ID with this card is refused.
+      To insert another card, e.g. $other_card's, stop the signer (kill $signer_pid) and start it with that card:
+        $(show "${cmd[@]}")
+      ${card_citizen}-revoked is $card_citizen's old card, reported lost and in the CRL: with it in the reader
+      the login is refused. Cards: $(r "$ca_dir")/cards/<ID>.pem; the CA's root and CRL: $(r "$ca_dir")/.
+  雙證件 two documents (level 2), checked with the sample household/NHI registry (http://$registry_addr)
+      e.g. $docs_citizen: NHI card $docs_nhi, and household $docs_household, or ID issued $docs_date (${docs_roc:-?}) $docs_type.
+      The first login this way also sends a one-time code, so verify an e-mail address for that citizen first
+      (below); without one, the code goes nowhere. Records: $(r "$ident/registry.json")
+  一次性驗證碼 one-time code by e-mail (level 1: the portal's own pages, not the bank's datasets, which need 2)
+      Log in another way, open $portal_url/account and add an e-mail address (e.g. ${docs_citizen,,}@example.com).
+      Codes arrive at the demo's mail server: http://$mail_web (newest first), or
+        grep code $(r "$mail_log")
+      Type the code there; from then on that citizen can log in with a one-time code.
+  通行金鑰 passkey (level 2)
+      Log in with level 2 or more, open $portal_url/account and register a passkey (the browser's own, a phone or
+      a security key); then log out and log in with it on $portal_url/login.
+  Development login: any sample ID, and a simulated method (NHI card, chip bank card, TW FidO).
 
 ${bold}Sample bank${reset} (示範銀行 Demo Bank, pid $bank_pid)
   web application       http://$bank_app        service $client_id, returns to http://$bank_app/callback
@@ -588,7 +770,7 @@ EOF
 if ((hub_nodes == 1)); then
 	cat <<EOF
 ${bold}Hub${reset} (node hub-1, pid $hub_pid)
-  citizen portal        http://$hub_portal        development login, consent pages, history
+  citizen portal        $portal_url        login, account, consent pages, history (listens on $hub_portal)
   API (HTTPS, mTLS)     https://$hub_api        e.g. curl -sk https://$hub_api/v1/health
   raft (mTLS)           $hub_raft
   metrics               http://$hub_tel/metrics
@@ -601,7 +783,7 @@ else
 	printf '%sHub cluster%s (%s raft nodes; every node serves the API, the portal and admin commands)\n' "$bold" "$reset" "$hub_nodes"
 	for i in "${!hub_ids[@]}"; do
 		printf '  %-8s pid %s\n' "${hub_ids[i]}" "${hub_pids[i]}"
-		printf '           citizen portal http://%s   API https://%s   raft %s\n' "${hub_portals[i]}" "${hub_apis[i]}" "${hub_rafts[i]}"
+		printf '           citizen portal %s   API https://%s   raft %s\n' "${hub_publics[i]}" "${hub_apis[i]}" "${hub_rafts[i]}"
 		printf '           metrics http://%s/metrics   ready http://%s/readyz\n' "${hub_tels[i]}" "${hub_tels[i]}"
 		printf '           config %s   data %s/   log %s\n' "$(r "${hub_confs[i]}")" "$(r "${hub_datas[i]}")" "$(r "${hub_logs[i]}")"
 	done
@@ -610,7 +792,7 @@ else
   cluster status        bin/mydata-hub admin --config $(r "$hub_conf") cluster status
                         (a node's own config asks that node: --config $(r "${hub_confs[1]}") asks ${hub_ids[1]})
   Any node's portal works: sessions and consent forms are signed with the cluster's shared keys. The bank's
-  application sends browsers to hub-1's, http://$hub_portal. The connectors list every node in hub.url.
+  application sends browsers to hub-1's, $portal_url. The connectors list every node in hub.url.
 
 EOF
 fi
@@ -652,8 +834,8 @@ if ((hub_nodes > 1)); then
   bin/mydata-hub admin --config $(r "$hub_conf") cluster status
       which node leads; then kill the leader: kill -9 <its pid, above>. Within seconds the others elect a
       new one: ask a survivor, e.g. bin/mydata-hub admin --config $(r "${hub_confs[1]}") cluster status,
-      which shows the dead node as HEALTHY NO. Keep using the portal of another node (http://${hub_portals[1]},
-      http://${hub_portals[2]}); if hub-1 died, the bank's application still sends you to :${hub_portal##*:}: change
+      which shows the dead node as HEALTHY NO. Keep using the portal of another node (${hub_publics[1]},
+      ${hub_publics[2]}); if hub-1 died, the bank's application still sends you to :${hub_portal##*:}: change
       the port in the address bar. The connectors move to the next node of their hub.url by themselves, and
       the demo goes on without the dead node; to bring it back, run bin/mydata-hub serve --config <its config>
       in another terminal (it rejoins with its state; Ctrl-C there stops it).
@@ -678,6 +860,11 @@ while true; do
 			log="$demo/logs/$name.log"
 			unset 'pids[i]' 'names[i]'
 			pids=("${pids[@]}") names=("${names[@]}")
+			if [[ "$name" == signer ]]; then
+				echo "demo: the signer stopped (exit status $rc): no card in the reader. To insert one, run in another terminal:"
+				echo "  $(show "${cmd[@]}")   (another ID: change the card's file names)"
+				break # the indices moved
+			fi
 			if ((hub_nodes > 1)) && [[ "$name" == hub-* ]]; then
 				echo "demo: hub node $name exited (exit status $rc); the cluster goes on while a majority of its $hub_nodes nodes runs (log $(r "$log"))"
 				break # the indices moved

@@ -37,6 +37,10 @@ help: ## list the targets
 	@echo "Variables: VERSION=$(VERSION) FUZZTIME=$(FUZZTIME) BENCH_COUNT=$(BENCH_COUNT) BENCH_OUT=$(BENCH_OUT)"
 
 build: ## build mydata-hub and mydata-connector into bin/ (cgo: needs gcc)
+	@# The first cgo build of SQLite (mattn/go-sqlite3) prints nothing for a minute or two: say so first.
+	@if [ "$$(CGO_ENABLED=1 $(GO) list -f '{{.Stale}}' github.com/mattn/go-sqlite3 2>/dev/null)" = true ]; then \
+		echo "compiling SQLite (cgo) on the first build: about 1–2 minutes with no output; later builds take seconds"; \
+	fi
 	CGO_ENABLED=1 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./hub/cmd/mydata-hub ./connector/cmd/mydata-connector
 	@echo "built $(BIN)/mydata-hub and $(BIN)/mydata-connector, version $(VERSION)"
 

@@ -56,6 +56,8 @@ const (
 	TypeOperatorEnroll
 	TypeOperatorRenew
 	TypeOperatorAction
+	TypeOutboxClaim
+	TypeOutboxResult
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

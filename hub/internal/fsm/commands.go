@@ -106,6 +106,8 @@ var registry = map[Type]entry{
 	TypeOperatorRenew:       command(applyOperatorRenew, keepsLookups),
 	// An operator action may carry any admin command, so it drops the cache whatever it carries.
 	TypeOperatorAction: command(applyOperatorAction, dropsLookups),
+	TypeOutboxClaim:    command(applyOutboxClaim, keepsLookups),
+	TypeOutboxResult:   command(applyOutboxResult, keepsLookups),
 }
 
 // typeOf finds a payload's command type.

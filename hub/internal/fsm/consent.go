@@ -204,8 +204,10 @@ func applyConsentUse(tx *sql.Tx, c *ConsentUse) (Result, bool, error) {
 	if st := k.EffectiveState(c.Now); st != ConsentGranted {
 		return refuse(Gone, "consent is %s; a consent is redeemed once", st), false, nil
 	}
-	_, err = tx.Exec(`UPDATE consents SET state = ?, used_at = ?, subject_sealed = NULL WHERE id = ?`, ConsentUsed, ms(c.Now), c.ID)
-	return Result{}, false, err
+	if _, err = tx.Exec(`UPDATE consents SET state = ?, used_at = ?, subject_sealed = NULL WHERE id = ?`, ConsentUsed, ms(c.Now), c.ID); err != nil {
+		return Result{}, false, err
+	}
+	return Result{}, false, enqueueUse(tx, c.ID, k.Subject, c.Now)
 }
 
 func applyConsentRevoke(tx *sql.Tx, c *ConsentRevoke) (Result, bool, error) {

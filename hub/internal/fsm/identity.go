@@ -337,7 +337,10 @@ func applyIdentityPurge(tx *sql.Tx, c *IdentityPurge) (Result, bool, error) {
 	if _, err := tx.Exec(`DELETE FROM otp_challenges WHERE expires_at < ?`, before); err != nil {
 		return Result{}, false, err
 	}
-	_, err := tx.Exec(`DELETE FROM throttle WHERE locked_until < ? AND window_start < ?`, before, before)
+	if _, err := tx.Exec(`DELETE FROM throttle WHERE locked_until < ? AND window_start < ?`, before, before); err != nil {
+		return Result{}, false, err
+	}
+	_, err := tx.Exec(`DELETE FROM outbox WHERE state IN (?, ?, ?) AND created_at < ?`, OutboxSent, OutboxFailed, OutboxSkipped, before-outboxRetention.Milliseconds())
 	return Result{}, false, err
 }
 

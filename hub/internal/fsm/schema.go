@@ -224,6 +224,19 @@ CREATE TABLE IF NOT EXISTS oplog_head (
 	seq  INTEGER NOT NULL,
 	hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+	id           TEXT PRIMARY KEY,
+	subject_hash TEXT NOT NULL,
+	kind         TEXT NOT NULL,
+	ref          TEXT NOT NULL,
+	state        TEXT NOT NULL,
+	attempts     INTEGER NOT NULL,
+	created_at   INTEGER NOT NULL,
+	next_at      INTEGER NOT NULL,
+	sent_at      INTEGER NOT NULL,
+	last_error   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_at);
 `
 
 // columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT

@@ -100,7 +100,7 @@ func (s *Server) loginMethods() []Method {
 		out = append(out, Method{ID: l.Passkey.Config.ID, NameZh: "通行金鑰（FIDO）", NameEn: "Passkey (FIDO)", Level: l.Passkey.Level, Kind: kindPasskey})
 	}
 	if l.TwoDocs != nil {
-		out = append(out, Method{ID: "two-docs", NameZh: "雙證件（健保卡及戶號或發證日期）", NameEn: "Two documents (NHI card and household number or ID issue date)",
+		out = append(out, Method{ID: l.TwoDocs.Client.ID(), NameZh: "雙證件（健保卡及戶號或發證日期）", NameEn: "Two documents (NHI card and household number or ID issue date)",
 			Level: l.TwoDocs.Level, Kind: kindTwoDocs})
 	}
 	if l.OTP != nil {

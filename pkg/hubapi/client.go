@@ -194,7 +194,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any, opts 
 		return fmt.Errorf("hub answer larger than %d bytes", MaxResponse)
 	}
 	if resp.StatusCode/100 != 2 {
-		return answerError(resp.StatusCode, data)
+		e := answerError(resp.StatusCode, data)
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+		return e
 	}
 	if out == nil {
 		return nil

@@ -40,6 +40,8 @@ type Error struct {
 	// section 5.2): Message is then the error code (invalid_grant, invalid_client, invalid_request) and
 	// Description says why.
 	Description string `json:"error_description,omitempty"`
+	// RetryAfter is the answer's Retry-After header (a lockout's remaining time, say); 0 if it had none.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string {

@@ -6,7 +6,6 @@
 package exchange
 
 import (
-	"bytes"
 	"context"
 	"crypto/hpke"
 	"crypto/rand"
@@ -122,6 +121,8 @@ type Exchange struct {
 	changed chan struct{}
 	subject string
 	settled time.Time
+	// purged: content is overwritten as it arrives (Purge).
+	purged bool
 }
 
 // Dataset is one dataset's result.
@@ -155,34 +156,58 @@ func newID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// Redeemer asks the hub for tickets whose content the data providers seal to pub, a public key of the
+// KEM kem. An error it returns comes back to the caller of Collect unchanged.
+type Redeemer func(ctx context.Context, kem uint16, pub []byte) (*hubapi.RedeemResponse, error)
+
 // redeem trades the code for tickets, naming the current recipient key.
 func (m *Manager) redeem(ctx context.Context, req Request) (*Exchange, hpke.PrivateKey, error) {
 	if req.Code == "" || req.CodeVerifier == "" || req.RedirectURI == "" {
 		return nil, nil, &apiError{http.StatusBadRequest, "code, code_verifier and redirect_uri are required"}
 	}
+	ex, key, err := m.open(ctx, func(ctx context.Context, kem uint16, pub []byte) (*hubapi.RedeemResponse, error) {
+		var resp hubapi.RedeemResponse
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		err := m.cfg.Hub.Do(rctx, http.MethodPost, hubapi.PathRedeem, hubapi.RedeemRequest{
+			ClientID: req.ClientID, Code: req.Code, CodeVerifier: req.CodeVerifier, RedirectURI: req.RedirectURI,
+			RecipientKEM: kem, RecipientKey: pub,
+		}, &resp)
+		if err != nil {
+			var he *hubapi.Error
+			if errors.As(err, &he) && he.Status < 500 {
+				m.metrics.exchanges.WithLabelValues("refused").Inc()
+				msg := he.Message
+				if he.Description != "" {
+					msg += ": " + he.Description
+				}
+				return nil, &apiError{he.Status, "the hub refused the code: " + msg}
+			}
+			m.metrics.exchanges.WithLabelValues("hub_unreachable").Inc()
+			return nil, &apiError{http.StatusBadGateway, "the hub could not be reached: " + err.Error()}
+		}
+		return &resp, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	m.mu.Lock()
+	m.byID[ex.ID] = ex
+	m.mu.Unlock()
+	m.metrics.exchanges.WithLabelValues("redeemed").Inc()
+	return ex, key, nil
+}
+
+// open redeems through redeem with the current recipient key and makes the exchange, its datasets not yet
+// fetched. The exchange is registered nowhere: the caller decides who may see it.
+func (m *Manager) open(ctx context.Context, redeem Redeemer) (*Exchange, hpke.PrivateKey, error) {
 	key, pub, err := m.recipientKey()
 	if err != nil {
 		return nil, nil, err
 	}
-	var resp hubapi.RedeemResponse
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err = m.cfg.Hub.Do(rctx, http.MethodPost, hubapi.PathRedeem, hubapi.RedeemRequest{
-		ClientID: req.ClientID, Code: req.Code, CodeVerifier: req.CodeVerifier, RedirectURI: req.RedirectURI,
-		RecipientKEM: seal.KEMHybrid, RecipientKey: pub,
-	}, &resp)
+	resp, err := redeem(ctx, seal.KEMHybrid, pub)
 	if err != nil {
-		var he *hubapi.Error
-		if errors.As(err, &he) && he.Status < 500 {
-			m.metrics.exchanges.WithLabelValues("refused").Inc()
-			msg := he.Message
-			if he.Description != "" {
-				msg += ": " + he.Description
-			}
-			return nil, nil, &apiError{he.Status, "the hub refused the code: " + msg}
-		}
-		m.metrics.exchanges.WithLabelValues("hub_unreachable").Inc()
-		return nil, nil, &apiError{http.StatusBadGateway, "the hub could not be reached: " + err.Error()}
+		return nil, nil, err
 	}
 	ex := &Exchange{ID: newID(), ConsentID: resp.ConsentID, Service: resp.Service, AAL: resp.AAL, LoginMethod: resp.LoginMethod,
 		State: "in_progress", Created: m.cfg.Now().UTC(), changed: make(chan struct{})}
@@ -195,11 +220,59 @@ func (m *Manager) redeem(ctx context.Context, req Request) (*Exchange, hpke.Priv
 	for _, u := range resp.Unavailable {
 		ex.Datasets = append(ex.Datasets, &Dataset{Dataset: u.Dataset, Status: StatusUnavailable, Reason: u.Reason, UpdatedAt: ex.Created})
 	}
-	m.mu.Lock()
-	m.byID[ex.ID] = ex
-	m.mu.Unlock()
-	m.metrics.exchanges.WithLabelValues("redeemed").Inc()
 	return ex, key, nil
+}
+
+// Collect redeems through redeem and fetches every dataset into memory, as POST /v1/exchanges does, with
+// the same retries, checks, audit entries and receipts; it returns once no dataset is still being fetched
+// for the first time (ctx bounds that wait). Pending datasets go on being fetched under bg, which the
+// caller cancels when it no longer wants them. The exchange is the caller's alone: the local API does not
+// list it and Run does not drop it, so the caller must Purge it.
+func (m *Manager) Collect(ctx, bg context.Context, redeem Redeemer) (*Exchange, error) {
+	ex, key, err := m.open(ctx, redeem)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ex.Datasets {
+		if d.Status == StatusFetching {
+			go m.fetch(bg, ex, d, key, nil)
+		}
+	}
+	ex.waitSettled(ctx)
+	return ex, nil
+}
+
+// Purge overwrites the content the exchange holds and drops it; content that arrives later is overwritten
+// on arrival. What stays is the metadata: datasets, statuses, sizes.
+func (ex *Exchange) Purge() {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	ex.purged = true
+	for _, d := range ex.Datasets {
+		clear(d.Content)
+		d.Content = nil
+	}
+}
+
+// HeldBytes is the size of the content the exchange holds in memory.
+func (ex *Exchange) HeldBytes() int64 {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	var n int64
+	for _, d := range ex.Datasets {
+		n += int64(len(d.Content))
+	}
+	return n
+}
+
+// Subject is the citizen's national ID as the hub gave it, or "" if it gave none that is valid.
+func (ex *Exchange) Subject() string { return ex.subject }
+
+// Changed is closed at the next change of any dataset.
+func (ex *Exchange) Changed() <-chan struct{} {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	return ex.changed
 }
 
 // Start redeems the code and fetches every dataset; it returns once each dataset is delivered, settled
@@ -245,6 +318,10 @@ func (ex *Exchange) waitSettled(ctx context.Context) {
 func (ex *Exchange) set(d *Dataset, fn func(*Dataset)) {
 	ex.mu.Lock()
 	fn(d)
+	if ex.purged {
+		clear(d.Content)
+		d.Content = nil
+	}
 	d.UpdatedAt = time.Now().UTC()
 	done := true
 	for _, x := range ex.Datasets {
@@ -294,12 +371,15 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 		return
 	}
 	for {
-		var buf bytes.Buffer
+		var buf wipingBuffer
 		dst := io.Writer(&limitedWriter{w: &buf, n: m.cfg.MaxBytes})
 		if sink != nil {
 			dst = sink
 		}
 		res, err := m.fetchOnce(ctx, t, dp, key, dst)
+		if err != nil || res.Header.Status != transfer.OK {
+			clear(buf.b) // part of a delivery that failed
+		}
 		var ue *unreachableError
 		if errors.As(err, &ue) && unreachable < 3 && sink == nil {
 			unreachable++
@@ -316,7 +396,7 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 		h := res.Header
 		switch h.Status {
 		case transfer.OK:
-			content := buf.Bytes()
+			content := buf.b
 			if sink != nil {
 				content = nil
 			}
@@ -435,6 +515,21 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	}
 	l.n -= int64(len(p))
 	return l.w.Write(p)
+}
+
+// wipingBuffer collects content and overwrites each backing array it outgrows, so that the only copy of
+// the plaintext it leaves is the one it hands over, which Purge can overwrite.
+type wipingBuffer struct{ b []byte }
+
+func (w *wipingBuffer) Write(p []byte) (int, error) {
+	if need := len(w.b) + len(p); need > cap(w.b) {
+		nb := make([]byte, len(w.b), max(need, 2*cap(w.b), 4096))
+		copy(nb, w.b)
+		clear(w.b[:cap(w.b)])
+		w.b = nb
+	}
+	w.b = append(w.b, p...)
+	return len(p), nil
 }
 
 // unreachableError is a data provider that could not be reached: nothing was presented, so trying again

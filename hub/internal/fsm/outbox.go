@@ -34,6 +34,8 @@ type OutboxEntry struct {
 	ID          string
 	SubjectHash string
 	Kind        string
+	// Channel is email or sms: a notice per channel.
+	Channel string
 	// Ref is what the notice is about: the consent whose use it reports.
 	Ref       string
 	State     string
@@ -84,20 +86,32 @@ func (c *OutboxResult) Validate() error {
 	return nil
 }
 
-// enqueueUse adds the notice of a consent's use when its citizen has notifications on: inside the entry
-// that records the use.
+// enqueueUse adds the notices of a consent's use, one per channel the citizen turned on: inside the entry
+// that records the use. One row per channel, so that a mail sent is never repeated because the SMS failed.
 func enqueueUse(tx *sql.Tx, consentID, subjectHash string, at time.Time) error {
-	var on int
-	err := tx.QueryRow(`SELECT notify_email OR notify_sms FROM contacts WHERE subject_hash = ?`, subjectHash).Scan(&on)
-	if errors.Is(err, sql.ErrNoRows) || on == 0 {
+	var email, sms bool
+	err := tx.QueryRow(`SELECT notify_email, notify_sms FROM contacts WHERE subject_hash = ?`, subjectHash).Scan(&email, &sms)
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(`INSERT OR IGNORE INTO outbox(id, subject_hash, kind, ref, state, attempts, created_at, next_at, sent_at, last_error)
-		VALUES (?, ?, ?, ?, ?, 0, ?, ?, 0, '')`, "use:"+consentID, subjectHash, OutboxKindUse, consentID, OutboxPending, ms(at), ms(at))
-	return err
+	// In a fixed order: every node must write the same rows the same way.
+	for _, ch := range []struct {
+		name string
+		on   bool
+	}{{"email", email}, {"sms", sms}} {
+		channel := ch.name
+		if !ch.on {
+			continue
+		}
+		if _, err := tx.Exec(`INSERT OR IGNORE INTO outbox(id, subject_hash, kind, channel, ref, state, attempts, created_at, next_at, sent_at, last_error)
+			VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, 0, '')`, "use:"+consentID+":"+channel, subjectHash, OutboxKindUse, channel, consentID, OutboxPending, ms(at), ms(at)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func applyOutboxClaim(tx *sql.Tx, c *OutboxClaim) (Result, bool, error) {
@@ -128,7 +142,7 @@ func applyOutboxResult(tx *sql.Tx, c *OutboxResult) (Result, bool, error) {
 	return Result{}, false, nil
 }
 
-const outboxCols = `id, subject_hash, kind, ref, state, attempts, created_at, next_at, sent_at, last_error`
+const outboxCols = `id, subject_hash, kind, channel, ref, state, attempts, created_at, next_at, sent_at, last_error`
 
 func scanOutbox(rows *sql.Rows) ([]OutboxEntry, error) {
 	defer rows.Close()
@@ -136,7 +150,7 @@ func scanOutbox(rows *sql.Rows) ([]OutboxEntry, error) {
 	for rows.Next() {
 		var e OutboxEntry
 		var created, next, sent int64
-		if err := rows.Scan(&e.ID, &e.SubjectHash, &e.Kind, &e.Ref, &e.State, &e.Attempts, &created, &next, &sent, &e.LastError); err != nil {
+		if err := rows.Scan(&e.ID, &e.SubjectHash, &e.Kind, &e.Channel, &e.Ref, &e.State, &e.Attempts, &created, &next, &sent, &e.LastError); err != nil {
 			return nil, err
 		}
 		e.CreatedAt, e.NextAt = fromMS(created), fromMS(next)

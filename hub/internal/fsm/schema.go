@@ -228,6 +228,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 	id           TEXT PRIMARY KEY,
 	subject_hash TEXT NOT NULL,
 	kind         TEXT NOT NULL,
+	channel      TEXT NOT NULL,
 	ref          TEXT NOT NULL,
 	state        TEXT NOT NULL,
 	attempts     INTEGER NOT NULL,

@@ -27,6 +27,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/join"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/mydatafed/mydata/hub/internal/nodekeys"
+	"github.com/mydatafed/mydata/hub/internal/outbox"
 	"github.com/mydatafed/mydata/hub/internal/portal"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
@@ -48,6 +49,8 @@ type Server struct {
 	cluster *cluster.Cluster
 	api     *api.Server
 	apiLn   net.Listener
+	// notices sends citizens the notices of each use of their data (on the leader).
+	notices *outbox.Outbox
 	// loginRunners are the login methods' background work (certificate revocation lists).
 	loginRunners []func(context.Context) error
 	tel          *telemetry.Server
@@ -178,6 +181,11 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		return nil, err
 	}
 	s.loginRunners = runners
+	s.notices, err = outbox.New(outbox.Config{State: s.state, Keys: s.keyring, Apply: s.cluster.Apply, Sender: logins.Notify, Templates: logins.Templates,
+		PortalURL: cfg.Portal.PublicURL, Log: log.With(telemetry.KeyComponent, "notices"), Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
 	s.portal, err = portal.New(portal.Config{
 		State: s.state, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync, Apply: s.cluster.Apply, Logins: logins,
 		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, APIURL: cfg.API.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
@@ -310,6 +318,7 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return s.refreshOperator(gctx) })
+	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "notices", s.notices.Run) })
 	for _, run := range s.loginRunners {
 		g.Go(func() error { return run(gctx) })
 	}

@@ -137,7 +137,10 @@ type Service struct {
 	LegalBasis   string   `json:"legal_basis,omitempty"`
 	// RequirePAR accepts authorization requests for this service only when pushed by its SP connector
 	// (RFC 9126), as FAPI 2.0 asks: the browser then carries a reference, not the request.
-	RequirePAR bool      `json:"require_par,omitempty"`
+	RequirePAR bool `json:"require_par,omitempty"`
+	// CounterOTP makes a counter redemption wait for a one-time code the hub sends the citizen, which the
+	// citizen reads to counter staff before anything is shown (counter mode only).
+	CounterOTP bool      `json:"counter_otp,omitempty"`
 	Status     string    `json:"status"`
 	CreatedAt  time.Time `json:"created_at"`
 }
@@ -195,6 +198,9 @@ func (s *Service) Validate() error {
 	}
 	if containsMode(s.Modes, ModeOnline) && len(s.RedirectURIs) == 0 {
 		return errors.New("redirect_uris: an online service needs at least one")
+	}
+	if s.CounterOTP && !containsMode(s.Modes, ModeCounter) {
+		return errors.New("counter_otp: only a counter service asks for a one-time code")
 	}
 	for _, r := range s.RedirectURIs {
 		if err := ValidRedirectURI(r); err != nil {

@@ -109,6 +109,7 @@ func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
 	fs.Var(&redirects, "redirect-uri", "exact redirect URI (repeat for several)")
 	fs.StringVar(&s.LegalBasis, "legal-basis", "", "the law that allows more than 5 datasets")
 	fs.BoolVar(&s.RequirePAR, "require-par", false, "accept authorization requests only when pushed by the SP connector (RFC 9126, FAPI 2.0)")
+	fs.BoolVar(&s.CounterOTP, "counter-otp", false, "counter mode: send the citizen a one-time code at redemption, which they read to counter staff")
 	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
 		return err
 	}

@@ -106,6 +106,8 @@ type Config struct {
 	Consent struct {
 		PendingTTL time.Duration `yaml:"pending_ttl"`
 		CodeTTL    time.Duration `yaml:"code_ttl"`
+		// CounterTTL is how long a counter code may wait to be presented at the counter.
+		CounterTTL time.Duration `yaml:"counter_ttl"`
 	} `yaml:"consent"`
 
 	Telemetry struct {
@@ -198,6 +200,7 @@ func Default() Config {
 	c.Portal.TimeZone = "Asia/Taipei"
 	c.Consent.PendingTTL = 10 * time.Minute
 	c.Consent.CodeTTL = 60 * time.Second
+	c.Consent.CounterTTL = 20 * time.Minute
 	c.Log = telemetry.LogConfig{Format: "text", Level: "info"}
 	return c
 }
@@ -283,6 +286,7 @@ func (c *Config) Validate() error {
 		{Key: "identity.idle_timeout", Value: c.Identity.IdleTimeout, Least: time.Minute},
 		{Key: "consent.pending_ttl", Value: c.Consent.PendingTTL, Least: time.Minute},
 		{Key: "consent.code_ttl", Value: c.Consent.CodeTTL, Least: 10 * time.Second},
+		{Key: "consent.counter_ttl", Value: c.Consent.CounterTTL, Least: time.Minute},
 	}); err != nil {
 		return err
 	}

@@ -49,17 +49,20 @@ type Service struct {
 	RedirectURIs []string `json:"redirect_uris"`
 	LegalBasis   string   `json:"legal_basis,omitempty"`
 	RequirePAR   bool     `json:"require_par,omitempty"`
+	CounterOTP   bool     `json:"counter_otp,omitempty"`
 }
 
 // ServiceFrom makes the payload form of an API service.
 func ServiceFrom(s hubapi.Service) Service {
 	return Service{ID: s.ID, NameZh: s.NameZh, NameEn: s.NameEn, SPOrg: s.SPOrg, SPConnector: s.SPConnector, Modes: s.Modes, Datasets: s.Datasets,
-		Purpose: s.Purpose, Terms: s.Terms, TermsVersion: s.TermsVersion, RedirectURIs: s.RedirectURIs, LegalBasis: s.LegalBasis, RequirePAR: s.RequirePAR}
+		Purpose: s.Purpose, Terms: s.Terms, TermsVersion: s.TermsVersion, RedirectURIs: s.RedirectURIs, LegalBasis: s.LegalBasis, RequirePAR: s.RequirePAR,
+		CounterOTP: s.CounterOTP}
 }
 
 func (s Service) api() hubapi.Service {
 	return hubapi.Service{ID: s.ID, NameZh: s.NameZh, NameEn: s.NameEn, SPOrg: s.SPOrg, SPConnector: s.SPConnector, Modes: s.Modes, Datasets: s.Datasets,
-		Purpose: s.Purpose, Terms: s.Terms, TermsVersion: s.TermsVersion, RedirectURIs: s.RedirectURIs, LegalBasis: s.LegalBasis, RequirePAR: s.RequirePAR}
+		Purpose: s.Purpose, Terms: s.Terms, TermsVersion: s.TermsVersion, RedirectURIs: s.RedirectURIs, LegalBasis: s.LegalBasis, RequirePAR: s.RequirePAR,
+		CounterOTP: s.CounterOTP}
 }
 
 // HubKeyRecord is a hub public key as the log records it (the JSON form of hubapi.HubKey then).

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	_ "time/tzdata" // counter.time_zone works on hosts without a zone database
 )
 
 const usage = `mydata-connector: the MyData Federation connector

@@ -66,6 +66,19 @@ type Config struct {
 		Keep            time.Duration `yaml:"keep"`
 	} `yaml:"exchange"`
 
+	// Counter is the counter page for the SP's staff (counter verification); off unless Listen is set.
+	Counter struct {
+		Listen       string        `yaml:"listen"`
+		TLSCert      string        `yaml:"tls_cert"`
+		TLSKey       string        `yaml:"tls_key"`
+		StaffFile    string        `yaml:"staff_file"`
+		TTL          time.Duration `yaml:"ttl"`
+		IdleTimeout  time.Duration `yaml:"idle_timeout"`
+		LockoutAfter int           `yaml:"lockout_after"`
+		LockoutFor   time.Duration `yaml:"lockout_for"`
+		TimeZone     string        `yaml:"time_zone"`
+	} `yaml:"counter"`
+
 	Audit struct {
 		Retention time.Duration `yaml:"retention"`
 	} `yaml:"audit"`
@@ -94,6 +107,11 @@ func Default() Config {
 	c.Telemetry.Listen = "127.0.0.1:9444"
 	c.Exchange.MaxBytes = 1 << 30
 	c.Exchange.Keep = 10 * time.Minute
+	c.Counter.TTL = 30 * time.Minute
+	c.Counter.IdleTimeout = 15 * time.Minute
+	c.Counter.LockoutAfter = 5
+	c.Counter.LockoutFor = 15 * time.Minute
+	c.Counter.TimeZone = "Asia/Taipei"
 	c.Audit.Retention = audit.MinRetention
 	c.Log = telemetry.LogConfig{Format: "text", Level: "info"}
 	return c
@@ -172,6 +190,9 @@ func (c *Config) Validate() error {
 	if c.Exchange.Keep < time.Second {
 		return fmt.Errorf("exchange.keep: %s is shorter than 1s", c.Exchange.Keep)
 	}
+	if err := c.validateCounter(); err != nil {
+		return err
+	}
 	if c.Audit.Retention < audit.MinRetention {
 		return fmt.Errorf("audit.retention: %s is shorter than the 2 years the platform's rules require", c.Audit.Retention)
 	}
@@ -191,6 +212,41 @@ func (c *Config) Validate() error {
 		}
 	}
 	return c.Log.Validate()
+}
+
+// validateCounter checks the counter section; its values matter only with counter.listen set.
+func (c *Config) validateCounter() error {
+	k := &c.Counter
+	if k.Listen == "" {
+		return nil
+	}
+	if err := configfile.CheckListen("counter.listen", k.Listen); err != nil {
+		return err
+	}
+	if (k.TLSCert == "") != (k.TLSKey == "") {
+		return errors.New("counter.tls_cert and counter.tls_key: give both or neither")
+	}
+	host, _, _ := net.SplitHostPort(k.Listen)
+	if ip := net.ParseIP(host); k.TLSCert == "" && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("counter.listen: %q is not loopback, so counter.tls_cert and counter.tls_key are required: staff passwords and personal data cross it (plain HTTP is for loopback only)", k.Listen)
+	}
+	if k.StaffFile == "" {
+		return errors.New("counter.staff_file: required with counter.listen (make lines with `mydata-connector counter passwd NAME`)")
+	}
+	if err := configfile.CheckMinimums([]configfile.Min{
+		{Key: "counter.ttl", Value: k.TTL, Least: 10 * time.Second},
+		{Key: "counter.idle_timeout", Value: k.IdleTimeout, Least: 10 * time.Second},
+		{Key: "counter.lockout_for", Value: k.LockoutFor, Least: time.Second},
+	}); err != nil {
+		return err
+	}
+	if k.LockoutAfter < 1 {
+		return fmt.Errorf("counter.lockout_after: %d is less than 1", k.LockoutAfter)
+	}
+	if _, err := time.LoadLocation(k.TimeZone); err != nil {
+		return fmt.Errorf("counter.time_zone: %w", err)
+	}
+	return nil
 }
 
 // HubURLs is hub.url: the API URL of every hub node, written as one URL or as a YAML list of them. Every

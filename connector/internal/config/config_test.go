@@ -51,6 +51,17 @@ func TestLoad(t *testing.T) {
 		{"exchange without port", base + "exchange:\n  listen: 127.0.0.1\n", `exchange.listen: "127.0.0.1" is not host:port`},
 		{"exchange on loopback", base + "exchange:\n  listen: 127.0.0.1:8442\n", ""},
 		{"tiny interval", base + "directory:\n  sync_interval: 1ms\n", "directory.sync_interval"},
+		// The counter page: off by default, so its other keys are checked only with a listener.
+		{"counter on loopback", base + "counter:\n  listen: 127.0.0.1:8450\n  staff_file: /etc/mydata/staff\n", ""},
+		{"counter keys without a listener", base + "counter:\n  ttl: 1s\n", ""},
+		{"counter without staff", base + "counter:\n  listen: 127.0.0.1:8450\n", "counter.staff_file: required"},
+		{"counter off loopback without TLS", base + "counter:\n  listen: 0.0.0.0:8450\n  staff_file: /s\n", `counter.listen: "0.0.0.0:8450" is not loopback, so counter.tls_cert and counter.tls_key are required`},
+		{"counter off loopback with TLS", base + "counter:\n  listen: 0.0.0.0:8450\n  staff_file: /s\n  tls_cert: /c.pem\n  tls_key: /k.pem\n", ""},
+		{"counter cert without key", base + "counter:\n  listen: 127.0.0.1:8450\n  staff_file: /s\n  tls_cert: /c.pem\n", "counter.tls_cert and counter.tls_key: give both or neither"},
+		{"counter short ttl", base + "counter:\n  listen: 127.0.0.1:8450\n  staff_file: /s\n  ttl: 1s\n", "counter.ttl: 1s is shorter than the least allowed, 10s"},
+		{"counter no lockout", base + "counter:\n  listen: 127.0.0.1:8450\n  staff_file: /s\n  lockout_after: 0\n", "counter.lockout_after: 0 is less than 1"},
+		{"counter bad zone", base + "counter:\n  listen: 127.0.0.1:8450\n  staff_file: /s\n  time_zone: Mars/Olympus\n", "counter.time_zone"},
+		{"counter bad port", base + "counter:\n  listen: 127.0.0.1:x\n  staff_file: /s\n", `counter.listen: "127.0.0.1:x": the port "x" is not a number`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -202,6 +202,31 @@ func (b *Browser) close() {
 type Tab struct {
 	b       *Browser
 	session string
+	// t is the test the tab reports to; the browser's when nil.
+	t testing.TB
+}
+
+// For is the same tab reporting to t, a subtest say: a failure must stop the test whose goroutine runs.
+func (tab *Tab) For(t testing.TB) *Tab {
+	c := *tab
+	c.t = t
+	return &c
+}
+
+func (tab *Tab) tb() testing.TB {
+	if tab.t != nil {
+		return tab.t
+	}
+	return tab.b.t
+}
+
+// Call sends a DevTools command to the tab's page and decodes its result into result (which may be nil),
+// failing the test on an error.
+func (tab *Tab) Call(method string, params, result any) {
+	tab.tb().Helper()
+	if err := tab.b.callErr(tab.session, method, params, result); err != nil {
+		tab.tb().Fatalf("%s: %v\n--- chromium log ---\n%s", method, err, tailFile(tab.b.logPath, 3000))
+	}
 }
 
 // NewTab opens a blank tab in a browser context of its own, like a separate person's browser: tabs share
@@ -228,13 +253,13 @@ func (b *Browser) NewTab() *Tab {
 
 // Navigate loads url and waits until the page has loaded.
 func (tab *Tab) Navigate(url string) {
-	tab.b.t.Helper()
+	tab.tb().Helper()
 	var res struct {
 		ErrorText string `json:"errorText"`
 	}
-	tab.b.call(tab.session, "Page.navigate", map[string]any{"url": url}, &res)
+	tab.Call("Page.navigate", map[string]any{"url": url}, &res)
 	if res.ErrorText != "" {
-		tab.b.t.Fatalf("navigate to %s: %s", url, res.ErrorText)
+		tab.tb().Fatalf("navigate to %s: %s", url, res.ErrorText)
 	}
 	tab.WaitFor("page "+url+" loaded", `document.readyState === "complete" && location.href !== "about:blank"`, 15*time.Second)
 }
@@ -267,16 +292,16 @@ func (tab *Tab) evalErr(expr string, out any) error {
 // Eval runs a JavaScript expression in the page, fails the test on an exception, and decodes its value
 // into out (which may be nil).
 func (tab *Tab) Eval(expr string, out any) {
-	tab.b.t.Helper()
+	tab.tb().Helper()
 	if err := tab.evalErr(expr, out); err != nil {
-		tab.b.t.Fatalf("eval %s: %v", expr, err)
+		tab.tb().Fatalf("eval %s: %v", expr, err)
 	}
 }
 
 // WaitFor polls a JavaScript condition until it is true. Errors count as "not yet": while a page
 // navigates, its old context goes away under the poll.
 func (tab *Tab) WaitFor(what, cond string, timeout time.Duration) {
-	tab.b.t.Helper()
+	tab.tb().Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
@@ -286,7 +311,7 @@ func (tab *Tab) WaitFor(what, cond string, timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	tab.b.t.Fatalf("%s: not true within %s (%s; last error %v); the page is at %s:\n%s", what, timeout, cond, last, tab.URL(), tab.Text("body"))
+	tab.tb().Fatalf("%s: not true within %s (%s; last error %v); the page is at %s:\n%s", what, timeout, cond, last, tab.URL(), tab.Text("body"))
 }
 
 // URL is the page's address.
@@ -312,51 +337,51 @@ func (tab *Tab) Attr(id, attr string) string {
 
 // Type focuses the element with the given id, clears it and types text as keyboard input would.
 func (tab *Tab) Type(id, text string) {
-	tab.b.t.Helper()
+	tab.tb().Helper()
 	tab.Eval(fmt.Sprintf(`(() => { const e = document.getElementById(%s); if (!e) throw new Error("no element #" + %[1]s); e.focus(); e.select && e.select(); return true })()`, jsString(id)), nil)
-	tab.b.call(tab.session, "Input.insertText", map[string]any{"text": text}, nil)
+	tab.Call("Input.insertText", map[string]any{"text": text}, nil)
 }
 
 // Select picks an option of a <select> by its value.
 func (tab *Tab) Select(id, value string) {
-	tab.b.t.Helper()
+	tab.tb().Helper()
 	var ok bool
 	tab.Eval(fmt.Sprintf(`(() => { const e = document.getElementById(%s); if (!e || ![...e.options].some(o => o.value === %s)) return false;
 		e.value = %[2]s; e.dispatchEvent(new Event("change", {bubbles: true})); return true })()`, jsString(id), jsString(value)), &ok)
 	if !ok {
-		tab.b.t.Fatalf("no option %q in #%s", value, id)
+		tab.tb().Fatalf("no option %q in #%s", value, id)
 	}
 }
 
 // Click clicks the element with the given id with the mouse, at its centre, as a person would.
 func (tab *Tab) Click(id string) {
-	tab.b.t.Helper()
+	tab.tb().Helper()
 	var box struct{ X, Y float64 }
 	tab.Eval(fmt.Sprintf(`(() => { const e = document.getElementById(%s); if (!e) throw new Error("no element #" + %[1]s);
 		e.scrollIntoView({block: "center"}); const r = e.getBoundingClientRect(); return {X: r.x + r.width / 2, Y: r.y + r.height / 2} })()`, jsString(id)), &box)
 	for _, typ := range []string{"mousePressed", "mouseReleased"} {
-		tab.b.call(tab.session, "Input.dispatchMouseEvent", map[string]any{"type": typ, "x": box.X, "y": box.Y, "button": "left", "clickCount": 1}, nil)
+		tab.Call("Input.dispatchMouseEvent", map[string]any{"type": typ, "x": box.X, "y": box.Y, "button": "left", "clickCount": 1}, nil)
 	}
 }
 
 // Screenshot saves a PNG of the whole page.
 func (tab *Tab) Screenshot(path string) {
-	tab.b.t.Helper()
+	tab.tb().Helper()
 	var metrics struct {
 		CSSContentSize struct{ Width, Height float64 } `json:"cssContentSize"`
 	}
-	tab.b.call(tab.session, "Page.getLayoutMetrics", nil, &metrics)
+	tab.Call("Page.getLayoutMetrics", nil, &metrics)
 	var shot struct {
 		Data string `json:"data"`
 	}
-	tab.b.call(tab.session, "Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
+	tab.Call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
 		"clip": map[string]any{"x": 0, "y": 0, "width": metrics.CSSContentSize.Width, "height": metrics.CSSContentSize.Height, "scale": 1}}, &shot)
 	png, err := base64.StdEncoding.DecodeString(shot.Data)
 	if err != nil {
-		tab.b.t.Fatal(err)
+		tab.tb().Fatal(err)
 	}
 	if err := os.WriteFile(path, png, 0o644); err != nil {
-		tab.b.t.Fatal(err)
+		tab.tb().Fatal(err)
 	}
 }
 

@@ -276,6 +276,16 @@ type HubOptions struct {
 	NodeID string
 	// Raft holds more keys of the raft section, as YAML lines indented by two spaces.
 	Raft string
+	// Identity holds more keys of the identity section (where dev_login is on), as YAML lines indented by
+	// two spaces.
+	Identity string
+	// Notify is the notify section's keys, as YAML lines indented by two spaces; none if empty.
+	Notify string
+	// PortalListen is the portal's address; a fresh loopback port if empty.
+	PortalListen string
+	// PortalPublicURL is portal.public_url, e.g. http://localhost:<port> (a secure context, as WebAuthn
+	// wants); the hub's default if empty.
+	PortalPublicURL string
 }
 
 // Hub is a hub node run as a process.
@@ -301,10 +311,21 @@ func NewHub(t testing.TB, opts HubOptions) *Hub {
 	}
 	h := &Hub{Bin: hubBin, ConnectorBin: connBin, NodeID: opts.NodeID, Dir: t.TempDir(), t: t}
 	h.Cluster = []*Hub{h}
-	h.API, h.Raft, h.Telem, h.Portal = FreeTCP(t), FreeTCP(t), FreeTCP(t), FreeTCP(t)
+	h.API, h.Raft, h.Telem = FreeTCP(t), FreeTCP(t), FreeTCP(t)
+	if h.Portal = opts.PortalListen; h.Portal == "" {
+		h.Portal = FreeTCP(t)
+	}
 	h.ConfigPath = filepath.Join(h.Dir, "hub.yaml")
-	yaml := fmt.Sprintf("trust_domain: %s\nnode_id: %s\ndata_dir: %s\napi:\n  listen: %s\nraft:\n  listen: %s\n%stelemetry:\n  listen: %s\nportal:\n  listen: %s\nidentity:\n  dev_login: true\nlog:\n  level: debug\n%s",
-		TrustDomain, opts.NodeID, filepath.Join(h.Dir, "data"), h.API, h.Raft, opts.Raft, h.Telem, h.Portal, opts.Extra)
+	portal := ""
+	if opts.PortalPublicURL != "" {
+		portal = "  public_url: " + opts.PortalPublicURL + "\n"
+	}
+	notify := ""
+	if opts.Notify != "" {
+		notify = "notify:\n" + opts.Notify
+	}
+	yaml := fmt.Sprintf("trust_domain: %s\nnode_id: %s\ndata_dir: %s\napi:\n  listen: %s\nraft:\n  listen: %s\n%stelemetry:\n  listen: %s\nportal:\n  listen: %s\n%sidentity:\n  dev_login: true\n%s%slog:\n  level: debug\n%s",
+		TrustDomain, opts.NodeID, filepath.Join(h.Dir, "data"), h.API, h.Raft, opts.Raft, h.Telem, h.Portal, portal, opts.Identity, notify, opts.Extra)
 	if err := os.WriteFile(h.ConfigPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,9 @@ var (
 
 // OTP is the data of a KindOTP message.
 type OTP struct {
-	Code string
+	// Purpose is "login" (or empty) for a login code, "verify" for a code that confirms a new contact.
+	Purpose string
+	Code    string
 	// Minutes the code stays valid.
 	Minutes int
 }
@@ -77,7 +79,7 @@ type Ready struct {
 // samples are what every template is executed with at load, so a misspelt field is found then, with its
 // file and line, and not when the first citizen is owed a message.
 var samples = map[string][]any{
-	KindOTP: {OTP{Code: "123456", Minutes: 5}},
+	KindOTP: {OTP{Code: "123456", Minutes: 5}, OTP{Purpose: "verify", Code: "123456", Minutes: 5}},
 	KindUse: {
 		Use{Mode: UseDownload, Datasets: []string{"a", "b"}, At: time.Unix(0, 0), HistoryURL: "https://x.example/"},
 		Use{Mode: UseCounter, Datasets: []string{"a"}, Recipient: "r", At: time.Unix(0, 0), HistoryURL: "https://x.example/"},

@@ -186,8 +186,14 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, res identit
 	if keys := s.throttleKeys(r, res.Subject); len(keys) > 0 {
 		_ = s.cfg.Apply(&fsm.ThrottleClear{Keys: keys[:1]})
 	}
-	if h, err := s.cfg.Keys.LookupHash(res.Subject); err == nil {
-		_ = s.cfg.Apply(&fsm.MethodUsed{SubjectHash: h, Method: res.Method, At: s.now()})
+	if hashes, err := s.cfg.Keys.LookupHashes(res.Subject); err == nil {
+		_ = s.cfg.Apply(&fsm.MethodUsed{SubjectHash: hashes[0], Method: res.Method, At: s.now()})
+		// Consents are recorded under the active lookup key's hash and the outbox finds the contact by it:
+		// a contact saved under an earlier key moves to the active one when its citizen next logs in.
+		if c, err := s.cfg.State.ContactOf(hashes...); err == nil && c != nil && c.SubjectHash != hashes[0] {
+			c.SubjectHash = hashes[0]
+			_ = s.cfg.Apply(&fsm.ContactSet{Contact: *c})
+		}
 	}
 	s.establish(w, r, res, next)
 }
@@ -357,7 +363,7 @@ func (s *Server) issueCode(ctx context.Context, subjectHash, purpose, channel, t
 	if err != nil {
 		return "", err
 	}
-	return id, s.deliverCode(ctx, lang, channel, to, code)
+	return id, s.deliverCode(ctx, purpose, lang, channel, to, code)
 }
 
 func (s *Server) verifiedAddress(c *fsm.Contact, channel string) (string, bool) {
@@ -379,11 +385,15 @@ func (s *Server) verifiedAddress(c *fsm.Contact, channel string) (string, bool) 
 
 const contactSealContext = "contact "
 
-func (s *Server) deliverCode(ctx context.Context, lang, channel, to, code string) error {
+func (s *Server) deliverCode(ctx context.Context, purpose, lang, channel, to, code string) error {
 	if s.cfg.Logins.Templates == nil || s.cfg.Logins.Notify == nil {
 		return errors.New("no sender configured for one-time codes")
 	}
-	msg, err := s.cfg.Logins.Templates.Render(notify.KindOTP, lang, notify.OTP{Code: code, Minutes: 5})
+	otpPurpose := "login"
+	if strings.HasPrefix(purpose, "verify-") {
+		otpPurpose = "verify"
+	}
+	msg, err := s.cfg.Logins.Templates.Render(notify.KindOTP, lang, notify.OTP{Purpose: otpPurpose, Code: code, Minutes: 5})
 	if err != nil {
 		return err
 	}

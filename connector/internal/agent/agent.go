@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hpke"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mydatafed/mydata/connector/internal/backend"
 	"github.com/mydatafed/mydata/connector/internal/config"
+	"github.com/mydatafed/mydata/connector/internal/counter"
 	"github.com/mydatafed/mydata/connector/internal/dirsync"
 	"github.com/mydatafed/mydata/connector/internal/exchange"
 	"github.com/mydatafed/mydata/connector/internal/identity"
@@ -50,9 +52,13 @@ type Agent struct {
 	exchanges *exchange.Manager
 	api       *exchange.API
 	apiLn     net.Listener
-	backends  []backend.Backend
-	provider  *provider.Provider
-	auditOK   prometheus.Gauge
+	// counter is the counter page, nil unless counter.listen is set.
+	counter     *counter.Server
+	counterLn   net.Listener
+	counterCert *tls.Certificate
+	backends    []backend.Backend
+	provider    *provider.Provider
+	auditOK     prometheus.Gauge
 	// dirChanged wakes the key publisher after each directory change.
 	dirChanged chan struct{}
 }
@@ -209,6 +215,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.exchanges.Run(gctx) })
 	if a.apiLn != nil {
 		g.Go(func() error { return a.api.Serve(gctx, a.apiLn) })
+	}
+	if a.counterLn != nil {
+		g.Go(func() error { return a.counter.Serve(gctx, a.counterLn, a.counterCert) })
+		g.Go(func() error { return a.counter.Run(gctx) })
 	}
 	g.Go(func() error { return a.housekeeping(gctx) })
 	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),

@@ -80,7 +80,7 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 			return fmt.Errorf("exchange.listen %s: %w", cfg.Exchange.Listen, err)
 		}
 	}
-	return nil
+	return a.openCounter(cfg, log.With(telemetry.KeyComponent, "counter"), reg)
 }
 
 func (a *Agent) hubKeys() []hubapi.HubKey {
@@ -147,6 +147,9 @@ func (a *Agent) close() {
 	}
 	if a.apiLn != nil {
 		a.apiLn.Close()
+	}
+	if a.counterLn != nil {
+		a.counterLn.Close()
 	}
 	if a.receipts != nil {
 		a.receipts.Close()

@@ -58,6 +58,10 @@ const (
 	TypeOperatorAction
 	TypeOutboxClaim
 	TypeOutboxResult
+	TypeCounterRecord
+	TypeCounterOTPSent
+	TypeCounterUse
+	TypeCounterForget
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

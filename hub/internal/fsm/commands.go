@@ -108,6 +108,10 @@ var registry = map[Type]entry{
 	TypeOperatorAction: command(applyOperatorAction, dropsLookups),
 	TypeOutboxClaim:    command(applyOutboxClaim, keepsLookups),
 	TypeOutboxResult:   command(applyOutboxResult, keepsLookups),
+	TypeCounterRecord:  command(applyCounterRecord, keepsLookups),
+	TypeCounterOTPSent: command(applyCounterOTPSent, keepsLookups),
+	TypeCounterUse:     command(applyCounterUse, keepsLookups),
+	TypeCounterForget:  command(applyCounterForget, keepsLookups),
 }
 
 // typeOf finds a payload's command type.

@@ -46,6 +46,9 @@ type Consent struct {
 	DecidedAt     time.Time `json:"decided_at"`
 	UsedAt        time.Time `json:"used_at"`
 	CodeExpiresAt time.Time `json:"code_expires_at"`
+	// Mode is hubapi.ModeCounter for a counter consent (counter.go); empty for the online mode, which is
+	// what consents recorded before the counter mode hold.
+	Mode string `json:"mode,omitempty"`
 }
 
 // EffectiveState is the state with time applied: a pending consent past its expiry, or a granted one
@@ -117,10 +120,10 @@ func insertConsent(tx *sql.Tx, k Consent, codeHash string) error {
 	if k.State == ConsentGranted {
 		sealed = k.SubjectSealed
 	}
-	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, code_hash, code_expires_at, subject_sealed)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
+	_, err = tx.Exec(`INSERT INTO consents(id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, code_hash, code_expires_at, subject_sealed, mode)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.ID, k.Service, k.Subject, string(ds), k.TermsVersion, k.AAL, k.LoginMethod, k.RedirectURI,
 		k.CodeChallenge, k.OAuthState, k.State, ms(k.CreatedAt), ms(k.ExpiresAt), msOrZero(k.DecidedAt),
-		sql.NullString{String: codeHash, Valid: codeHash != ""}, msOrZero(k.CodeExpiresAt), sealed)
+		sql.NullString{String: codeHash, Valid: codeHash != ""}, msOrZero(k.CodeExpiresAt), sealed, k.Mode)
 	return err
 }
 
@@ -136,7 +139,7 @@ func consentByID(q queryRower, id string) (*Consent, error) {
 	return scanConsent(q.QueryRow(`SELECT `+consentCols+` FROM consents WHERE id = ?`, id))
 }
 
-const consentCols = `id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, used_at, code_expires_at, subject_sealed`
+const consentCols = `id, service, subject, datasets, terms_version, aal, login_method, redirect_uri, code_challenge, oauth_state, state, created_at, expires_at, decided_at, used_at, code_expires_at, subject_sealed, mode`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -145,7 +148,7 @@ func scanConsent(row scanner) (*Consent, error) {
 	var ds string
 	var created, expires, decided, used, codeExp int64
 	err := row.Scan(&k.ID, &k.Service, &k.Subject, &ds, &k.TermsVersion, &k.AAL, &k.LoginMethod, &k.RedirectURI, &k.CodeChallenge, &k.OAuthState, &k.State,
-		&created, &expires, &decided, &used, &codeExp, &k.SubjectSealed)
+		&created, &expires, &decided, &used, &codeExp, &k.SubjectSealed, &k.Mode)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -238,6 +238,15 @@ CREATE TABLE IF NOT EXISTS outbox (
 	last_error   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_at);
+-- The counter side of counter-mode consents (counter.go): the code only as a keyed hash, the agent sealed.
+CREATE TABLE IF NOT EXISTS counter_codes (
+	consent_id    TEXT PRIMARY KEY REFERENCES consents(id),
+	code_hash     TEXT NOT NULL UNIQUE, -- keyring.CodeHash: "<lookup key id>:<hex HMAC>"
+	agent_sealed  BLOB,                 -- the agent (national ID and name) sealed under the subject key
+	otp_challenge TEXT NOT NULL DEFAULT '',
+	terminal      TEXT NOT NULL DEFAULT '',
+	redeemer      TEXT NOT NULL DEFAULT '' -- the SP connector's SPIFFE ID
+);
 `
 
 // columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT
@@ -246,6 +255,7 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_at);
 var columnsAdded = []struct{ table, column, decl string }{
 	{"consents", "subject_sealed", "BLOB"},
 	{"datasets", "methods", "TEXT NOT NULL DEFAULT ''"},
+	{"consents", "mode", "TEXT NOT NULL DEFAULT ''"},
 }
 
 func migrate(db *sql.DB) error {

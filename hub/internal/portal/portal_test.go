@@ -37,7 +37,7 @@ const (
 // world is a portal over a real state machine (fed its log directly), keyring and consent service, with a
 // clock the test moves.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	f      *fsm.FSM
 	index  uint64
 	portal *Server
@@ -57,11 +57,11 @@ func (w *world) apply(cmd fsm.Command) error {
 	return w.f.Apply(&raft.Log{Index: w.index, Type: raft.LogCommand, Data: data}).(fsm.Result).Err()
 }
 
-func newWorld(t *testing.T, publicURL string) *world { return newWorldWith(t, publicURL, nil) }
+func newWorld(t testing.TB, publicURL string) *world { return newWorldWith(t, publicURL, nil) }
 
 // newWorldWith lets the test enable login methods: logins gets the world (for its clock and state) and
 // returns them.
-func newWorldWith(t *testing.T, publicURL string, logins func(*world) Logins) *world {
+func newWorldWith(t testing.TB, publicURL string, logins func(*world) Logins) *world {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -34,6 +34,10 @@ type State interface {
 	Service(id string) (*hubapi.Service, error)
 	Dataset(id string) (*hubapi.Dataset, error)
 	Connector(org, name string) (*hubapi.Connector, error)
+	Counter(consentID string) (*fsm.CounterCode, error)
+	CounterByCode(hashes []string) (*fsm.CounterCode, error)
+	ThrottleOf(key string) (fsm.Throttle, error)
+	OTP(id string) (*fsm.OTPChallenge, error)
 }
 
 // Keys are the keyring's subject keys.
@@ -42,6 +46,8 @@ type Keys interface {
 	LookupHashes(id string) ([]string, error)
 	SealSubject(id, context string) ([]byte, error)
 	OpenSubject(sealed []byte, context string) (string, error)
+	CodeHash(kind, code string) (string, error)
+	CodeHashes(kind, code string) ([]string, error)
 }
 
 // Config wires the consent logic.
@@ -57,7 +63,12 @@ type Config struct {
 	Sync    func(context.Context) error
 	Tickets *ticket.Signer
 	CodeTTL time.Duration
-	Log     *slog.Logger
+	// CounterTTL is how long a counter code is good for.
+	CounterTTL time.Duration
+	// OTP sends and checks the one-time codes of counter services that require one; nil refuses their
+	// redemptions.
+	OTP OTP
+	Log *slog.Logger
 }
 
 // Service is the consent logic of one hub node.
@@ -217,10 +228,16 @@ func (s *Service) Redeem(ctx context.Context, caller fedid.Parsed, req hubapi.Re
 		}
 		return nil, err
 	}
+	return s.issue(c, svc, subject, caller, recipient.KEM().ID(), req.RecipientKey, now)
+}
+
+// issue answers a redemption whose consent has just been spent: one ticket per dataset for the caller, with
+// the recipient's key, or the reason there is none. The online and the counter redemptions share it.
+func (s *Service) issue(c *fsm.Consent, svc *hubapi.Service, subject string, caller fedid.Parsed, kem uint16, recipientKey []byte, now time.Time) (*hubapi.RedeemResponse, error) {
 	s.remember(c)
 	resp := &hubapi.RedeemResponse{ConsentID: c.ID, Service: svc.ID, AAL: c.AAL, LoginMethod: c.LoginMethod, Subject: subject}
 	for _, id := range c.Datasets {
-		t, unavailable, err := s.ticketFor(c, subject, id, caller, req, recipient.KEM().ID(), now)
+		t, unavailable, err := s.ticketFor(c, subject, id, caller, recipientKey, kem, now)
 		if err != nil {
 			return nil, err
 		}
@@ -246,7 +263,7 @@ func (s *Service) subjectOf(c *fsm.Consent) (string, error) {
 
 func isHash(subject string) bool { return slices.Contains([]byte(subject), ':') }
 
-func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, caller fedid.Parsed, req hubapi.RedeemRequest, kem uint16, now time.Time) (*hubapi.RedeemedTicket, *hubapi.UnavailableDataset, error) {
+func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, caller fedid.Parsed, recipientKey []byte, kem uint16, now time.Time) (*hubapi.RedeemedTicket, *hubapi.UnavailableDataset, error) {
 	unavailable := func(status, reason string) (*hubapi.RedeemedTicket, *hubapi.UnavailableDataset, error) {
 		return nil, &hubapi.UnavailableDataset{Dataset: datasetID, Status: status, Reason: reason}, nil
 	}
@@ -289,7 +306,7 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, caller fe
 	hubID, _ := fedid.Hub(td, s.cfg.NodeID)
 	claims := &ticket.Claims{
 		ID: tid, ConsentID: c.ID, Dataset: d.ID, DP: dpID.String(), Redeemer: redeemer.String(),
-		SealedSubject: sealed, RecipientKEM: kem, RecipientKey: req.RecipientKey, Issuer: hubID.String(),
+		SealedSubject: sealed, RecipientKEM: kem, RecipientKey: recipientKey, Issuer: hubID.String(),
 		IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix(), Async: d.Async,
 	}
 	tok, err := s.cfg.Tickets.Sign(claims)
@@ -352,6 +369,9 @@ func (s *Service) Upkeep(ctx context.Context, every time.Duration) {
 	for {
 		if err := s.cfg.Apply(&fsm.ConsentForget{Now: time.Now()}); err != nil {
 			s.cfg.Log.Warn("clear sealed national IDs of spent consents", "err", err)
+		}
+		if err := s.cfg.Apply(&fsm.CounterForget{Now: time.Now()}); err != nil {
+			s.cfg.Log.Warn("clear sealed agents of spent counter codes", "err", err)
 		}
 		if err := s.redact(); err != nil {
 			s.cfg.Log.Warn("redact national IDs recorded in clear", "err", err)

@@ -25,6 +25,9 @@ type loginContext struct {
 func (s *Server) loginContextOf(next string) loginContext {
 	var lc loginContext
 	u, err := url.Parse(next)
+	if err == nil && strings.HasPrefix(u.Path, "/counter/") {
+		return s.counterLoginContext(strings.TrimPrefix(u.Path, "/counter/"))
+	}
 	if err != nil || u.Path != "/oauth/authorize" {
 		return lc
 	}

@@ -119,6 +119,8 @@ type historyRow struct {
 	MethodName  string
 	Uses        []use
 	Revocable   bool
+	// Counter is set for a counter consent.
+	Counter *counterHistory
 }
 
 // outcomeOf is what the citizen is told about one dataset in a word: the furthest any report got.
@@ -211,6 +213,7 @@ func (s *Server) historyRows(r *http.Request, sess *Session, from, to time.Time)
 			row.Uses = append(row.Uses, u)
 		}
 		row.Revocable = row.Effective == fsm.ConsentPending || row.Effective == fsm.ConsentGranted
+		s.counterRow(r, &row)
 		rows = append(rows, row)
 	}
 	return rows, nil
@@ -311,7 +314,11 @@ func (s *Server) revokePage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "revoke.cannot", message("revoke.not_found"))
 		return
 	}
-	s.render(w, r, http.StatusOK, "revoke.html", "revoke.title", map[string]any{"ID": id, "ServiceName": row.ServiceName, "CSRF": s.csrf(r, "revoke:"+id)})
+	title := "revoke.title"
+	if row.Counter != nil {
+		title = "cancel.title"
+	}
+	s.render(w, r, http.StatusOK, "revoke.html", title, map[string]any{"ID": id, "ServiceName": row.ServiceName, "Counter": row.Counter != nil, "CSRF": s.csrf(r, "revoke:"+id)})
 }
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {

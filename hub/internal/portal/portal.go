@@ -55,6 +55,8 @@ type Config struct {
 	SessionTTL  time.Duration
 	IdleTimeout time.Duration
 	PendingTTL  time.Duration
+	// CounterTTL is how long a counter code is good for (consent.counter_ttl).
+	CounterTTL time.Duration
 	// Levels name the assurance levels; Logins are the login methods enabled, with their levels.
 	Levels identity.Levels
 	Logins Logins
@@ -174,6 +176,9 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /account/contact", s.contactStart)
 	mux.HandleFunc("POST /account/contact/verify", s.contactVerify)
 	mux.HandleFunc("POST /account/notifications", s.notificationsSet)
+	mux.HandleFunc("GET /counter", s.counterList)
+	mux.HandleFunc("GET /counter/{id}", s.counterPage)
+	mux.HandleFunc("POST /counter/{id}", s.counterAgree)
 	mux.Handle("GET /static/passkey.js", passkey.ScriptHandler())
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))

@@ -155,6 +155,16 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	s.consent = consent.New(consent.Config{
 		TrustDomain: td, NodeID: cfg.NodeID, State: s.state, Keys: s.keyring, Apply: s.cluster.Apply, Sync: s.cluster.Sync,
 		Tickets: s.keys.Tickets, CodeTTL: cfg.Consent.CodeTTL, Log: log.With(telemetry.KeyComponent, "consent"),
+		CounterTTL: cfg.Consent.CounterTTL,
+		// The portal, made below, sends and checks counter one-time codes as it does the login method's.
+		OTP: consent.OTPFuncs{
+			SendFunc: func(ctx context.Context, subject, purpose string) (string, bool, error) {
+				return s.portal.CounterOTP().Send(ctx, subject, purpose)
+			},
+			CheckFunc: func(challenge, subject, purpose, code string) error {
+				return s.portal.CounterOTP().Check(challenge, subject, purpose, code)
+			},
+		},
 	})
 	s.api, err = api.New(api.Config{
 		NodeID: cfg.NodeID, CA: s.ca, SVID: s.node, Cluster: s.cluster, State: s.state, Keyring: s.keyring, Consent: s.consent, KEK: kek,
@@ -190,8 +200,8 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 		State: s.state, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync, Apply: s.cluster.Apply, Logins: logins,
 		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, APIURL: cfg.API.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
 		IdleTimeout: cfg.Identity.IdleTimeout, Levels: cfg.Identity.Levels, Location: loc,
-		PendingTTL: cfg.Consent.PendingTTL,
-		Log:        log.With(telemetry.KeyComponent, "portal"), Registerer: reg,
+		PendingTTL: cfg.Consent.PendingTTL, CounterTTL: cfg.Consent.CounterTTL,
+		Log: log.With(telemetry.KeyComponent, "portal"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err

@@ -382,7 +382,7 @@ func TestIdentityLogins(t *testing.T) {
 			"javascript%3Aalert(document.domain)", // script
 			"%2F%E3%80%80%2Fevil.example%2Fx",     // an ideographic space
 		} {
-			e.logout(tab)
+			// A login over a session starts a new one, so there is no need to log out in between.
 			tab.Navigate(e.base + "/login?next=" + next)
 			tab.Type("subject", citizenA)
 			tab.Select("method", "moica")
@@ -512,5 +512,114 @@ func TestIdentityLockout(t *testing.T) {
 			t.Fatalf("after the code: at %s:\n%s", tab.URL(), tab.Text("main"))
 		}
 		e.wantSession(tab, citizenC, "Two documents", "medium")
+	})
+}
+
+// TestIdentityPages walks every page of the portal in Traditional Chinese and in English on a phone's
+// 360-pixel-wide screen: no page may scroll sideways, and axe-core may find no serious or critical
+// accessibility violation on any.
+func TestIdentityPages(t *testing.T) {
+	t.Parallel()
+	skipWithoutChromium(t)
+	e := startIdentityHub(t, identityOptions{catalogue: true})
+	browser := StartBrowser(t)
+	shot := screenshots(t)
+
+	// axe must see what it is here for: an unlabelled field is a critical violation.
+	probe := browser.NewTab().For(t)
+	probe.Navigate(e.base + "/")
+	probe.Eval(`document.querySelector("main").append(document.createElement("input")), true`, nil)
+	if vs := probe.axe(); !slices.ContainsFunc(vs, func(v axeViolation) bool { return v.ID == "label" && v.Impact == "critical" }) {
+		t.Fatalf("axe did not report an unlabelled field: %v", vs)
+	}
+
+	for _, lang := range []string{"zh-TW", "en"} {
+		t.Run(lang, func(t *testing.T) {
+			tab := browser.NewTab().For(t)
+			tab.setLang(lang)
+			tab.phone()
+			check := func(page string) {
+				t.Helper()
+				var htmlLang string
+				tab.Eval(`document.documentElement.lang`, &htmlLang)
+				if htmlLang != lang {
+					t.Errorf("%s (%s): the page is in %q", page, tab.URL(), htmlLang)
+				}
+				var width int
+				tab.Eval(`document.documentElement.scrollWidth`, &width)
+				if width > 360 {
+					var wide []string
+					tab.Eval(`[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > 360.5).slice(-5)
+						.map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "") + " right=" + Math.round(e.getBoundingClientRect().right))`, &wide)
+					t.Errorf("%s (%s): %d px wide at a 360-px viewport; too wide: %v", page, tab.URL(), width, wide)
+				}
+				for _, v := range tab.axe() {
+					if v.Impact == "serious" || v.Impact == "critical" {
+						t.Errorf("%s (%s): axe: %s", page, tab.URL(), v)
+					} else {
+						t.Logf("%s: axe (not failing): %s", page, v)
+					}
+				}
+			}
+			visit := func(page, path string) {
+				t.Helper()
+				tab.Navigate(e.base + path)
+				check(page)
+			}
+			visit("home", "/")
+			visit("catalogue", "/catalogue")
+			visit("login", "/login")
+			for _, m := range []string{certMethod, "two-docs", "otp"} {
+				visit("method page "+m, "/login/m/"+m)
+			}
+			tab.Type("subject", citizenA)
+			tab.clickNav("submit")
+			check("one-time code step")
+			visit("error page", "/login/m/no-such-method")
+			e.devLogin(tab, citizenA, "nhi-card", "/history")
+			check("history")
+			visit("account", "/account")
+			shot(tab, "identity-pages-account-"+lang)
+			tab.Navigate(e.authorizeURL())
+			if tab.Text("#stepup") == "" {
+				t.Fatalf("no step-up page for a level-2 session: %s\n%s", tab.URL(), tab.Text("main"))
+			}
+			check("step-up")
+			shot(tab, "identity-pages-step-up-"+lang)
+			tab.Type("subject", citizenA)
+			tab.Select("method", "moica")
+			tab.clickNav("login")
+			if tab.Text("#approve") == "" {
+				t.Fatalf("no consent page after stepping up: %s\n%s", tab.URL(), tab.Text("main"))
+			}
+			check("consent")
+			shot(tab, "identity-pages-consent-"+lang)
+		})
+	}
+
+	// The header's language button switches the page the citizen is on, and the choice stays.
+	t.Run("language switch", func(t *testing.T) {
+		tab := browser.NewTab().For(t)
+		tab.setLang("zh-TW")
+		tab.phone()
+		tab.Navigate(e.base + "/")
+		tab.clickNav("lang-switch")
+		if tab.path() != "/" || tab.Attr("lang-switch", "value") != "zh-TW" {
+			t.Errorf("after switching on the home page: at %s, the button offers %q", tab.URL(), tab.Attr("lang-switch", "value"))
+		}
+		tab.Navigate(e.base + "/catalogue")
+		var htmlLang string
+		tab.Eval(`document.documentElement.lang`, &htmlLang)
+		if htmlLang != "en" {
+			t.Errorf("the choice of English did not stay: the catalogue is in %q", htmlLang)
+		}
+		// On a login method's page, reached from a service's request, the switch must keep the page and
+		// the request rather than drop the citizen on another page.
+		next := strings.TrimPrefix(e.authorizeURL(), e.base)
+		tab.Navigate(e.base + "/login/m/" + certMethod + "?next=" + url.QueryEscape(next))
+		tab.clickNav("lang-switch")
+		if got := tab.path(); got != "/login/m/"+certMethod {
+			t.Errorf("switching the language on the certificate page (%s) led to %s", "/login/m/"+certMethod+"?next=...", tab.URL())
+		}
 	})
 }

@@ -28,7 +28,8 @@
       }
       var out = await res.json();
       form.elements.namedItem("signed_data").value = out.signed_data;
-      form.submit();
+      // The form's own submit, not a control named "submit" that would shadow it.
+      HTMLFormElement.prototype.submit.call(form);
     } catch (e) {
       status.textContent = form.getAttribute("data-msg-nosigner");
     }

@@ -104,6 +104,9 @@ func jsonNode(v any, depth int) *node {
 		}
 		return &node{Text: "false"}
 	case map[string]any:
+		if len(x) == 0 {
+			return &node{Null: true}
+		}
 		keys := make([]string, 0, len(x))
 		for k := range x {
 			keys = append(keys, k)
@@ -115,6 +118,9 @@ func jsonNode(v any, depth int) *node {
 		}
 		return n
 	case []any:
+		if len(x) == 0 {
+			return &node{Null: true}
+		}
 		if head := objectColumns(x); head != nil {
 			n := &node{Head: head}
 			for _, item := range x {

@@ -29,6 +29,9 @@ const (
 	maxStaffFile = 1 << 20
 )
 
+// hashCost is PasswdCost; the tests lower it, since bcrypt under the race detector is slow.
+var hashCost = PasswdCost
+
 // validName is a staff account's name: 1 to 64 of a-z, A-Z, 0-9, '.', '_', '-' and '@'.
 func validName(name string) error {
 	if name == "" || len(name) > 64 {
@@ -90,7 +93,7 @@ func HashLine(name string, password []byte) (string, error) {
 	if len(password) < MinPassword || len(password) > MaxPassword {
 		return "", fmt.Errorf("a password is %d to %d bytes", MinPassword, MaxPassword)
 	}
-	h, err := bcrypt.GenerateFromPassword(password, PasswdCost)
+	h, err := bcrypt.GenerateFromPassword(password, hashCost)
 	if err != nil {
 		return "", err
 	}
@@ -146,7 +149,7 @@ func (s *staffFile) reload() error {
 // dummyHash is checked against when the name is unknown, so that a wrong name takes as long as a wrong
 // password and the timing tells nothing about which accounts exist.
 var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("no such account, no such password"), PasswdCost)
+	h, _ := bcrypt.GenerateFromPassword([]byte("no such account, no such password"), hashCost)
 	return h
 })
 

@@ -340,8 +340,6 @@ type identityEnv struct {
 	op     *oidctest.OP
 	// cards: citizenA's, citizenA's revoked one, citizenB's.
 	cardA, revokedA, cardB *card
-	// certBugOnce reports certlogin.js's failure to submit once.
-	certBugOnce sync.Once
 }
 
 // Method ids and levels of the identity hub.

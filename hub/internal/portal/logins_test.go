@@ -469,4 +469,24 @@ func TestPasskeyRegisterAndLogin(t *testing.T) {
 	if r := script(other, "/login/passkey/finish", lcsrf, strings.NewReader(string(assertion)), "application/json"); r.status == http.StatusOK {
 		t.Error("a replayed passkey answer logged in")
 	}
+	// Removed on the account page, the passkey no longer logs anyone in.
+	acct = other.get("/account")
+	rm := regexp.MustCompile(`action="(/account/passkeys/[^/"]+/remove)"`).FindStringSubmatch(acct.body)
+	if rm == nil {
+		t.Fatalf("no remove button: %s", acct.body)
+	}
+	if r := other.post(rm[1], form(acct.body, rm[1])); r.status != http.StatusSeeOther {
+		t.Fatalf("remove: %d %s", r.status, r.body)
+	}
+	if acct := other.get("/account"); !strings.Contains(acct.body, `id="no-passkeys"`) {
+		t.Error("the passkey is still listed")
+	}
+	third := w.browser()
+	page = third.get("/login")
+	lcsrf = html.UnescapeString(regexp.MustCompile(`data-passkey="login"[^>]*>\s*<input type="hidden" name="csrf" value="([^"]+)">`).FindStringSubmatch(page.body)[1])
+	r = script(third, "/login/passkey/begin", lcsrf, strings.NewReader(""), "application/x-www-form-urlencoded")
+	assertion, _ = auth.Get([]byte(r.body))
+	if r := script(third, "/login/passkey/finish", lcsrf, strings.NewReader(string(assertion)), "application/json"); r.status != http.StatusUnauthorized {
+		t.Errorf("a removed passkey: %d %s", r.status, r.body)
+	}
 }

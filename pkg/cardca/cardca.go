@@ -1,8 +1,10 @@
-// Package testca is a two-level certificate authority for certlogin's tests and the demo: a root, an
-// issuing CA under it, citizen certificates that name a national ID either way certlogin reads one,
-// revocation and CRLs, and PEM files for the configuration. Serial numbers and times come from the
-// options, so only the keys differ between runs. Nothing here is fit for real use.
-package testca
+// Package cardca is a two-level certificate authority for citizens' smart cards, for the hub's certificate
+// login tests, the browser tests and the demo: a root, an issuing CA under it, citizen certificates that
+// name a national ID either way the hub's certlogin reads one, revocation and CRLs, and PEM files for the
+// configuration. A new CA's serial numbers and times come from the options, so only the keys differ
+// between runs; a CA can be saved with its keys and loaded again to issue more cards. Nothing here is fit
+// for real use.
+package cardca
 
 import (
 	"crypto"
@@ -21,6 +23,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/mydatafed/mydata/pkg/pemfile"
 )
 
 // OIDs the test certificates use for the last four digits of the ID. They sit under IANA's example
@@ -52,6 +56,9 @@ type CA struct {
 	IntermediateKey crypto.Signer
 
 	now time.Time
+	// randomSerials: a CA loaded from files issues random serial numbers, because a counter would
+	// restart and give a new card the serial of one issued in an earlier run.
+	randomSerials bool
 
 	mu      sync.Mutex
 	serial  int64
@@ -158,17 +165,25 @@ func issue(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Sign
 // Now is the CA's clock, for the verifier's in tests.
 func (ca *CA) Now() time.Time { return ca.now }
 
-func (ca *CA) nextSerial() *big.Int {
+func (ca *CA) nextSerial() (*big.Int, error) {
+	if ca.randomSerials {
+		// 127 random bits plus one: positive, never zero, at most 16 octets.
+		n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+		if err != nil {
+			return nil, err
+		}
+		return n.Add(n, big.NewInt(1)), nil
+	}
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	ca.serial++
-	return big.NewInt(ca.serial)
+	return big.NewInt(ca.serial), nil
 }
 
 // IssueCitizen makes a key and a certificate for o.NationalID, signed by the issuing CA.
 func (ca *CA) IssueCitizen(o CitizenOptions) (*Leaf, error) {
 	if len(o.NationalID) < 4 {
-		return nil, errors.New("testca: a national ID of at least four characters is required")
+		return nil, errors.New("cardca: a national ID of at least four characters is required")
 	}
 	key, err := newKey(o.RSA)
 	if err != nil {
@@ -186,8 +201,12 @@ func (ca *CA) IssueCitizen(o CitizenOptions) (*Leaf, error) {
 	if o.KeyUsage == 0 {
 		o.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
 	}
+	serial, err := ca.nextSerial()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber: ca.nextSerial(),
+		SerialNumber: serial,
 		Subject:      pkix.Name{Country: []string{"TW"}, CommonName: o.Name},
 		NotBefore:    o.NotBefore,
 		NotAfter:     o.NotAfter,
@@ -219,7 +238,7 @@ func (ca *CA) IssueCitizen(o CitizenOptions) (*Leaf, error) {
 		}
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidSubjectDirectoryAttributes, Value: v})
 	default:
-		return nil, fmt.Errorf("testca: unknown rule %d", o.Rule)
+		return nil, fmt.Errorf("cardca: unknown rule %d", o.Rule)
 	}
 	cert, err := issue(tmpl, ca.Intermediate, key.Public(), ca.IntermediateKey)
 	if err != nil {
@@ -260,6 +279,16 @@ func (ca *CA) CRL(thisUpdate, nextUpdate time.Time) ([]byte, error) {
 	return x509.CreateRevocationList(rand.Reader, tmpl, ca.Intermediate, ca.IntermediateKey)
 }
 
+// File names in a CA's directory.
+const (
+	RootFile            = "root.pem"
+	RootKeyFile         = "root.key"
+	IntermediateFile    = "intermediate.pem"
+	IntermediateKeyFile = "intermediate.key"
+	CRLPEMFile          = "crl.pem"
+	CRLDERFile          = "crl.der"
+)
+
 // Files are the paths WriteFiles wrote.
 type Files struct {
 	Root, Intermediate string
@@ -269,49 +298,141 @@ type Files struct {
 // WriteFiles writes root.pem, intermediate.pem and a current CRL as crl.pem and crl.der into dir.
 func (ca *CA) WriteFiles(dir string) (Files, error) {
 	f := Files{
-		Root:         filepath.Join(dir, "root.pem"),
-		Intermediate: filepath.Join(dir, "intermediate.pem"),
-		CRLPEM:       filepath.Join(dir, "crl.pem"),
-		CRLDER:       filepath.Join(dir, "crl.der"),
+		Root:         filepath.Join(dir, RootFile),
+		Intermediate: filepath.Join(dir, IntermediateFile),
 	}
-	crl, err := ca.CRL(time.Time{}, time.Time{})
-	if err != nil {
+	if err := pemfile.WriteAtomic(f.Intermediate, certPEM(ca.Intermediate), 0o644); err != nil {
 		return f, err
 	}
-	for _, w := range []struct {
-		path string
-		data []byte
-	}{
-		{f.Root, certPEM(ca.Root)},
-		{f.Intermediate, certPEM(ca.Intermediate)},
-		{f.CRLPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl})},
-		{f.CRLDER, crl},
-	} {
-		if err := os.WriteFile(w.path, w.data, 0o644); err != nil {
-			return f, err
-		}
+	if err := pemfile.WriteAtomic(f.Root, certPEM(ca.Root), 0o644); err != nil {
+		return f, err
 	}
-	return f, nil
+	var err error
+	f.CRLPEM, f.CRLDER, err = ca.WriteCRL(dir, time.Time{}, time.Time{})
+	return f, err
 }
 
-// WriteFiles writes name.pem (the certificate, then its chain) and name.key (PKCS #8) into dir, as
-// the local signer reads them.
+// WriteCRL writes a CRL made as CRL makes it into dir as crl.pem and crl.der. Each file is replaced
+// atomically, so a verifier re-reading it never sees half a CRL.
+func (ca *CA) WriteCRL(dir string, thisUpdate, nextUpdate time.Time) (pemPath, derPath string, err error) {
+	crl, err := ca.CRL(thisUpdate, nextUpdate)
+	if err != nil {
+		return "", "", err
+	}
+	pemPath, derPath = filepath.Join(dir, CRLPEMFile), filepath.Join(dir, CRLDERFile)
+	if err := pemfile.WriteAtomic(pemPath, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl}), 0o644); err != nil {
+		return "", "", err
+	}
+	if err := pemfile.WriteAtomic(derPath, crl, 0o644); err != nil {
+		return "", "", err
+	}
+	return pemPath, derPath, nil
+}
+
+// Save writes the CA into dir so that Load can read it back: root.pem, intermediate.pem and their keys
+// root.key and intermediate.key (PKCS #8, mode 0600). The root certificate is written last, so its
+// presence says the directory holds a whole CA.
+func (ca *CA) Save(dir string) error {
+	rootKey, err := pemfile.EncodeKey(ca.RootKey)
+	if err != nil {
+		return fmt.Errorf("cardca: encode the root key: %w", err)
+	}
+	interKey, err := pemfile.EncodeKey(ca.IntermediateKey)
+	if err != nil {
+		return fmt.Errorf("cardca: encode the issuing CA's key: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{RootKeyFile, rootKey, 0o600},
+		{IntermediateKeyFile, interKey, 0o600},
+		{IntermediateFile, certPEM(ca.Intermediate), 0o644},
+		{RootFile, certPEM(ca.Root), 0o644},
+	} {
+		if err := pemfile.WriteAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Load reads a CA that Save wrote into dir, with now as its clock (zero: time.Now()). It checks that the
+// issuing CA is the root's and that each key belongs to its certificate. A loaded CA issues random serial
+// numbers, and numbers its CRLs from the clock, so that both keep growing from one run to the next.
+func Load(dir string, now time.Time) (*CA, error) {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	ca := &CA{now: now.UTC().Truncate(time.Second), randomSerials: true, crlNum: now.UnixNano()}
+	var err error
+	if ca.Root, err = readCert(filepath.Join(dir, RootFile)); err != nil {
+		return nil, err
+	}
+	if ca.RootKey, err = pemfile.ReadKey(filepath.Join(dir, RootKeyFile)); err != nil {
+		return nil, err
+	}
+	if ca.Intermediate, err = readCert(filepath.Join(dir, IntermediateFile)); err != nil {
+		return nil, err
+	}
+	if ca.IntermediateKey, err = pemfile.ReadKey(filepath.Join(dir, IntermediateKeyFile)); err != nil {
+		return nil, err
+	}
+	if err := ca.Intermediate.CheckSignatureFrom(ca.Root); err != nil {
+		return nil, fmt.Errorf("cardca: %s is not issued by %s: %w", IntermediateFile, RootFile, err)
+	}
+	if !publicKeyEqual(ca.Root.PublicKey, ca.RootKey.Public()) {
+		return nil, fmt.Errorf("cardca: %s is not the key of %s", RootKeyFile, RootFile)
+	}
+	if !publicKeyEqual(ca.Intermediate.PublicKey, ca.IntermediateKey.Public()) {
+		return nil, fmt.Errorf("cardca: %s is not the key of %s", IntermediateKeyFile, IntermediateFile)
+	}
+	return ca, nil
+}
+
+// LoadLeaf reads a certificate, its chain and its key as Leaf.WriteFiles wrote them.
+func LoadLeaf(certPath, keyPath string) (*Leaf, error) {
+	certs, err := pemfile.ReadCertificates(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certPath, err)
+	}
+	key, err := pemfile.ReadKey(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	if !publicKeyEqual(certs[0].PublicKey, key.Public()) {
+		return nil, fmt.Errorf("cardca: %s is not the key of the certificate in %s", keyPath, certPath)
+	}
+	return &Leaf{Cert: certs[0], Key: key, Chain: certs[1:]}, nil
+}
+
+func readCert(path string) (*x509.Certificate, error) {
+	certs, err := pemfile.ReadCertificates(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs[0], nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// WriteFiles writes name.pem (the certificate, then its chain) and name.key (PKCS #8, mode 0600) into dir,
+// as the card-signing component and LoadLeaf read them. Each file is replaced atomically.
 func (l *Leaf) WriteFiles(dir, name string) (certPath, keyPath string, err error) {
 	certPath = filepath.Join(dir, name+".pem")
 	keyPath = filepath.Join(dir, name+".key")
-	var chain []byte
-	chain = append(chain, certPEM(l.Cert)...)
-	for _, c := range l.Chain {
-		chain = append(chain, certPEM(c)...)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(l.Key)
+	key, err := pemfile.EncodeKey(l.Key)
 	if err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(certPath, chain, 0o644); err != nil {
+	if err := pemfile.WriteAtomic(keyPath, key, 0o600); err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := pemfile.WriteAtomic(certPath, pemfile.EncodeCertificates(append([]*x509.Certificate{l.Cert}, l.Chain...)), 0o644); err != nil {
 		return "", "", err
 	}
 	return certPath, keyPath, nil

@@ -23,12 +23,12 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/localsigner"
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/testca"
 	"github.com/mydatafed/mydata/hub/internal/identity/passkey"
 	"github.com/mydatafed/mydata/hub/internal/identity/passkey/passkeytest"
 	"github.com/mydatafed/mydata/hub/internal/identity/twodocs"
 	"github.com/mydatafed/mydata/hub/internal/identity/twodocs/registry"
 	"github.com/mydatafed/mydata/hub/internal/notify"
+	"github.com/mydatafed/mydata/pkg/cardca"
 )
 
 // mailbox is a real SMTP server (go-smtp) on loopback that keeps what it receives.
@@ -269,12 +269,12 @@ func TestLockoutSaysWhenAndEnds(t *testing.T) {
 
 func TestCertificateLogin(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := testca.New(testca.Options{Name: "Test MOICA"})
+	ca, err := cardca.New(cardca.Options{Name: "Test MOICA"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	card, _ := ca.IssueCitizen(testca.CitizenOptions{NationalID: alice})
-	revoked, _ := ca.IssueCitizen(testca.CitizenOptions{NationalID: bob})
+	card, _ := ca.IssueCitizen(cardca.CitizenOptions{NationalID: alice})
+	revoked, _ := ca.IssueCitizen(cardca.CitizenOptions{NationalID: bob})
 	ca.Revoke(revoked.Cert)
 	files, err := ca.WriteFiles(dir)
 	if err != nil {
@@ -288,7 +288,7 @@ func TestCertificateLogin(t *testing.T) {
 		}
 		return Logins{Certificates: []CertLogin{{Verifier: v, NameZh: "自然人憑證", NameEn: "Citizen certificate", Level: 3, SignerURL: "http://127.0.0.1:61161/sign"}}}
 	})
-	login := func(b *browser, subject string, leaf *testca.Leaf) response {
+	login := func(b *browser, subject string, leaf *cardca.Leaf) response {
 		page := b.get("/login/m/moica?next=/history")
 		if csp := page.header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self' http://127.0.0.1:61161;") {
 			t.Errorf("the certificate page's CSP does not let it reach the signer: %s", csp)
@@ -317,7 +317,7 @@ func TestCertificateLogin(t *testing.T) {
 	// Bob's revoked card, and alice's card for bob's ID.
 	for name, tc := range map[string]struct {
 		subject string
-		leaf    *testca.Leaf
+		leaf    *cardca.Leaf
 		want    string
 	}{"revoked": {bob, revoked, "revoked"}, "not yours": {bob, card, "does not belong"}} {
 		b := w.browser()

@@ -18,7 +18,7 @@ import (
 
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/localsigner"
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/testca"
+	"github.com/mydatafed/mydata/pkg/cardca"
 )
 
 const citizenID = "A123456789"
@@ -41,15 +41,15 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type fixture struct {
-	ca    *testca.CA
-	files testca.Files
+	ca    *cardca.CA
+	files cardca.Files
 	dir   string
 	clock *clock
 }
 
 func newFixture(t testing.TB, rsa bool) *fixture {
 	t.Helper()
-	ca, err := testca.New(testca.Options{RSA: rsa})
+	ca, err := cardca.New(cardca.Options{RSA: rsa})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func (f *fixture) verifier(t testing.TB, mut func(*certlogin.Config)) *certlogin
 	return v
 }
 
-func (f *fixture) citizen(t testing.TB, o testca.CitizenOptions) *testca.Leaf {
+func (f *fixture) citizen(t testing.TB, o cardca.CitizenOptions) *cardca.Leaf {
 	t.Helper()
 	if o.NationalID == "" {
 		o.NationalID = citizenID
@@ -110,7 +110,7 @@ func (f *fixture) rewriteCRL(t testing.TB, thisUpdate, nextUpdate time.Time) {
 	}
 }
 
-func sign(t testing.TB, l *testca.Leaf, content []byte, detached bool) []byte {
+func sign(t testing.TB, l *cardca.Leaf, content []byte, detached bool) []byte {
 	t.Helper()
 	der, err := localsigner.Sign(content, l.Cert, l.Chain, l.Key, detached)
 	if err != nil {
@@ -123,12 +123,12 @@ func TestVerify(t *testing.T) {
 	challenge := certlogin.NewChallenge()
 	type env struct {
 		f    *fixture
-		leaf *testca.Leaf
+		leaf *cardca.Leaf
 	}
 	cases := []struct {
 		name      string
 		caRSA     bool
-		leaf      testca.CitizenOptions
+		leaf      cardca.CitizenOptions
 		cfg       func(*testing.T, *certlogin.Config)
 		prepare   func(t *testing.T, e env) // before New: revoke, rewrite files
 		signed    func(t *testing.T, e env) []byte
@@ -139,10 +139,10 @@ func TestVerify(t *testing.T) {
 	}{
 		{name: "attached ECDSA", wantRev: "crl"},
 		{name: "detached ECDSA", signed: func(t *testing.T, e env) []byte { return sign(t, e.leaf, challenge, true) }},
-		{name: "attached RSA", leaf: testca.CitizenOptions{RSA: true}},
-		{name: "detached RSA", leaf: testca.CitizenOptions{RSA: true},
+		{name: "attached RSA", leaf: cardca.CitizenOptions{RSA: true}},
+		{name: "detached RSA", leaf: cardca.CitizenOptions{RSA: true},
 			signed: func(t *testing.T, e env) []byte { return sign(t, e.leaf, challenge, true) }},
-		{name: "RSA CA and RSA card", caRSA: true, leaf: testca.CitizenOptions{RSA: true}},
+		{name: "RSA CA and RSA card", caRSA: true, leaf: cardca.CitizenOptions{RSA: true}},
 		{name: "PEM CRL", cfg: func(t *testing.T, c *certlogin.Config) {
 			c.CRLs = []string{filepath.Join(filepath.Dir(c.Roots[0]), "crl.pem")}
 		}},
@@ -187,7 +187,7 @@ func TestVerify(t *testing.T) {
 			}},
 		{name: "someone else's certificate with my key", want: certlogin.ErrBadSignature,
 			signed: func(t *testing.T, e env) []byte {
-				mine := e.f.citizen(t, testca.CitizenOptions{NationalID: "B987654321"})
+				mine := e.f.citizen(t, cardca.CitizenOptions{NationalID: "B987654321"})
 				der, err := localsigner.Sign(challenge, e.leaf.Cert, e.leaf.Chain, mine.Key, false)
 				if err != nil {
 					t.Fatal(err)
@@ -212,13 +212,13 @@ func TestVerify(t *testing.T) {
 			}},
 		{name: "two signers", want: certlogin.ErrMalformed,
 			signed: func(t *testing.T, e env) []byte {
-				other := e.f.citizen(t, testca.CitizenOptions{})
+				other := e.f.citizen(t, cardca.CitizenOptions{})
 				sd, err := pkcs7.NewSignedData(challenge)
 				if err != nil {
 					t.Fatal(err)
 				}
 				sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
-				for _, l := range []*testca.Leaf{e.leaf, other} {
+				for _, l := range []*cardca.Leaf{e.leaf, other} {
 					if err := sd.AddSigner(l.Cert, l.Key, pkcs7.SignerInfoConfig{}); err != nil {
 						t.Fatal(err)
 					}
@@ -241,14 +241,14 @@ func TestVerify(t *testing.T) {
 		{name: "certificate from another root", want: certlogin.ErrUntrusted,
 			signed: func(t *testing.T, e env) []byte {
 				other := newFixture(t, false)
-				return sign(t, other.citizen(t, testca.CitizenOptions{}), challenge, false)
+				return sign(t, other.citizen(t, cardca.CitizenOptions{}), challenge, false)
 			}},
 		{name: "expired", want: certlogin.ErrExpired,
-			leaf: testca.CitizenOptions{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}},
+			leaf: cardca.CitizenOptions{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}},
 		{name: "not yet valid", want: certlogin.ErrNotYetValid,
-			leaf: testca.CitizenOptions{NotBefore: time.Now().Add(time.Hour), NotAfter: time.Now().Add(48 * time.Hour)}},
+			leaf: cardca.CitizenOptions{NotBefore: time.Now().Add(time.Hour), NotAfter: time.Now().Add(48 * time.Hour)}},
 		{name: "encryption certificate", want: certlogin.ErrKeyUsage,
-			leaf: testca.CitizenOptions{KeyUsage: x509.KeyUsageKeyEncipherment}},
+			leaf: cardca.CitizenOptions{KeyUsage: x509.KeyUsageKeyEncipherment}},
 
 		{name: "signed by the issuing CA itself", want: certlogin.ErrKeyUsage,
 			signed: func(t *testing.T, e env) []byte {
@@ -260,29 +260,29 @@ func TestVerify(t *testing.T) {
 			}},
 		{name: "ID mismatch, serialNumber", want: certlogin.ErrNotYours, id: "B223456789"},
 		{name: "no ID typed", want: certlogin.ErrNotYours, id: " "},
-		{name: "last 4 in an extension", leaf: testca.CitizenOptions{Rule: testca.Last4Extension},
+		{name: "last 4 in an extension", leaf: cardca.CitizenOptions{Rule: cardca.Last4Extension},
 			cfg: func(t *testing.T, c *certlogin.Config) {
-				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: testca.OIDLast4Extension.String()}
+				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: cardca.OIDLast4Extension.String()}
 			}},
 		{name: "last 4 in an extension, mismatch", want: certlogin.ErrNotYours, id: "A123450000",
-			leaf: testca.CitizenOptions{Rule: testca.Last4Extension},
+			leaf: cardca.CitizenOptions{Rule: cardca.Last4Extension},
 			cfg: func(t *testing.T, c *certlogin.Config) {
-				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: testca.OIDLast4Extension.String()}
+				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: cardca.OIDLast4Extension.String()}
 			}},
-		{name: "last 4 in SubjectDirectoryAttributes", leaf: testca.CitizenOptions{Rule: testca.Last4SubjectDirectory},
+		{name: "last 4 in SubjectDirectoryAttributes", leaf: cardca.CitizenOptions{Rule: cardca.Last4SubjectDirectory},
 			cfg: func(t *testing.T, c *certlogin.Config) {
-				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: testca.OIDLast4Attribute.String(),
+				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: cardca.OIDLast4Attribute.String(),
 					Source: certlogin.SourceSubjectDirectoryAttributes}
 			}},
 		{name: "last 4 in SubjectDirectoryAttributes, mismatch", want: certlogin.ErrNotYours, id: "A123450000",
-			leaf: testca.CitizenOptions{Rule: testca.Last4SubjectDirectory},
+			leaf: cardca.CitizenOptions{Rule: cardca.Last4SubjectDirectory},
 			cfg: func(t *testing.T, c *certlogin.Config) {
-				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: testca.OIDLast4Attribute.String(),
+				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: cardca.OIDLast4Attribute.String(),
 					Source: certlogin.SourceSubjectDirectoryAttributes}
 			}},
 		{name: "extension rule, certificate without the extension", want: certlogin.ErrNotYours,
 			cfg: func(t *testing.T, c *certlogin.Config) {
-				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: testca.OIDLast4Extension.String()}
+				c.SubjectRule = certlogin.SubjectRule{Kind: certlogin.ExtensionLast4, OID: cardca.OIDLast4Extension.String()}
 			}},
 		{name: "subject rule on another attribute", want: certlogin.ErrNotYours,
 			cfg: func(t *testing.T, c *certlogin.Config) {
@@ -304,7 +304,7 @@ func TestVerify(t *testing.T) {
 			}},
 		{name: "another certificate revoked", wantRev: "crl",
 			prepare: func(t *testing.T, e env) {
-				e.f.ca.Revoke(e.f.citizen(t, testca.CitizenOptions{}).Cert)
+				e.f.ca.Revoke(e.f.citizen(t, cardca.CitizenOptions{}).Cert)
 				e.f.rewriteCRL(t, time.Time{}, time.Time{})
 			}},
 		{name: "stale CRL", want: certlogin.ErrRevocationUnknown,
@@ -328,7 +328,7 @@ func TestVerify(t *testing.T) {
 			}},
 		{name: "only another CA's CRL", want: certlogin.ErrRevocationUnknown,
 			cfg: func(t *testing.T, c *certlogin.Config) {
-				ca, err := testca.New(testca.Options{Name: "Other"})
+				ca, err := cardca.New(cardca.Options{Name: "Other"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -392,7 +392,7 @@ func TestVerify(t *testing.T) {
 
 func TestNewConfigErrors(t *testing.T) {
 	f := newFixture(t, false)
-	leaf := f.citizen(t, testca.CitizenOptions{})
+	leaf := f.citizen(t, cardca.CitizenOptions{})
 	leafPath, _, err := leaf.WriteFiles(f.dir, "leaf")
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/testca"
+	"github.com/mydatafed/mydata/pkg/cardca"
 )
 
 // fuzzChallenge is the challenge the committed seeds were signed over.
@@ -21,8 +21,8 @@ var fuzzChallenge = []byte("fuzz-challenge-0123456789abcdefghijklmnopqrstu")
 func FuzzVerify(f *testing.F) {
 	fx := newFixture(f, false)
 	v := fx.verifier(f, nil)
-	leaf := fx.citizen(f, testca.CitizenOptions{})
-	rsaLeaf := fx.citizen(f, testca.CitizenOptions{RSA: true})
+	leaf := fx.citizen(f, cardca.CitizenOptions{})
+	rsaLeaf := fx.citizen(f, cardca.CitizenOptions{RSA: true})
 	seeds := map[string][]byte{
 		"valid-attached":  sign(f, leaf, fuzzChallenge, false),
 		"valid-detached":  sign(f, leaf, fuzzChallenge, true),

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/testca"
+	"github.com/mydatafed/mydata/pkg/cardca"
 )
 
 // crlServer serves whatever CRL it was last given and counts requests.
@@ -46,7 +46,7 @@ func (s *crlServer) set(der []byte, fail bool) {
 
 func TestCRLOverHTTP(t *testing.T) {
 	f := newFixture(t, false)
-	leaf := f.citizen(t, testca.CitizenOptions{})
+	leaf := f.citizen(t, cardca.CitizenOptions{})
 	now := f.ca.Now()
 	crl, err := f.ca.CRL(now, now.Add(24*time.Hour))
 	if err != nil {
@@ -102,7 +102,7 @@ func TestCRLOverHTTP(t *testing.T) {
 
 func TestCRLServerDown(t *testing.T) {
 	f := newFixture(t, false)
-	leaf := f.citizen(t, testca.CitizenOptions{})
+	leaf := f.citizen(t, cardca.CitizenOptions{})
 	now := f.ca.Now()
 	crl, err := f.ca.CRL(now, now.Add(time.Hour))
 	if err != nil {
@@ -188,7 +188,7 @@ func TestRunPrefetches(t *testing.T) {
 		t.Fatal(err)
 	}
 	challenge := certlogin.NewChallenge()
-	leaf := f.citizen(t, testca.CitizenOptions{})
+	leaf := f.citizen(t, cardca.CitizenOptions{})
 	if _, err := v.Verify(context.Background(), sign(t, leaf, challenge, false), challenge, citizenID); err != nil {
 		t.Fatal(err)
 	}
@@ -200,10 +200,10 @@ func TestRunPrefetches(t *testing.T) {
 // ocspResponder answers for the CA's issuing CA with the status it is set to.
 type ocspResponder struct {
 	t      *testing.T
-	ca     *testca.CA
+	ca     *cardca.CA
 	status int
 	// signer, when set, signs instead of the issuing CA (a wrong key).
-	signer *testca.CA
+	signer *cardca.CA
 	stale  bool
 	fail   bool
 }
@@ -279,7 +279,7 @@ func TestOCSP(t *testing.T) {
 			resp.t, resp.ca = t, f.ca
 			hs := httptest.NewServer(&resp)
 			defer hs.Close()
-			leaf := f.citizen(t, testca.CitizenOptions{OCSPServer: []string{hs.URL}})
+			leaf := f.citizen(t, cardca.CitizenOptions{OCSPServer: []string{hs.URL}})
 			if tc.revoke {
 				f.ca.Revoke(leaf.Cert)
 				f.rewriteCRL(t, time.Time{}, time.Time{})
@@ -310,7 +310,7 @@ func TestOCSP(t *testing.T) {
 		f := newFixture(t, false)
 		v := f.verifier(t, func(c *certlogin.Config) { c.OCSP, c.CRLs = true, nil })
 		challenge := certlogin.NewChallenge()
-		leaf := f.citizen(t, testca.CitizenOptions{})
+		leaf := f.citizen(t, cardca.CitizenOptions{})
 		if _, err := v.Verify(context.Background(), sign(t, leaf, challenge, false), challenge, citizenID); !errors.Is(err, certlogin.ErrRevocationUnknown) {
 			t.Fatalf("got %v", err)
 		}

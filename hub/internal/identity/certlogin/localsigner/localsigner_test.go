@@ -14,7 +14,7 @@ import (
 
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/localsigner"
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/testca"
+	"github.com/mydatafed/mydata/pkg/cardca"
 )
 
 const (
@@ -29,7 +29,7 @@ type env struct {
 
 func setup(t *testing.T, rsa bool) env {
 	t.Helper()
-	ca, err := testca.New(testca.Options{})
+	ca, err := cardca.New(cardca.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func setup(t *testing.T, rsa bool) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := ca.IssueCitizen(testca.CitizenOptions{NationalID: citizenID, RSA: rsa})
+	leaf, err := ca.IssueCitizen(cardca.CitizenOptions{NationalID: citizenID, RSA: rsa})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,16 +201,16 @@ func TestCORS(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	ca, err := testca.New(testca.Options{})
+	ca, err := cardca.New(cardca.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	a, err := ca.IssueCitizen(testca.CitizenOptions{NationalID: citizenID})
+	a, err := ca.IssueCitizen(cardca.CitizenOptions{NationalID: citizenID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := ca.IssueCitizen(testca.CitizenOptions{NationalID: citizenID})
+	b, err := ca.IssueCitizen(cardca.CitizenOptions{NationalID: citizenID})
 	if err != nil {
 		t.Fatal(err)
 	}

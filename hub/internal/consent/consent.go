@@ -81,6 +81,9 @@ type Service struct {
 
 // New makes the service.
 func New(cfg Config) *Service {
+	if cfg.CounterTTL == 0 {
+		cfg.CounterTTL = DefaultCounterTTL
+	}
 	return &Service{cfg: cfg, keys: seal.NewPublicKeys(), parties: &memo.Map[string, Parties]{Max: maxRememberedConsents}}
 }
 

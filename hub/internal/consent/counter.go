@@ -32,6 +32,10 @@ const (
 	CounterLock        = 15 * time.Minute
 )
 
+// DefaultCounterTTL is how long a counter code is good for unless configured (consent.counter_ttl): 20
+// minutes, as on the real platform.
+const DefaultCounterTTL = 20 * time.Minute
+
 // codeKind separates the keyed hashes of counter codes from those of any other kind of code.
 const codeKind = "counter"
 

@@ -98,6 +98,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = cfg.SessionTTL
 	}
+	if cfg.CounterTTL == 0 {
+		cfg.CounterTTL = consent.DefaultCounterTTL
+	}
 	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Log, secure: strings.HasPrefix(cfg.PublicURL, "https://"), tmpl: map[string]*template.Template{}}
 	for _, lang := range langs {
 		t, err := template.New("").Funcs(s.funcs(lang)).ParseFS(templateFS, "templates/*.html")

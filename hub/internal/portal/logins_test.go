@@ -22,13 +22,13 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/localsigner"
 	"github.com/mydatafed/mydata/hub/internal/identity/passkey"
 	"github.com/mydatafed/mydata/hub/internal/identity/passkey/passkeytest"
 	"github.com/mydatafed/mydata/hub/internal/identity/twodocs"
 	"github.com/mydatafed/mydata/hub/internal/identity/twodocs/registry"
 	"github.com/mydatafed/mydata/hub/internal/notify"
 	"github.com/mydatafed/mydata/pkg/cardca"
+	"github.com/mydatafed/mydata/pkg/cardsigner"
 )
 
 // mailbox is a real SMTP server (go-smtp) on loopback that keeps what it receives.
@@ -297,7 +297,7 @@ func TestCertificateLogin(t *testing.T) {
 		if challenge == nil {
 			t.Fatalf("no challenge: %s", page.body)
 		}
-		der, err := localsigner.Sign([]byte(challenge[1]), leaf.Cert, leaf.Chain, leaf.Key, false)
+		der, err := cardsigner.Sign([]byte(challenge[1]), leaf.Cert, leaf.Chain, leaf.Key, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,7 +330,7 @@ func TestCertificateLogin(t *testing.T) {
 	// A signature over another page's challenge.
 	b2 := w.browser()
 	page := b2.get("/login/m/moica")
-	der, _ := localsigner.Sign([]byte("another challenge"), card.Cert, card.Chain, card.Key, false)
+	der, _ := cardsigner.Sign([]byte("another challenge"), card.Cert, card.Chain, card.Key, false)
 	f := form(page.body, "/login/m/moica")
 	f.Set("subject", alice)
 	f.Set("signed_data", base64.StdEncoding.EncodeToString(der))

@@ -17,8 +17,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/localsigner"
 	"github.com/mydatafed/mydata/pkg/cardca"
+	"github.com/mydatafed/mydata/pkg/cardsigner"
 )
 
 const citizenID = "A123456789"
@@ -112,7 +112,7 @@ func (f *fixture) rewriteCRL(t testing.TB, thisUpdate, nextUpdate time.Time) {
 
 func sign(t testing.TB, l *cardca.Leaf, content []byte, detached bool) []byte {
 	t.Helper()
-	der, err := localsigner.Sign(content, l.Cert, l.Chain, l.Key, detached)
+	der, err := cardsigner.Sign(content, l.Cert, l.Chain, l.Key, detached)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestVerify(t *testing.T) {
 				c.Intermediates = []string{filepath.Join(filepath.Dir(c.Roots[0]), "intermediate.pem")}
 			},
 			signed: func(t *testing.T, e env) []byte {
-				der, err := localsigner.Sign(challenge, e.leaf.Cert, nil, e.leaf.Key, false)
+				der, err := cardsigner.Sign(challenge, e.leaf.Cert, nil, e.leaf.Key, false)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -160,7 +160,7 @@ func TestVerify(t *testing.T) {
 			}},
 		{name: "signer sends its certificate alone and no intermediate is configured", want: certlogin.ErrUntrusted,
 			signed: func(t *testing.T, e env) []byte {
-				der, err := localsigner.Sign(challenge, e.leaf.Cert, nil, e.leaf.Key, false)
+				der, err := cardsigner.Sign(challenge, e.leaf.Cert, nil, e.leaf.Key, false)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -188,7 +188,7 @@ func TestVerify(t *testing.T) {
 		{name: "someone else's certificate with my key", want: certlogin.ErrBadSignature,
 			signed: func(t *testing.T, e env) []byte {
 				mine := e.f.citizen(t, cardca.CitizenOptions{NationalID: "B987654321"})
-				der, err := localsigner.Sign(challenge, e.leaf.Cert, e.leaf.Chain, mine.Key, false)
+				der, err := cardsigner.Sign(challenge, e.leaf.Cert, e.leaf.Chain, mine.Key, false)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -252,7 +252,7 @@ func TestVerify(t *testing.T) {
 
 		{name: "signed by the issuing CA itself", want: certlogin.ErrKeyUsage,
 			signed: func(t *testing.T, e env) []byte {
-				der, err := localsigner.Sign(challenge, e.f.ca.Intermediate, nil, e.f.ca.IntermediateKey, false)
+				der, err := cardsigner.Sign(challenge, e.f.ca.Intermediate, nil, e.f.ca.IntermediateKey, false)
 				if err != nil {
 					t.Fatal(err)
 				}

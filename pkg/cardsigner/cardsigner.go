@@ -1,13 +1,15 @@
-// Package localsigner stands in for the signing component a citizen installs beside their card reader:
-// a small HTTP server on a localhost port that signs the portal's challenge and returns a CMS
-// SignedData. It signs with a software key from a PEM file, so it is for the demo and tests only.
+// Package cardsigner stands in for the signing component a citizen installs beside their card reader:
+// a small HTTP server on a localhost port that signs the portal's challenge with the card in the reader
+// and returns a CMS SignedData. It signs with a software key from a PEM file, so it is for the demo and
+// tests only; the hub's certlogin verifies what it signs.
 //
 // Any web page the citizen opens can try to reach a localhost port, so the server answers only the
-// one configured portal origin: other origins, and requests with no Origin at all, get 403. POST /sign
-// wants Content-Type application/json, which a page cannot send cross-origin without the preflight
-// this server answers for the allowed origin alone. Chromium's Private Network Access preflight (a
-// public page reaching a loopback address) is answered with Access-Control-Allow-Private-Network.
-package localsigner
+// configured portal origins (one per portal of a hub cluster): other origins, and requests with no
+// Origin at all, get 403. POST /sign wants Content-Type application/json, which a page cannot send
+// cross-origin without the preflight this server answers for the allowed origins alone. Chromium's
+// Private Network Access preflight (a public page reaching a loopback address) is answered with
+// Access-Control-Allow-Private-Network.
+package cardsigner
 
 import (
 	"crypto"
@@ -15,11 +17,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
 
 	"github.com/smallstep/pkcs7"
 )
@@ -43,20 +49,17 @@ type SignResponse struct {
 	Certificate string `json:"certificate"`
 }
 
-type signer struct {
-	cert   *x509.Certificate
-	chain  []*x509.Certificate
-	key    crypto.Signer
-	origin string
+// Card is what a card in the reader holds: its signing certificate, the chain above it (the issuing CA)
+// and its key.
+type Card struct {
+	Cert  *x509.Certificate
+	Chain []*x509.Certificate
+	Key   crypto.Signer
 }
 
-// New loads the certificate (the signer's first, then its chain, in one PEM file) and its private key
-// (PKCS #8, SEC 1 or PKCS #1 PEM), and answers requests from allowedOrigin, e.g.
-// "https://portal.example:8443".
-func New(certPEMPath, keyPEMPath, allowedOrigin string) (http.Handler, error) {
-	if err := checkOrigin(allowedOrigin); err != nil {
-		return nil, fmt.Errorf("allowed origin: %w", err)
-	}
+// LoadCard reads a card from a PEM file of the certificate followed by its chain and a PEM private key
+// (PKCS #8, SEC 1 or PKCS #1).
+func LoadCard(certPEMPath, keyPEMPath string) (*Card, error) {
 	certs, err := readCerts(certPEMPath)
 	if err != nil {
 		return nil, err
@@ -68,12 +71,63 @@ func New(certPEMPath, keyPEMPath, allowedOrigin string) (http.Handler, error) {
 	if !publicKeyEqual(certs[0].PublicKey, key.Public()) {
 		return nil, fmt.Errorf("%s: the key does not belong to the certificate in %s", keyPEMPath, certPEMPath)
 	}
-	s := &signer{cert: certs[0], chain: certs[1:], key: key, origin: allowedOrigin}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.about)
-	mux.HandleFunc("OPTIONS /sign", s.preflight)
-	mux.HandleFunc("POST /sign", s.sign)
-	return mux, nil
+	return &Card{Cert: certs[0], Chain: certs[1:], Key: key}, nil
+}
+
+// Server is the signing component's HTTP handler. Its card can be swapped while it serves, as a citizen
+// swaps the card in the reader.
+type Server struct {
+	origins []string
+	card    atomic.Pointer[Card]
+	mux     *http.ServeMux
+}
+
+// New loads a card with LoadCard and serves it to allowedOrigins, e.g. "https://portal.example:8443".
+func New(certPEMPath, keyPEMPath string, allowedOrigins ...string) (*Server, error) {
+	if err := checkOrigins(allowedOrigins); err != nil {
+		return nil, err
+	}
+	card, err := LoadCard(certPEMPath, keyPEMPath)
+	if err != nil {
+		return nil, err
+	}
+	return NewServer(card, allowedOrigins...)
+}
+
+// NewServer serves card, which may be nil for an empty reader, to allowedOrigins.
+func NewServer(card *Card, allowedOrigins ...string) (*Server, error) {
+	if err := checkOrigins(allowedOrigins); err != nil {
+		return nil, err
+	}
+	s := &Server{origins: slices.Clone(allowedOrigins), mux: http.NewServeMux()}
+	s.card.Store(card)
+	s.mux.HandleFunc("GET /{$}", s.about)
+	s.mux.HandleFunc("OPTIONS /sign", s.preflight)
+	s.mux.HandleFunc("POST /sign", s.sign)
+	return s, nil
+}
+
+// Insert puts card in the reader in place of the one there; nil empties the reader.
+func (s *Server) Insert(card *Card) { s.card.Store(card) }
+
+// Card is the card in the reader, nil if none.
+func (s *Server) Card() *Card { return s.card.Load() }
+
+// Origins are the portal origins the server answers.
+func (s *Server) Origins() []string { return slices.Clone(s.origins) }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func checkOrigins(origins []string) error {
+	if len(origins) == 0 {
+		return errors.New("allowed origin: at least one is required")
+	}
+	for _, o := range origins {
+		if err := checkOrigin(o); err != nil {
+			return fmt.Errorf("allowed origin: %w", err)
+		}
+	}
+	return nil
 }
 
 func checkOrigin(o string) error {
@@ -166,25 +220,31 @@ func Sign(content []byte, cert *x509.Certificate, chain []*x509.Certificate, key
 	return sd.Finish()
 }
 
-func (s *signer) about(w http.ResponseWriter, r *http.Request) {
+func (s *Server) about(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "MyData local signer: a stand-in for the card-signing component, for demos and tests.\n"+
-		"POST /sign {\"challenge\":\"<base64>\"} from %s returns {\"signed_data\":\"<base64 DER CMS SignedData>\",\"certificate\":\"<base64 DER>\"}.\n"+
-		"Signing as %s (serial %s), issued by %s.\n", s.origin, s.cert.Subject.CommonName, s.cert.SerialNumber.Text(16), s.cert.Issuer)
+		"POST /sign {\"challenge\":\"<base64>\"} from %s returns {\"signed_data\":\"<base64 DER CMS SignedData>\",\"certificate\":\"<base64 DER>\"}.\n",
+		strings.Join(s.origins, ", "))
+	if c := s.card.Load(); c != nil {
+		fmt.Fprintf(w, "The card in the reader: %s (serial %s), issued by %s.\n", c.Cert.Subject.CommonName, c.Cert.SerialNumber.Text(16), c.Cert.Issuer)
+	} else {
+		fmt.Fprintln(w, "No card is in the reader.")
+	}
 }
 
-// allow writes the CORS headers when the request comes from the allowed origin, and 403 otherwise.
-func (s *signer) allow(w http.ResponseWriter, r *http.Request) bool {
+// allow writes the CORS headers when the request comes from an allowed origin, and 403 otherwise.
+func (s *Server) allow(w http.ResponseWriter, r *http.Request) bool {
 	w.Header().Add("Vary", "Origin")
-	if r.Header.Get("Origin") != s.origin {
+	origin := r.Header.Get("Origin")
+	if !slices.Contains(s.origins, origin) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return false
 	}
-	w.Header().Set("Access-Control-Allow-Origin", s.origin)
+	w.Header().Set("Access-Control-Allow-Origin", origin)
 	return true
 }
 
-func (s *signer) preflight(w http.ResponseWriter, r *http.Request) {
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 	if !s.allow(w, r) {
 		return
 	}
@@ -198,7 +258,7 @@ func (s *signer) preflight(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *signer) sign(w http.ResponseWriter, r *http.Request) {
+func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	if !s.allow(w, r) {
 		return
 	}
@@ -218,7 +278,12 @@ func (s *signer) sign(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "challenge: want 1 to 1024 bytes in standard base64", http.StatusBadRequest)
 		return
 	}
-	der, err := Sign(challenge, s.cert, s.chain, s.key, req.Detached)
+	card := s.card.Load()
+	if card == nil {
+		http.Error(w, "no card in the reader", http.StatusServiceUnavailable)
+		return
+	}
+	der, err := Sign(challenge, card.Cert, card.Chain, card.Key, req.Detached)
 	if err != nil {
 		http.Error(w, "signing failed", http.StatusInternalServerError)
 		return
@@ -227,6 +292,6 @@ func (s *signer) sign(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(SignResponse{
 		SignedData:  base64.StdEncoding.EncodeToString(der),
-		Certificate: base64.StdEncoding.EncodeToString(s.cert.Raw),
+		Certificate: base64.StdEncoding.EncodeToString(card.Cert.Raw),
 	})
 }

@@ -1,21 +1,23 @@
-package localsigner_test
+package cardsigner_test
 
 import (
 	"bytes"
-	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin"
-	"github.com/mydatafed/mydata/hub/internal/identity/certlogin/localsigner"
 	"github.com/mydatafed/mydata/pkg/cardca"
+	"github.com/mydatafed/mydata/pkg/cardsigner"
+	"github.com/smallstep/pkcs7"
 )
+
+// The hub's certlogin verifies what the server signs in hub/internal/identity/certlogin's tests; here
+// the SignedData is checked with pkcs7 alone.
 
 const (
 	portal    = "https://portal.mydata.test:8443"
@@ -23,21 +25,18 @@ const (
 )
 
 type env struct {
-	srv *httptest.Server
-	v   *certlogin.Verifier
+	srv    *httptest.Server
+	signer *cardsigner.Server
+	ca     *cardca.CA
 }
 
-func setup(t *testing.T, rsa bool) env {
+func setup(t *testing.T, rsa bool, origins ...string) env {
 	t.Helper()
 	ca, err := cardca.New(cardca.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	files, err := ca.WriteFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	leaf, err := ca.IssueCitizen(cardca.CitizenOptions{NationalID: citizenID, RSA: rsa})
 	if err != nil {
 		t.Fatal(err)
@@ -46,22 +45,60 @@ func setup(t *testing.T, rsa bool) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := localsigner.New(certPath, keyPath, portal)
+	if len(origins) == 0 {
+		origins = []string{portal}
+	}
+	s, err := cardsigner.New(certPath, keyPath, origins...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	v, err := certlogin.New(certlogin.Config{
-		ID:          "moica",
-		Roots:       []string{files.Root},
-		CRLs:        []string{files.CRLPEM},
-		SubjectRule: certlogin.SubjectRule{Kind: certlogin.SubjectAttribute},
-	}, nil, ca.Now)
+	return env{srv: srv, signer: s, ca: ca}
+}
+
+// signChallenge asks the server to sign challenge from origin and returns the answer.
+func signChallenge(t *testing.T, e env, origin string, challenge []byte, detached bool) cardsigner.SignResponse {
+	t.Helper()
+	body, _ := json.Marshal(cardsigner.SignRequest{Challenge: base64.StdEncoding.EncodeToString(challenge), Detached: detached})
+	resp := post(t, e.srv.URL+"/sign", origin, "application/json", string(body))
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != origin {
+		t.Fatalf("status %s, ACAO %q", resp.Status, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	var out cardsigner.SignResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// verifySigned checks that out is a SignedData over challenge by a card that chains to e's root, and
+// returns the signer's certificate.
+func verifySigned(t *testing.T, e env, out cardsigner.SignResponse, challenge []byte) *x509.Certificate {
+	t.Helper()
+	der, err := base64.StdEncoding.DecodeString(out.SignedData)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return env{srv: srv, v: v}
+	p7, err := pkcs7.Parse(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p7.Content) == 0 {
+		p7.Content = challenge
+	} else if !bytes.Equal(p7.Content, challenge) {
+		t.Fatalf("signed content %q, want the challenge", p7.Content)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Root)
+	if err := p7.VerifyWithChainAtTime(roots, e.ca.Now()); err != nil {
+		t.Fatalf("the SignedData does not verify to the root: %v", err)
+	}
+	signer := p7.GetOnlySigner()
+	if signer == nil || base64.StdEncoding.EncodeToString(signer.Raw) != out.Certificate {
+		t.Fatal("the returned certificate is not the signer's")
+	}
+	return signer
 }
 
 func post(t *testing.T, url, origin, contentType, body string) *http.Response {
@@ -94,33 +131,58 @@ func TestRoundTrip(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := setup(t, tc.rsa)
-			challenge := certlogin.NewChallenge()
-			body, _ := json.Marshal(localsigner.SignRequest{
-				Challenge: base64.StdEncoding.EncodeToString(challenge), Detached: tc.detached})
-			resp := post(t, e.srv.URL+"/sign", portal, "application/json", string(body))
-			if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != portal {
-				t.Fatalf("status %s, ACAO %q", resp.Status, resp.Header.Get("Access-Control-Allow-Origin"))
+			challenge := []byte("portal-challenge-0123456789")
+			out := signChallenge(t, e, portal, challenge, tc.detached)
+			der, _ := base64.StdEncoding.DecodeString(out.SignedData)
+			if p7, err := pkcs7.Parse(der); err != nil || (len(p7.Content) == 0) != tc.detached {
+				t.Fatalf("detached %v: content %d bytes (%v)", tc.detached, len(p7.Content), err)
 			}
-			var out localsigner.SignResponse
-			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-				t.Fatal(err)
-			}
-			der, err := base64.StdEncoding.DecodeString(out.SignedData)
-			if err != nil {
-				t.Fatal(err)
-			}
-			proof, err := e.v.Verify(context.Background(), der, challenge, citizenID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := base64.StdEncoding.EncodeToString(proof.Certificate.Raw); got != out.Certificate {
-				t.Fatal("the returned certificate is not the signer's")
-			}
-			// The same signature does not log in with another challenge.
-			if _, err := e.v.Verify(context.Background(), der, certlogin.NewChallenge(), citizenID); !errors.Is(err, certlogin.ErrChallenge) {
-				t.Fatalf("replay with a new challenge: %v", err)
+			if got := verifySigned(t, e, out, challenge); got.Subject.SerialNumber != citizenID {
+				t.Fatalf("signed by %q", got.Subject.SerialNumber)
 			}
 		})
+	}
+}
+
+// TestOrigins serves the portals of a hub cluster: each gets its own origin back, others are refused.
+func TestOrigins(t *testing.T) {
+	const other = "http://localhost:8081"
+	e := setup(t, false, portal, other)
+	for _, origin := range []string{portal, other} {
+		verifySigned(t, e, signChallenge(t, e, origin, []byte("c"), false), []byte("c"))
+	}
+	good := `{"challenge":"YQ=="}`
+	for _, origin := range []string{"", "http://evil.example", "http://127.0.0.1:8081"} {
+		if resp := post(t, e.srv.URL+"/sign", origin, "application/json", good); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("Origin %q: status %s, want 403", origin, resp.Status)
+		}
+	}
+	if got := e.signer.Origins(); len(got) != 2 || got[0] != portal || got[1] != other {
+		t.Errorf("Origins() = %q", got)
+	}
+}
+
+// TestInsert swaps the card in the reader while the server runs, and empties the reader.
+func TestInsert(t *testing.T) {
+	e := setup(t, false)
+	leaf, err := e.ca.IssueCitizen(cardca.CitizenOptions{NationalID: "B220713459"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.signer.Insert(&cardsigner.Card{Cert: leaf.Cert, Chain: leaf.Chain, Key: leaf.Key})
+	if got := verifySigned(t, e, signChallenge(t, e, portal, []byte("c"), false), []byte("c")); got.Subject.SerialNumber != "B220713459" {
+		t.Fatalf("signed by %q after the swap", got.Subject.SerialNumber)
+	}
+	e.signer.Insert(nil)
+	if e.signer.Card() != nil {
+		t.Fatal("the reader is not empty")
+	}
+	if resp := post(t, e.srv.URL+"/sign", portal, "application/json", `{"challenge":"YQ=="}`); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("empty reader: status %s, want 503", resp.Status)
+	}
+	s, err := cardsigner.NewServer(nil, portal)
+	if err != nil || s.Card() != nil {
+		t.Fatalf("NewServer with an empty reader: %v", err)
 	}
 }
 
@@ -228,11 +290,15 @@ func TestNewErrors(t *testing.T) {
 		{"key of another certificate", aCert, bKey, portal},
 		{"missing certificate", dir + "/none.pem", aKey, portal},
 		{"key file is a certificate", aCert, aCert, portal},
+		{"no origin", aCert, aKey, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := localsigner.New(tc.cert, tc.key, tc.origin); err == nil {
+			if _, err := cardsigner.New(tc.cert, tc.key, tc.origin); err == nil {
 				t.Fatal("New accepted it")
 			}
 		})
+	}
+	if _, err := cardsigner.New(aCert, aKey); err == nil {
+		t.Error("New accepted no origin at all")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/seal"
@@ -67,6 +68,19 @@ func TestCounterHub(t *testing.T) {
 	}
 	if _, err := redeem(f.bank); !errors.As(err, &he) || he.Status != http.StatusConflict || he.Message != hubapi.CounterUsed {
 		t.Fatalf("second redemption: %v", err)
+	}
+	// Wrong codes lock the terminal after five, and the answer says for how long.
+	for i := 1; i <= 5; i++ {
+		key, _ := seal.GenerateKey(seal.KEMHybrid)
+		err := hubClientAs(t, f.h, f.bank).Do(context.Background(), http.MethodPost, hubapi.PathCounterRedeem, hubapi.CounterRedeemRequest{
+			Code: "ZZZZ-2222", Terminal: "desk-9", RecipientKEM: seal.KEMHybrid, RecipientKey: key.PublicKey().Bytes()}, nil)
+		want := http.StatusNotFound
+		if i == 5 {
+			want = http.StatusTooManyRequests
+		}
+		if !errors.As(err, &he) || he.Status != want || (i == 5 && (he.Message != hubapi.CounterLocked || he.RetryAfter < 14*time.Minute)) {
+			t.Fatalf("wrong code %d: %v (retry after %s)", i, err, he.RetryAfter)
+		}
 	}
 	hist := c.Get("/history")
 	for _, want := range []string{"Counter verification", "Redeemed at the counter", "at the counter of Test agency bank (desk-1)"} {

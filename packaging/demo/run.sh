@@ -358,7 +358,7 @@ ident="$demo/identity"
 ca_dir="$ident/ca"
 mkdir -p "$ident/mail"
 run "$demo_bin/identity" ca --dir "$ca_dir" --citizens "$(IFS=,; echo "${citizens[*]}")" --revoked "$card_citizen" | sed 's/^/    /'
-cp "$root/hub/internal/identity/twodocs/registry/testdata/sample-registry.json" "$ident/registry.json"
+cp "$root/pkg/docregistry/testdata/sample-registry.json" "$ident/registry.json"
 (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$ident/registry.token")
 echo "  ${ident#$root/}/: ca/ (root.pem, crl.pem, cards/<ID>.pem), registry.json, registry.token, mail/"
 

@@ -25,10 +25,10 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/identity/passkey"
 	"github.com/mydatafed/mydata/hub/internal/identity/passkey/passkeytest"
 	"github.com/mydatafed/mydata/hub/internal/identity/twodocs"
-	"github.com/mydatafed/mydata/hub/internal/identity/twodocs/registry"
 	"github.com/mydatafed/mydata/hub/internal/notify"
 	"github.com/mydatafed/mydata/pkg/cardca"
 	"github.com/mydatafed/mydata/pkg/cardsigner"
+	"github.com/mydatafed/mydata/pkg/docregistry"
 )
 
 // mailbox is a real SMTP server (go-smtp) on loopback that keeps what it receives.
@@ -341,7 +341,7 @@ func TestCertificateLogin(t *testing.T) {
 
 func TestTwoDocumentsNeedACodeTheFirstTime(t *testing.T) {
 	mb := startMailbox(t)
-	reg, err := registry.Open(filepath.Join("..", "identity", "twodocs", "registry", "testdata", "sample-registry.json"), "")
+	reg, err := docregistry.Open(filepath.Join("..", "..", "..", "pkg", "docregistry", "testdata", "sample-registry.json"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

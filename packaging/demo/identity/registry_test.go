@@ -10,7 +10,7 @@ import (
 )
 
 // sampleRecords is the sample registry's records file, which the demo serves.
-const sampleRecords = "../../../hub/internal/identity/twodocs/registry/testdata/sample-registry.json"
+const sampleRecords = "../../../pkg/docregistry/testdata/sample-registry.json"
 
 func TestRegistry(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "token")

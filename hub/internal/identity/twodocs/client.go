@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/docregistry"
 	"github.com/mydatafed/mydata/pkg/nationalid"
 	"github.com/mydatafed/mydata/pkg/strictjson"
 )
@@ -44,25 +45,7 @@ const (
 	MaxTimeout = time.Minute
 	// MaxResponse is the largest answer read from the registry; {"match":false} is 15 bytes.
 	MaxResponse = 4 << 10
-	// MaxRequest is the largest request the registry needs to accept.
-	MaxRequest = 4 << 10
 )
-
-// Request is the body the hub POSTs to the registry. Household, or IssueDate (2006-01-02) with IssueType,
-// is set, never both.
-type Request struct {
-	NationalID string    `json:"national_id"`
-	NHICard    string    `json:"nhi_card"`
-	Household  string    `json:"household,omitempty"`
-	IssueDate  string    `json:"issue_date,omitempty"`
-	IssueType  IssueType `json:"issue_type,omitempty"`
-}
-
-// Response is the registry's answer, with status 200. Match is a pointer so that a missing field is an
-// error, not a "no".
-type Response struct {
-	Match *bool `json:"match"`
-}
 
 // Config is the method's configuration, under the portal's section for it.
 type Config struct {
@@ -236,9 +219,9 @@ func (c *Client) Check(ctx context.Context, nationalID string, docs Documents) e
 	if err := docs.validate(); err != nil {
 		return err
 	}
-	req := Request{NationalID: nationalID, NHICard: docs.NHICard, Household: docs.Household}
+	req := docregistry.Request{NationalID: nationalID, NHICard: docs.NHICard, Household: docs.Household}
 	if docs.Household == "" {
-		req.IssueDate, req.IssueType = docs.IssueDate.Format(time.DateOnly), docs.IssueType
+		req.IssueDate, req.IssueType = docs.IssueDate.Format(time.DateOnly), string(docs.IssueType)
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -286,7 +269,7 @@ func (c *Client) Check(ctx context.Context, nationalID string, docs Documents) e
 	if err != nil {
 		return c.unavailable(ctx, "read answer from", err)
 	}
-	var ans Response
+	var ans docregistry.Response
 	if err := strictjson.Unmarshal(data, MaxResponse, &ans); err != nil {
 		// strictjson's message quotes at most a token of the body, never the request.
 		return fmt.Errorf("%w: %s: %v", ErrProtocol, c.host, err)

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/identity/twodocs"
-	"github.com/mydatafed/mydata/hub/internal/identity/twodocs/registry"
+	"github.com/mydatafed/mydata/pkg/docregistry"
 )
 
 const (
@@ -55,14 +55,14 @@ func caFile(t *testing.T, srv *httptest.Server) string {
 	return writeFile(t, t.TempDir(), "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
 }
 
-// sampleRegistry serves registry/testdata/sample-registry.json over TLS, wanting token.
+// sampleRegistry serves pkg/docregistry/testdata/sample-registry.json over TLS, wanting token.
 func sampleRegistry(t *testing.T) *httptest.Server {
 	t.Helper()
-	recs, err := registry.Load("registry/testdata/sample-registry.json")
+	recs, err := docregistry.Load("../../../../pkg/docregistry/testdata/sample-registry.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(recs, token)
+	reg, err := docregistry.New(recs, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,11 +422,11 @@ func TestCheckSlow(t *testing.T) {
 
 func TestCheckMutualTLS(t *testing.T) {
 	ca := newTestCA(t)
-	recs, err := registry.Load("registry/testdata/sample-registry.json")
+	recs, err := docregistry.Load("../../../../pkg/docregistry/testdata/sample-registry.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(recs, "")
+	reg, err := docregistry.New(recs, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,8 @@
 // ID plus the NHI card number (健保卡卡號) and one more document, either the household registration number
 // (戶號, from the 戶口名簿) or the ID card's issue date and issue type (身分證領補換日期, 初發/補發/換發). The hub
 // asks a document registry over HTTPS whether they belong together (on the real platform, the household
-// registration and NHI systems); the registry subpackage is a sample registry for the demo and tests.
+// registration and NHI systems); pkg/docregistry holds the wire format of that check and a sample registry
+// for the demo and tests.
 //
 // The package parses what the citizen typed (untrusted input, each problem reported as a FieldError naming
 // the form field), and Client.Check asks the registry. It keeps no state and no counters.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mydatafed/mydata/pkg/docregistry"
 )
 
 // Form field names, as FieldError.Field carries them and as the registry's JSON names them.
@@ -216,9 +218,9 @@ type IssueType string
 
 // The issue types, by the names the registry protocol uses.
 const (
-	IssueFirst       IssueType = "first"       // 初發: the first card, at 14 or on first registration
-	IssueReissue     IssueType = "reissue"     // 補發: after a loss
-	IssueReplacement IssueType = "replacement" // 換發: a worn card, a changed name, or a general renewal
+	IssueFirst       IssueType = docregistry.IssueFirst       // 初發: the first card, at 14 or on first registration
+	IssueReissue     IssueType = docregistry.IssueReissue     // 補發: after a loss
+	IssueReplacement IssueType = docregistry.IssueReplacement // 換發: a worn card, a changed name, or a general renewal
 )
 
 // Zh is the name printed on the card and shown on the form.

@@ -1,4 +1,4 @@
-package registry
+package docregistry
 
 import (
 	"encoding/json"
@@ -36,7 +36,7 @@ func TestSampleFile(t *testing.T) {
 			t.Errorf("the demo citizen %s has no record", id)
 		}
 	}
-	files, _ := filepath.Glob("../../../../../packaging/demo/data/moi/household/*.json")
+	files, _ := filepath.Glob("../../packaging/demo/data/moi/household/*.json")
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -69,7 +69,7 @@ func TestLoadCSV(t *testing.T) {
 		{"good", "national_id,nhi_card,household,issue_date,issue_type\n" +
 			"A123456789,000012345678,D0012345,2019-03-05,補發\n" +
 			"# a comment\n" +
-			"B220713459, 0000 4567 8901 ,B0207788,98/02/20,初發\n" +
+			"B220713459, 000045678901 ,B0207788,2009-02-20,初發\n" +
 			"A102408158,000034567890,D0012345,,\n", 3, ""},
 		{"columns in another order, with a BOM", "\uFEFFhousehold,nhi_card,national_id\nD0012345,000012345678,A123456789\n", 1, ""},
 		{"unknown column", "national_id,nhi_card,name\nA123456789,000012345678,王大明\n", 0, "unknown column"},
@@ -84,6 +84,10 @@ func TestLoadCSV(t *testing.T) {
 		{"date without type", "national_id,nhi_card,issue_date\nA123456789,000012345678,2019-03-05\n", 0, "issue_type"},
 		{"type without date", "national_id,nhi_card,household,issue_type\nA123456789,000012345678,D0012345,初發\n", 0, "issue_date"},
 		{"bad date", "national_id,nhi_card,issue_date,issue_type\nA123456789,000012345678,2019-02-30,初發\n", 0, "issue_date"},
+		{"ROC date", "national_id,nhi_card,issue_date,issue_type\nA123456789,000012345678,108/03/05,補發\n", 0, "issue_date"},
+		{"NHI card in groups", "national_id,nhi_card,household\nA123456789,0000 1234 5678,D0012345\n", 0, "record 1: nhi_card"},
+		{"lower-case household", "national_id,nhi_card,household\nA123456789,000012345678,d0012345\n", 0, "record 1: household"},
+		{"bad issue type", "national_id,nhi_card,issue_date,issue_type\nA123456789,000012345678,2019-03-05,renewal\n", 0, "issue_type"},
 		{"duplicate", "national_id,nhi_card,household\nA123456789,000012345678,D0012345\nA123456789,000012345678,D0012345\n", 0, "record 2: the national ID of an earlier record"},
 	}
 	for _, tt := range tests {

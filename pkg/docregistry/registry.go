@@ -1,9 +1,10 @@
-// Package registry is a sample document registry for the two-documents login: an http.Handler that answers
-// the hub's twodocs check from records loaded from a JSON or CSV file. It stands in, in the demo and in
+// Package docregistry is the document registry of the two-documents login: the wire format of the check
+// the hub's twodocs client sends (Request, Response), and a sample registry that answers it (Registry),
+// an http.Handler serving records loaded from a JSON or CSV file. The sample stands in, in the demo and in
 // tests, for the household registration and NHI systems the real platform asks; it holds synthetic data
 // only. Like a real one it says only "match" or "no match", the same for an unknown national ID, compares
 // in constant time, wants a bearer token when one is configured, and logs nothing.
-package registry
+package docregistry
 
 import (
 	"bytes"
@@ -19,16 +20,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/mydatafed/mydata/hub/internal/identity/twodocs"
-	"github.com/mydatafed/mydata/pkg/nationalid"
 	"github.com/mydatafed/mydata/pkg/strictjson"
 )
 
 // Record is one citizen's documents as the file holds them. Household, or IssueDate with IssueType, or
-// both, must be set; values may be written as a citizen would type them (twodocs' parsers read them), e.g.
-// an ROC date 112/03/05 and the issue type 換發.
+// both, must be set. Values are in the canonical form of a Request, except that the issue type may also be
+// written as on the card: 初發, 補發 or 換發 (or 初領, 補領, 換領).
 type Record struct {
 	NationalID string `json:"national_id"`
 	NHICard    string `json:"nhi_card"`
@@ -132,8 +130,15 @@ func householdDigest(nhi, household string) [sha256.Size]byte {
 	return sha256.Sum256([]byte("household\x00" + nhi + "\x00" + household))
 }
 
-func issuedDigest(nhi, date string, typ twodocs.IssueType) [sha256.Size]byte {
-	return sha256.Sum256([]byte("issued\x00" + nhi + "\x00" + date + "\x00" + string(typ)))
+func issuedDigest(nhi, date, typ string) [sha256.Size]byte {
+	return sha256.Sum256([]byte("issued\x00" + nhi + "\x00" + date + "\x00" + typ))
+}
+
+// issueTypeNames are the names of the issue types a record may use besides the protocol's own.
+var issueTypeNames = map[string]string{
+	"初發": IssueFirst, "初領": IssueFirst,
+	"補發": IssueReissue, "補領": IssueReissue,
+	"換發": IssueReplacement, "換領": IssueReplacement,
 }
 
 func random() [sha256.Size]byte {
@@ -163,35 +168,29 @@ func New(records []Record, token string) (*Registry, error) {
 	return r, nil
 }
 
+// digest checks a record as the two requests it can answer, and returns what they compare.
 func digest(rec Record) (digests, error) {
 	d := digests{random(), random()}
-	if nationalid.Valid(rec.NationalID) != nil {
-		return d, errors.New("national_id: not a valid national ID")
-	}
-	nhi, err := twodocs.ParseNHICard(rec.NHICard)
-	if err != nil {
-		return d, err
-	}
 	if rec.Household == "" && rec.IssueDate == "" {
 		return d, errors.New("needs household or issue_date")
 	}
 	if rec.Household != "" {
-		h, err := twodocs.ParseHousehold(rec.Household)
-		if err != nil {
+		q := Request{NationalID: rec.NationalID, NHICard: rec.NHICard, Household: rec.Household}
+		if err := q.Validate(); err != nil {
 			return d, err
 		}
-		d.household = householdDigest(nhi, h)
+		d.household = householdDigest(q.NHICard, q.Household)
 	}
 	if rec.IssueDate != "" || rec.IssueType != "" {
-		date, err := twodocs.ParseIssueDate(rec.IssueDate)
-		if err != nil {
+		typ := rec.IssueType
+		if name, ok := issueTypeNames[typ]; ok {
+			typ = name
+		}
+		q := Request{NationalID: rec.NationalID, NHICard: rec.NHICard, IssueDate: rec.IssueDate, IssueType: typ}
+		if err := q.Validate(); err != nil {
 			return d, err
 		}
-		typ, err := twodocs.ParseIssueType(rec.IssueType)
-		if err != nil {
-			return d, err
-		}
-		d.issued = issuedDigest(nhi, date.Format(time.DateOnly), typ)
+		d.issued = issuedDigest(q.NHICard, q.IssueDate, q.IssueType)
 	}
 	return d, nil
 }
@@ -218,8 +217,8 @@ func Open(recordsFile, tokenFile string) (*Registry, error) {
 // Len is the number of records.
 func (r *Registry) Len() int { return len(r.byID) }
 
-// ServeHTTP answers a POSTed twodocs.Request with a twodocs.Response; a request that is not one is 400,
-// a missing or wrong token 401.
+// ServeHTTP answers a POSTed Request with a Response; a request that is not one is 400, a missing or
+// wrong token 401.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if req.Method != http.MethodPost {
@@ -236,15 +235,18 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	var q twodocs.Request
-	if err := strictjson.Decode(http.MaxBytesReader(w, req.Body, twodocs.MaxRequest), twodocs.MaxRequest, &q); err != nil {
+	var q Request
+	if err := strictjson.Decode(http.MaxBytesReader(w, req.Body, MaxRequest), MaxRequest, &q); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "not a check request"})
 		return
 	}
-	want, err := checkRequest(q)
-	if err != nil {
+	if err := q.Validate(); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
+	}
+	want := householdDigest(q.NHICard, q.Household)
+	if q.Household == "" {
+		want = issuedDigest(q.NHICard, q.IssueDate, q.IssueType)
 	}
 	rec, known := r.byID[q.NationalID]
 	if !known {
@@ -255,34 +257,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		have = rec.issued
 	}
 	match := subtle.ConstantTimeCompare(have[:], want[:])&boolInt(known) == 1
-	writeJSON(w, http.StatusOK, twodocs.Response{Match: &match})
-}
-
-// checkRequest accepts what twodocs.Client sends, canonical values only, and returns the digest to compare.
-func checkRequest(q twodocs.Request) ([sha256.Size]byte, error) {
-	if nationalid.Valid(q.NationalID) != nil {
-		return [sha256.Size]byte{}, errors.New("national_id: not a valid national ID")
-	}
-	if n, err := twodocs.ParseNHICard(q.NHICard); err != nil || n != q.NHICard {
-		return [sha256.Size]byte{}, errors.New("nhi_card: not 12 digits")
-	}
-	dated := q.IssueDate != "" || q.IssueType != ""
-	switch {
-	case q.Household != "" && dated, q.Household == "" && !dated:
-		return [sha256.Size]byte{}, errors.New("household or issue_date with issue_type, one of the two")
-	case q.Household != "":
-		if h, err := twodocs.ParseHousehold(q.Household); err != nil || h != q.Household {
-			return [sha256.Size]byte{}, errors.New("household: not a letter and 7 digits")
-		}
-		return householdDigest(q.NHICard, q.Household), nil
-	}
-	if _, err := time.Parse(time.DateOnly, q.IssueDate); err != nil {
-		return [sha256.Size]byte{}, errors.New("issue_date: not a date in the form 2006-01-02")
-	}
-	if !q.IssueType.Valid() {
-		return [sha256.Size]byte{}, errors.New("issue_type: not first, reissue or replacement")
-	}
-	return issuedDigest(q.NHICard, q.IssueDate, q.IssueType), nil
+	writeJSON(w, http.StatusOK, Response{Match: &match})
 }
 
 func boolInt(b bool) int {

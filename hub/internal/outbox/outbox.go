@@ -16,6 +16,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/mydatafed/mydata/hub/internal/notify"
+	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -209,6 +210,9 @@ func (o *Outbox) compose(e fsm.OutboxEntry) (to string, msg notify.Message, err 
 		return en
 	}
 	use := notify.Use{Mode: notify.UseService, At: c.UsedAt, HistoryURL: strings.TrimSuffix(o.cfg.PortalURL, "/") + "/history"}
+	if c.Mode == hubapi.ModeCounter {
+		use.Mode = notify.UseCounter
+	}
 	if svc, err := o.cfg.State.Service(c.Service); err == nil && svc != nil {
 		use.Recipient = pick(svc.NameZh, svc.NameEn)
 		if org, err := o.cfg.State.Org(svc.SPOrg); err == nil && org != nil {

@@ -41,6 +41,7 @@ type world struct {
 
 	smtpAddr string
 	smtp     *smtp.Server
+	smtpLn   net.Listener
 	mu       sync.Mutex
 	mails    []*mail.Message
 	bodies   []string
@@ -97,8 +98,14 @@ func (w *world) startSMTP() {
 		w.t.Fatal(err)
 	}
 	w.smtpAddr = ln.Addr().String()
-	w.smtp = srv
+	w.smtp, w.smtpLn = srv, ln
 	go srv.Serve(ln)
+}
+
+// stopSMTP takes the mail server down; closing the listener too, since Serve may not have taken it yet.
+func (w *world) stopSMTP() {
+	w.smtp.Close()
+	w.smtpLn.Close()
 }
 
 func newWorld(t *testing.T) *world {
@@ -157,11 +164,14 @@ func (w *world) contact(lang string, email, sms bool) {
 }
 
 // use records a consent of alice's and its use, as the consent service and the redemption do.
-func (w *world) use(id string) {
+func (w *world) use(id string) { w.useIn(id, "") }
+
+func (w *world) useIn(id, mode string) {
 	h, _ := w.keys.LookupHash(alice)
 	sealed, _ := w.keys.SealSubject(alice, id)
 	c := fsm.Consent{ID: id, Service: "bank.loan", Subject: h, SubjectSealed: sealed, Datasets: []string{"moi.household"}, TermsVersion: "1", AAL: 2,
-		LoginMethod: "nhi-card", RedirectURI: "https://bank.example/cb", CodeChallenge: strings.Repeat("a", 43), CreatedAt: w.now, ExpiresAt: w.now.Add(time.Hour)}
+		LoginMethod: "nhi-card", RedirectURI: "https://bank.example/cb", CodeChallenge: strings.Repeat("a", 43), CreatedAt: w.now, ExpiresAt: w.now.Add(time.Hour),
+		Mode: mode}
 	if err := w.apply(&fsm.ConsentRecord{Consent: c, Approve: true, CodeHash: "h-" + id, CodeExpiresAt: w.now.Add(time.Minute), Now: w.now}); err != nil {
 		w.t.Fatal(err)
 	}
@@ -261,7 +271,7 @@ func TestNoContactNoNotice(t *testing.T) {
 func TestRetriedWhenTheServerComesBack(t *testing.T) {
 	w := newWorld(t)
 	w.contact("en", true, false)
-	w.smtp.Close()
+	w.stopSMTP()
 	w.use("c1")
 	o := w.outbox()
 	o.Once(context.Background())
@@ -316,5 +326,15 @@ func TestPermanentFailureIsNotRetried(t *testing.T) {
 	w.outbox().Once(context.Background())
 	if e, _ := w.f.OutboxOf("use:c1:sms"); e.State != fsm.OutboxFailed {
 		t.Errorf("after a permanent refusal: %+v", e)
+	}
+}
+
+func TestCounterUseSaysCounter(t *testing.T) {
+	w := newWorld(t)
+	w.contact("en", true, false)
+	w.useIn("c1", "counter")
+	w.outbox().Once(context.Background())
+	if m, _ := w.counts(); m != 1 || !strings.Contains(strings.ToLower(w.bodies[0]), "counter") {
+		t.Fatalf("%d mails; the notice of a counter use:\n%s", m, w.bodies)
 	}
 }

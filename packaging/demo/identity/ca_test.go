@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/cardsigner"
+	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/smallstep/pkcs7"
 )
 
@@ -21,16 +23,12 @@ import (
 // the CRL from its issuer is fresh and does or does not list it.
 func verifyCard(t *testing.T, dir caDir, name, id string, now time.Time) (revoked bool) {
 	t.Helper()
-	certs, err := readCerts(dir.cardCert(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := readCert(dir.rootCert())
+	certs, err := pemfile.ReadCertificates(dir.cardCert(name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(root)
+	roots.AddCert(readRoot(t, dir))
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
@@ -74,6 +72,15 @@ func verifyCard(t *testing.T, dir caDir, name, id string, now time.Time) (revoke
 		}
 	}
 	return false
+}
+
+func readRoot(t *testing.T, dir caDir) *x509.Certificate {
+	t.Helper()
+	certs, err := pemfile.ReadCertificates(dir.rootCert())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
 }
 
 func TestCA(t *testing.T) {
@@ -139,7 +146,7 @@ func TestSignerSignsWithCard(t *testing.T) {
 		t.Fatal(err)
 	}
 	const portal, other = "http://localhost:8080", "http://localhost:8081"
-	s, err := newSigner(dir.cardCert("B220713459"), dir.cardKey("B220713459"), []string{portal, other})
+	s, err := cardsigner.New(dir.cardCert("B220713459"), dir.cardKey("B220713459"), portal, other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,9 +189,8 @@ func TestSignerSignsWithCard(t *testing.T) {
 		if !bytes.Equal(p7.Content, challenge) {
 			t.Errorf("signed content %q, want the challenge", p7.Content)
 		}
-		root, _ := readCert(dir.rootCert())
 		roots := x509.NewCertPool()
-		roots.AddCert(root)
+		roots.AddCert(readRoot(t, dir))
 		if err := p7.VerifyWithChain(roots); err != nil {
 			t.Errorf("SignedData does not verify to the root: %v", err)
 		}

@@ -23,7 +23,7 @@ const usage = `usage: identity COMMAND [flags]
 
 The demo's stand-ins for what the hub's login methods talk to:
   ca        make a test CA for natural-person cards, a card per demo citizen, one revoked card and a CRL
-  signer    the citizen's signing component (localsigner) for one card "in the reader"
+  signer    the citizen's signing component (pkg/cardsigner) for one card "in the reader"
   registry  the sample household/NHI registry of the two-documents login, over HTTP on loopback
   mail      an SMTP sink on loopback that keeps each message and prints the one-time codes in it
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/cardsigner"
 	"github.com/mydatafed/mydata/pkg/federationtest/oidctest"
 )
 
@@ -165,14 +166,14 @@ func TestIdentityLogins(t *testing.T) {
 
 		for _, c := range []struct {
 			name   string
-			card   *card
+			card   *cardsigner.Card
 			reason string
 		}{
 			{"revoked card", e.revokedA, "The certificate has been revoked or suspended."},
 			{"another citizen's card", e.cardB, "The certificate does not belong to the ID number you entered."},
 		} {
 			e.logout(tab)
-			e.signer.insert(c.card)
+			e.signer.Insert(c.card)
 			e.loginCard(tab, citizenA, "/history")
 			wantStatus(t, tab, 401, c.name)
 			if got := tab.Text("#error"); !strings.Contains(got, "Certificate login refused") || !strings.Contains(got, c.reason) {
@@ -182,7 +183,7 @@ func TestIdentityLogins(t *testing.T) {
 				shot(tab, "identity-2-certificate-revoked")
 			}
 		}
-		e.signer.insert(e.cardA)
+		e.signer.Insert(e.cardA)
 		tab.Navigate(e.base + "/account")
 		if tab.path() == "/account" {
 			t.Errorf("a refused certificate left a session")

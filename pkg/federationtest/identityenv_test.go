@@ -1,44 +1,32 @@
 package federationtest
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"mime/quotedprintable"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mydatafed/mydata/pkg/cardca"
+	"github.com/mydatafed/mydata/pkg/cardsigner"
+	"github.com/mydatafed/mydata/pkg/docregistry"
 	"github.com/mydatafed/mydata/pkg/federationtest/oidctest"
-	"github.com/smallstep/pkcs7"
 )
 
-// The identity tests run the hub binary with every real login method on, against stand-ins for what the
-// methods talk to outside the hub, all started in the test on loopback: a card CA and the citizen's signing
-// component (CMS SignedData made with smallstep/pkcs7, as the hub's local signer makes it), the household/NHI
-// registry, an SMTP server where one-time codes arrive, and zitadel's OpenID provider (oidctest). The hub's
-// own test helpers for these (certlogin/testca, localsigner, twodocs/registry) live under hub/internal,
-// which Go lets nothing outside hub/ import, so the ones here speak the same wire formats on their own.
+// The identity tests run the hub binary with every real login method on, against what the methods talk
+// to outside the hub, all started in the test on loopback: a card CA (pkg/cardca) and the citizen's
+// signing component (pkg/cardsigner) with a card in the reader that the tests swap, the sample
+// household/NHI registry (pkg/docregistry), an SMTP server where one-time codes arrive, and zitadel's
+// OpenID provider (oidctest).
 
 // Citizens of the identity tests. The registry knows citizenA and citizenC's documents.
 const (
@@ -54,173 +42,42 @@ var registryDocs = map[string]docs{
 	citizenC: {"000078901234", "E0903321"},
 }
 
-// cardCA is a root and an issuing CA for citizens' signing certificates, which name the full national ID
-// in the subject's serialNumber (certlogin's subject_attribute rule).
-type cardCA struct {
-	root, inter       *x509.Certificate
-	rootKey, interKey crypto.Signer
-	serial            int64
-	revoked           []x509.RevocationListEntry
-}
-
-// card is a citizen's certificate and key, as the card holds them.
-type card struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
-
-func newKey(t *testing.T) crypto.Signer {
+// issueCard makes a citizen's signing card, which names the full national ID in the subject's
+// serialNumber (certlogin's subject_attribute rule).
+func issueCard(t *testing.T, ca *cardca.CA, nationalID string) *cardsigner.Card {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf, err := ca.IssueCitizen(cardca.CitizenOptions{NationalID: nationalID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k
+	return &cardsigner.Card{Cert: leaf.Cert, Chain: leaf.Chain, Key: leaf.Key}
 }
 
-func mustCert(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
+// startCardSigner serves the signing component to the portal's origin, with card in the reader, and
+// returns it and its URL.
+func startCardSigner(t *testing.T, origin string, card *cardsigner.Card) (*cardsigner.Server, string) {
 	t.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	s, err := cardsigner.NewServer(card, origin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return s, srv.URL
 }
 
-func newCardCA(t *testing.T) *cardCA {
-	t.Helper()
-	now := time.Now()
-	ca := &cardCA{rootKey: newKey(t), interKey: newKey(t), serial: 0x1000}
-	rootTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{Country: []string{"TW"}, CommonName: "MyData Test Card Root CA"},
-		NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour), KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true, IsCA: true}
-	ca.root = mustCert(t, rootTmpl, rootTmpl, ca.rootKey.Public(), ca.rootKey)
-	interTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{Country: []string{"TW"}, CommonName: "MyData Test Citizen CA"},
-		NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(5 * 365 * 24 * time.Hour), KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true}
-	ca.inter = mustCert(t, interTmpl, ca.root, ca.interKey.Public(), ca.rootKey)
-	return ca
-}
-
-// issue makes a signing certificate for a citizen.
-func (ca *cardCA) issue(t *testing.T, nationalID string) *card {
-	t.Helper()
-	ca.serial++
-	key := newKey(t)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(ca.serial), Subject: pkix.Name{Country: []string{"TW"}, CommonName: "Test Citizen", SerialNumber: nationalID},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment}
-	return &card{cert: mustCert(t, tmpl, ca.inter, key.Public(), ca.interKey), key: key}
-}
-
-func (ca *cardCA) revoke(c *card) {
-	ca.revoked = append(ca.revoked, x509.RevocationListEntry{SerialNumber: c.cert.SerialNumber, RevocationTime: time.Now().Add(-time.Minute), ReasonCode: 1})
-}
-
-// writeFiles writes root.pem, intermediate.pem and a CRL (valid a day) into dir, for the hub's configuration.
-func (ca *cardCA) writeFiles(t *testing.T, dir string) (root, inter, crl string) {
-	t.Helper()
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Minute),
-		NextUpdate: time.Now().Add(24 * time.Hour), RevokedCertificateEntries: ca.revoked}, ca.inter, ca.interKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, inter, crl = filepath.Join(dir, "root.pem"), filepath.Join(dir, "intermediate.pem"), filepath.Join(dir, "crl.pem")
-	for path, b := range map[string]*pem.Block{root: {Type: "CERTIFICATE", Bytes: ca.root.Raw}, inter: {Type: "CERTIFICATE", Bytes: ca.inter.Raw}, crl: {Type: "X509 CRL", Bytes: der}} {
-		if err := os.WriteFile(path, pem.EncodeToMemory(b), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root, inter, crl
-}
-
-// cardSigner is the signing component on the citizen's computer, with a card in the reader that the test
-// swaps: POST /sign {"challenge": base64} from the portal's origin answers {"signed_data": base64 DER CMS}.
-type cardSigner struct {
-	srv    *httptest.Server
-	origin string
-	inside atomic.Pointer[card]
-	chain  *x509.Certificate
-}
-
-func startCardSigner(t *testing.T, origin string, chain *x509.Certificate) *cardSigner {
-	s := &cardSigner{origin: origin, chain: chain}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-// insert puts a card in the reader.
-func (s *cardSigner) insert(c *card) { s.inside.Store(c) }
-
-func (s *cardSigner) serve(w http.ResponseWriter, r *http.Request) {
-	w.Header().Add("Vary", "Origin")
-	if r.Header.Get("Origin") != s.origin || r.URL.Path != "/sign" {
-		http.Error(w, "origin not allowed", http.StatusForbidden)
-		return
-	}
-	w.Header().Set("Access-Control-Allow-Origin", s.origin)
-	if r.Method == http.MethodOptions {
-		w.Header().Set("Access-Control-Allow-Methods", "POST")
-		w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
-		if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
-			w.Header().Set("Access-Control-Allow-Private-Network", "true")
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	var req struct {
-		Challenge string `json:"challenge"`
-	}
-	c := s.inside.Load()
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || c == nil {
-		http.Error(w, "bad request or no card", http.StatusBadRequest)
-		return
-	}
-	challenge, err := base64.StdEncoding.DecodeString(req.Challenge)
-	if err != nil {
-		http.Error(w, "challenge: not base64", http.StatusBadRequest)
-		return
-	}
-	sd, err := pkcs7.NewSignedData(challenge)
-	if err == nil {
-		sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
-		err = sd.AddSignerChain(c.cert, c.key, []*x509.Certificate{s.chain}, pkcs7.SignerInfoConfig{})
-	}
-	var der []byte
-	if err == nil {
-		der, err = sd.Finish()
-	}
-	if err != nil {
-		http.Error(w, "signing failed", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]string{"signed_data": base64.StdEncoding.EncodeToString(der), "certificate": base64.StdEncoding.EncodeToString(c.cert.Raw)})
-}
-
-// serveRegistry answers the hub's two-documents check (twodocs.Request in, {"match": bool} out) from
-// registryDocs, by household number.
+// serveRegistry serves the sample registry with registryDocs, by household number, and returns its URL.
 func serveRegistry(t *testing.T) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			NationalID string `json:"national_id"`
-			NHICard    string `json:"nhi_card"`
-			Household  string `json:"household"`
-		}
-		if r.Method != http.MethodPost || json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req) != nil {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		d, ok := registryDocs[req.NationalID]
-		match := ok && d.nhi == req.NHICard && d.household == req.Household
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"match":%t}`, match)
-	}))
+	t.Helper()
+	var recs []docregistry.Record
+	for id, d := range registryDocs {
+		recs = append(recs, docregistry.Record{NationalID: id, NHICard: d.nhi, Household: d.household})
+	}
+	reg, err := docregistry.New(recs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg)
 	t.Cleanup(srv.Close)
 	return srv.URL + "/check"
 }
@@ -334,12 +191,13 @@ func (m *mailSink) count(to string) int {
 type identityEnv struct {
 	hub *Hub
 	// base is the portal's public URL, http://localhost:<port>: a secure context, as WebAuthn wants.
-	base   string
-	mail   *mailSink
-	signer *cardSigner
-	op     *oidctest.OP
+	base      string
+	mail      *mailSink
+	signer    *cardsigner.Server
+	signerURL string
+	op        *oidctest.OP
 	// cards: citizenA's, citizenA's revoked one, citizenB's.
-	cardA, revokedA, cardB *card
+	cardA, revokedA, cardB *cardsigner.Card
 }
 
 // Method ids and levels of the identity hub.
@@ -364,12 +222,17 @@ func startIdentityHub(t *testing.T, o identityOptions) *identityEnv {
 	_, port, _ := net.SplitHostPort(portal)
 	e.base = "http://localhost:" + port
 
-	ca := newCardCA(t)
-	e.cardA, e.revokedA, e.cardB = ca.issue(t, citizenA), ca.issue(t, citizenA), ca.issue(t, citizenB)
-	ca.revoke(e.revokedA)
-	root, inter, crl := ca.writeFiles(t, t.TempDir())
-	e.signer = startCardSigner(t, e.base, ca.inter)
-	e.signer.insert(e.cardA)
+	ca, err := cardca.New(cardca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cardA, e.revokedA, e.cardB = issueCard(t, ca, citizenA), issueCard(t, ca, citizenA), issueCard(t, ca, citizenB)
+	ca.Revoke(e.revokedA.Cert)
+	files, err := ca.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.signer, e.signerURL = startCardSigner(t, e.base, e.cardA)
 
 	callback := e.base + "/login/oidc/" + oidcMethod + "/callback"
 	e.op = oidctest.Start(t, oidctest.Options{
@@ -411,7 +274,7 @@ func startIdentityHub(t *testing.T, o identityOptions) *identityEnv {
       subject_claim: national_id
       acr_levels: {"urn:test:loa:high": 3, "urn:test:loa:substantial": 2}
       amr_levels: {hwk: 3, otp: 2, pwd: 1}
-`, o.lockout, e.base, certMethod, e.signer.srv.URL, root, inter, crl, serveRegistry(t), oidcMethod, e.op.Issuer, oidcClient, oidcSecret, callback)
+`, o.lockout, e.base, certMethod, e.signerURL, files.Root, files.Intermediate, files.CRLPEM, serveRegistry(t), oidcMethod, e.op.Issuer, oidcClient, oidcSecret, callback)
 	notify := fmt.Sprintf("  mail: {host: 127.0.0.1, port: %s, from: \"MyData <noreply@mydata.test>\", start_tls: none, timeout: 10s}\n", mailPort)
 	e.hub = StartHub(t, HubOptions{PortalListen: portal, PortalPublicURL: e.base, Identity: identity, Notify: notify})
 	if o.catalogue {

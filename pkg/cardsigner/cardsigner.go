@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/mydatafed/mydata/pkg/pemfile"
 	"github.com/smallstep/pkcs7"
 )
 
@@ -60,9 +61,9 @@ type Card struct {
 // LoadCard reads a card from a PEM file of the certificate followed by its chain and a PEM private key
 // (PKCS #8, SEC 1 or PKCS #1).
 func LoadCard(certPEMPath, keyPEMPath string) (*Card, error) {
-	certs, err := readCerts(certPEMPath)
+	certs, err := pemfile.ReadCertificates(certPEMPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("card certificate %s: %w", certPEMPath, err)
 	}
 	key, err := readKey(keyPEMPath)
 	if err != nil {
@@ -144,33 +145,6 @@ func checkOrigin(o string) error {
 func publicKeyEqual(a, b crypto.PublicKey) bool {
 	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(b)
-}
-
-func readCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", path)
-	}
-	return certs, nil
 }
 
 func readKey(path string) (crypto.Signer, error) {

@@ -412,6 +412,10 @@ func TestHubAnswers(t *testing.T) {
 			if p.status != tt.status || !strings.Contains(p.body, tt.want) {
 				t.Fatalf("%d %s", p.status, p.body)
 			}
+			// The hub's lock holds here too, until the time it said.
+			if locked := strings.Contains(b.get("/").body, `id="locked"`); locked != (tt.status == 429) {
+				t.Fatalf("locked here: %v", locked)
+			}
 		})
 	}
 }

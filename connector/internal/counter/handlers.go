@@ -314,7 +314,9 @@ func (s *Server) refused(w http.ResponseWriter, r *http.Request, sess *session, 
 		if wait <= 0 {
 			wait = s.cfg.LockoutFor
 		}
-		s.renderEnter(w, r, sess, http.StatusTooManyRequests, message("hub.locked", s.clock(s.cfg.Now().Add(wait))), "", false)
+		until := s.cfg.Now().Add(wait)
+		s.codes.lockUntil(sess.staff, until)
+		s.renderEnter(w, r, sess, http.StatusTooManyRequests, message("hub.locked", s.clock(until)), "", false)
 	case he.Message == hubapi.CounterUsed || he.Status == http.StatusConflict:
 		wrong("code_used", "code.used")
 	case he.Message == hubapi.CounterWrongClient || he.Status == http.StatusForbidden:

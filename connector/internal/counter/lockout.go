@@ -60,6 +60,21 @@ func (l *lockout) fail(key string) (until time.Time, left int) {
 	return time.Time{}, l.after - f.n
 }
 
+// lockUntil locks key until t, as when the hub has locked the terminal: the page then says so, and
+// keeps codes from going to the hub only to be refused.
+func (l *lockout) lockUntil(key string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.fails[key]
+	if f == nil {
+		f = &failures{first: l.now()}
+		l.fails[key] = f
+	}
+	if t.After(f.until) {
+		f.until = t
+	}
+}
+
 // reset clears key's failures.
 func (l *lockout) reset(key string) {
 	l.mu.Lock()

@@ -45,7 +45,7 @@ build: ## build mydata-hub and mydata-connector into bin/ (cgo: needs gcc)
 	@echo "built $(BIN)/mydata-hub and $(BIN)/mydata-connector, version $(VERSION)"
 
 test: ## run the whole suite with the race detector (fuzz seed corpora included; the SPIRE test needs .ci/spire/build.sh)
-	CGO_ENABLED=1 $(GO) test -race -timeout 20m ./...
+	CGO_ENABLED=1 $(GO) test -race -timeout 30m ./...
 
 demo: build ## run the whole federation on this machine (hub + 3 connectors, state in .demo/) until Ctrl-C
 	DEMO_SKIP_BUILD=1 ./packaging/demo/run.sh

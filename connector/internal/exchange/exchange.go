@@ -265,16 +265,6 @@ func (ex *Exchange) HeldBytes() int64 {
 	return n
 }
 
-// Subject is the citizen's national ID as the hub gave it, or "" if it gave none that is valid.
-func (ex *Exchange) Subject() string { return ex.subject }
-
-// Changed is closed at the next change of any dataset.
-func (ex *Exchange) Changed() <-chan struct{} {
-	ex.mu.Lock()
-	defer ex.mu.Unlock()
-	return ex.changed
-}
-
 // Start redeems the code and fetches every dataset; it returns once each dataset is delivered, settled
 // otherwise, or pending, and keeps retrying pending ones in the background.
 func (m *Manager) Start(ctx context.Context, req Request) (*Exchange, error) {

@@ -77,6 +77,11 @@ mail_smtp="127.0.0.1:2525"
 mail_web="127.0.0.1:8025"
 registry_addr="127.0.0.1:8090"
 signer_addr="127.0.0.1:61161"
+# The bank's counter page for its tellers (counter verification), on the bank's SP connector.
+counter_addr="127.0.0.1:8010"
+counter_id="demobank.counter"
+counter_staff="teller"
+counter_password="demo-counter-2026"
 # The sample citizens, who get a natural-person card each; the first one's card is in the reader at first,
 # and the first one also has a revoked card (reported lost). card_citizen's two documents are shown.
 citizens=(A123456789 B220713459 F132604985 E225810349 H120945179)
@@ -304,7 +309,7 @@ for name in "${hub_names[@]}"; do
 	hub_logs+=("$demo/logs/$name.log")
 done
 
-ports=("${hub_apis[@]}" "${hub_rafts[@]}" "${hub_tels[@]}" "${hub_portals[@]}" "$bank_app" "$mail_smtp" "$mail_web" "$registry_addr" "$signer_addr")
+ports=("${hub_apis[@]}" "${hub_rafts[@]}" "${hub_tels[@]}" "${hub_portals[@]}" "$bank_app" "$mail_smtp" "$mail_web" "$registry_addr" "$signer_addr" "$counter_addr")
 for c in "${connectors[@]}"; do
 	read -r _ _ _ _ tel api <<<"$c"
 	ports+=("$tel" "$api")
@@ -500,6 +505,19 @@ EOF
 	esac
 }
 
+# counter_of NAME: the counter page of the bank's connector; its teller's account is made here, with the
+# connector's own command, as an operator would.
+counter_of() {
+	[[ "$1" == bank-sp ]] || return 0
+	cat <<EOF
+counter:
+  listen: $counter_addr
+  staff_file: $demo/counter-staff
+EOF
+}
+printf '%s\n' "$counter_password" | "$conn_bin" counter passwd "$counter_staff" >"$demo/counter-staff"
+chmod 600 "$demo/counter-staff"
+
 for c in "${connectors[@]}"; do
 	read -r name org _ quic tel api <<<"$c"
 	cat >"$demo/$name.yaml" <<EOF
@@ -517,6 +535,7 @@ telemetry:
 exchange:
   listen: $api
 $(datasets_of "$name")
+$(counter_of "$name")
 EOF
 	echo "  ${demo#$root/}/$name.yaml"
 done
@@ -628,6 +647,11 @@ admin service add --id "$client_id" --name-zh 示範銀行線上信用卡申辦 
 	--purpose "信用卡申辦：核對申請人之身分、戶籍、所得與財產，以審核申請及核定信用額度。 Credit-card application: to check the applicant's identity, household, income and property, decide on the application and set a credit limit." \
 	--terms "示範銀行僅將本次取得之資料用於審核您的信用卡申請，並依銀行法及個人資料保護法保存及銷毀。 Demo Bank uses this data only to assess your credit-card application, and keeps and destroys it as the Banking Act and the Personal Data Protection Act require." \
 	--terms-version 2026-11 --redirect-uri "http://$bank_app/callback"
+admin service add --id "$counter_id" --modes counter --name-zh 示範銀行臨櫃開戶 --name-en "Demo Bank account opening at the counter" \
+	--sp demobank/bank-sp --datasets moi.household,fia.income \
+	--purpose "臨櫃開戶：核對申請人之身分、戶籍與所得，免附紙本證明。 Opening an account at a branch: to check the applicant's identity, household and income without paper documents." \
+	--terms "行員僅於櫃檯畫面檢視本次資料，按「完成」後即刪除，不列印、不留存。 The teller views this data on the counter screen only; it is deleted when they press Done, and is neither printed nor kept." \
+	--terms-version 2026-12
 admin dataset list
 admin service list
 
@@ -708,6 +732,9 @@ for hostport in "${hub_portals[@]}"; do
 	done
 done
 echo "  the login page lists the certificate, two-documents, one-time-code and passkey methods"
+code="$(http_status "$counter_addr" /login)"
+[[ "$code" == 200 ]] || die "the bank's counter page http://$counter_addr/login answered $code"
+echo "  the bank's counter page answers"
 
 # ---- 9. summary --------------------------------------------------------------------------------------------
 
@@ -766,6 +793,11 @@ ${bold}Sample bank${reset} (示範銀行 Demo Bank, pid $bank_pid)
   web application       http://$bank_app        service $client_id, returns to http://$bank_app/callback
   log                   $(r "$bank_log")
 
+
+${bold}Counter verification${reset} (臨櫃核驗): at $portal_url/counter a citizen picks "Demo Bank account opening at the
+  counter", agrees, and gets an 8-character code and its QR code (valid 20 minutes, once). A teller logs in to
+  the bank's counter page http://$counter_addr as $counter_staff / $counter_password, types the code, sees the
+  household and income, and presses Done, which deletes them. Staff accounts: $(r "$demo/counter-staff")
 EOF
 if ((hub_nodes == 1)); then
 	cat <<EOF

@@ -295,7 +295,7 @@ func TestIdentityLogins(t *testing.T) {
 
 	t.Run("consent from a weaker session", func(t *testing.T) {
 		if !stepUp {
-			t.Skip("needs the consent page the step-up reached")
+			t.Fatal("the step-up subtest did not reach the consent page this one decides")
 		}
 		tab := tab.For(t)
 		form := map[string]string{

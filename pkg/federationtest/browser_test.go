@@ -178,6 +178,7 @@ func readSample(t *testing.T, path ...string) map[string]any {
 // TestBrowserOnlineApplication is the online service mode as a person does it, in a real Chromium: the
 // bank's form, the hub's login and consent pages, and the bank's page with the data the agencies sent.
 func TestBrowserOnlineApplication(t *testing.T) {
+	t.Parallel()
 	if _, err := os.Stat(ChromiumPath); err != nil {
 		t.Skip("chromium not installed: apt-get install chromium")
 	}

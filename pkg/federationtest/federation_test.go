@@ -37,6 +37,7 @@ func identityFiles(c *Connector) []string {
 }
 
 func TestEnrollment(t *testing.T) {
+	t.Parallel()
 	h := StartHub(t, HubOptions{})
 	dp1 := h.AddConnector("moi", "dp1", ConnectorOptions{Roles: "dp"})
 	dp2 := h.AddConnector("moi", "dp2", ConnectorOptions{Roles: "dp"})
@@ -122,6 +123,7 @@ func sha256Hex(t *testing.T) string {
 // TestEnrollWrongSPIFFEID sends a CSR for another connector's ID straight to the API, as a tampered
 // connector would; the token must survive the refusal.
 func TestEnrollWrongSPIFFEID(t *testing.T) {
+	t.Parallel()
 	h := StartHub(t, HubOptions{})
 	dp1 := h.AddConnector("moi", "dp1", ConnectorOptions{})
 	h.AddConnector("moi", "dp2", ConnectorOptions{})
@@ -167,6 +169,7 @@ func TestEnrollWrongSPIFFEID(t *testing.T) {
 }
 
 func TestAdminAPIAuth(t *testing.T) {
+	t.Parallel()
 	h := StartHub(t, HubOptions{})
 	dp := h.EnrolledConnector("moi", "dp1", ConnectorOptions{})
 	get := func(cert *tls.Certificate) (int, string) {
@@ -209,6 +212,7 @@ func foreignCert(t *testing.T, id string) tls.Certificate {
 }
 
 func TestForeignPeersRefusedAtHandshake(t *testing.T) {
+	t.Parallel()
 	h := StartHub(t, HubOptions{})
 	dp := h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp"})
 	sp := h.EnrolledConnector("bank", "sp1", ConnectorOptions{Roles: "sp"})
@@ -355,6 +359,7 @@ func TestSVIDRotationKeepsConnections(t *testing.T) {
 }
 
 func TestHubRestartKeepsRegistry(t *testing.T) {
+	t.Parallel()
 	h := StartHub(t, HubOptions{})
 	h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp"})
 	dp2 := h.AddConnector("fia", "dp2", ConnectorOptions{Roles: "dp"})
@@ -375,6 +380,7 @@ func TestHubRestartKeepsRegistry(t *testing.T) {
 }
 
 func TestBackupRestoreOntoFreshNode(t *testing.T) {
+	t.Parallel()
 	h := StartHub(t, HubOptions{})
 	dp := h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp"})
 	h.AddConnector("fia", "dp2", ConnectorOptions{Roles: "dp"})
@@ -483,6 +489,7 @@ func TestDirectoryRefresh(t *testing.T) {
 }
 
 func TestSuspendedConnectorCannotRenew(t *testing.T) {
+	t.Parallel()
 	h := StartHub(t, HubOptions{Extra: "ca:\n  svid_ttl: 12s\n"})
 	dp := h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp"})
 	first := dp.LoadSVID(t).Leaf.SerialNumber
@@ -512,6 +519,7 @@ func TestSuspendedConnectorCannotRenew(t *testing.T) {
 // TestStartupErrorsAreClear checks that a binary that cannot start says why and exits, rather than
 // crashing: here a port it needs is taken.
 func TestStartupErrorsAreClear(t *testing.T) {
+	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

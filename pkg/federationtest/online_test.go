@@ -69,6 +69,7 @@ func (f *onlineFederation) approve(t *testing.T, subject string, scope string) (
 }
 
 func TestOnlineExchange(t *testing.T) {
+	t.Parallel()
 	f := startOnline(t)
 	citizen := f.h.NewCitizen()
 	p := NewPKCE()
@@ -171,6 +172,7 @@ func TestOnlineExchange(t *testing.T) {
 }
 
 func TestAuthorizeErrors(t *testing.T) {
+	t.Parallel()
 	f := startOnline(t)
 	c := f.h.NewCitizen()
 	c.Login(citizenA, "moica")
@@ -243,6 +245,7 @@ func TestAuthorizeErrors(t *testing.T) {
 }
 
 func TestPartialDelivery(t *testing.T) {
+	t.Parallel()
 	f := startOnline(t)
 
 	// The income agency's system is slow for a moment: pending, then delivered on retry.

@@ -18,6 +18,7 @@ import (
 // TestReceiptsSurviveAHubOutage lets transfers finish while the hub is down: both connectors keep their
 // receipts and deliver them once the hub is back, so the citizen's history misses nothing.
 func TestReceiptsSurviveAHubOutage(t *testing.T) {
+	t.Parallel()
 	f := startOnline(t)
 	citizen := f.h.NewCitizen()
 	citizen.Login(citizenA, "nhi-card")
@@ -67,6 +68,7 @@ func TestReceiptsSurviveAHubOutage(t *testing.T) {
 // TestReceiptBatchRefusals posts receipt batches to the hub as connectors do: each receipt is answered on
 // its own, only the parties of a transfer may report it, and a malformed batch changes nothing.
 func TestReceiptBatchRefusals(t *testing.T) {
+	t.Parallel()
 	f := startOnline(t)
 	citizen := f.h.NewCitizen()
 	citizen.Login(citizenA, "nhi-card")

@@ -67,6 +67,7 @@ func present(t *testing.T, dp, as *Connector, tok, ticketID, dataset string, key
 }
 
 func TestTicketChecksAtTheDP(t *testing.T) {
+	t.Parallel()
 	f := startOnline(t)
 	redeem := func(as *Connector) (*hubapi.RedeemResponse, interface{ Bytes() ([]byte, error) }, error) {
 		code, p := f.approve(t, citizenA, "moi.household")
@@ -139,6 +140,7 @@ func flip(c byte) string {
 // TestRedeemErrorsAreRFC6749 checks the shape of the hub's redemption errors: an OAuth client library
 // reads error and error_description (RFC 6749 section 5.2).
 func TestRedeemErrorsAreRFC6749(t *testing.T) {
+	t.Parallel()
 	f := startOnline(t)
 	key, err := seal.GenerateKey(seal.KEMHybrid)
 	if err != nil {

@@ -5,51 +5,25 @@ import (
 	"html/template"
 	"net/http"
 
-	"golang.org/x/text/language"
+	"github.com/mydatafed/mydata/pkg/bilingual"
 )
 
 // The page speaks Traditional Chinese and English: every word comes from the catalogue in messages.go
 // through the template function t, and a test fails on a key either language lacks.
 const (
-	langZh = "zh-TW"
-	langEn = "en"
+	langZh = bilingual.Zh
+	langEn = bilingual.En
 )
 
-var langs = []string{langZh, langEn}
-
-var matcher = language.NewMatcher([]language.Tag{language.MustParse("zh-Hant-TW"), language.English})
+var langs = bilingual.Langs
 
 // requestLang is the language chosen on the page (a cookie), or else the browser's, or else Chinese.
 func requestLang(r *http.Request, chosen string) string {
-	if chosen == langZh || chosen == langEn {
-		return chosen
-	}
-	tags, _, _ := language.ParseAcceptLanguage(r.Header.Get("Accept-Language"))
-	if len(tags) == 0 {
-		return langZh
-	}
-	_, i, conf := matcher.Match(tags...)
-	if conf == language.No {
-		return langZh
-	}
-	return langs[i]
+	return bilingual.Pick(chosen, r.Header.Get("Accept-Language"))
 }
 
-// tr looks a message up; a missing key shows itself rather than nothing.
-func tr(lang, key string, args ...any) string {
-	m, ok := messages[key]
-	if !ok {
-		return "!" + key + "!"
-	}
-	s := m.en
-	if lang == langZh {
-		s = m.zh
-	}
-	if len(args) > 0 {
-		return fmt.Sprintf(s, args...)
-	}
-	return s
-}
+// tr looks a message up in the page's catalogue; a missing key shows itself rather than nothing.
+func tr(lang, key string, args ...any) string { return messages.T(lang, key, args...) }
 
 // msg is a message shown in the page's language: a key and its arguments.
 type msg struct {

@@ -1,7 +1,9 @@
 package counter
 
+import "github.com/mydatafed/mydata/pkg/bilingual"
+
 // messages is every word the counter page shows, in both languages.
-var messages = map[string]struct{ zh, en string }{
+var messages = bilingual.Catalogue{
 	"brand":      {"MyData 臨櫃核驗", "MyData counter verification"},
 	"footer":     {"資料只在本頁顯示期間存於記憶體中，按「完成」、登出或逾時即清除。", "The data is held in memory only while shown here, and is erased on Done, logout or timeout."},
 	"nav.skip":   {"跳到主要內容", "Skip to the main content"},

@@ -113,10 +113,10 @@ func TestRenderCSV(t *testing.T) {
 // TestMessages: every key the templates and the code use exists in both languages, and none is empty.
 func TestMessages(t *testing.T) {
 	for k, m := range messages {
-		if strings.TrimSpace(m.zh) == "" || strings.TrimSpace(m.en) == "" {
+		if strings.TrimSpace(m[0]) == "" || strings.TrimSpace(m[1]) == "" {
 			t.Errorf("%s: a language is missing", k)
 		}
-		if strings.Count(m.zh, "%") != strings.Count(m.en, "%") {
+		if strings.Count(m[0], "%") != strings.Count(m[1], "%") {
 			t.Errorf("%s: the languages take different arguments", k)
 		}
 	}

@@ -1,60 +1,38 @@
 package portal
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
-	"golang.org/x/text/language"
+	"github.com/mydatafed/mydata/pkg/bilingual"
 )
 
 // The portal speaks Traditional Chinese and English; every word on a page comes from the catalogue in
 // messages.go through the template function t, and a test fails on a key either language lacks.
 const (
-	langZh = "zh-TW"
-	langEn = "en"
+	langZh = bilingual.Zh
+	langEn = bilingual.En
 )
 
-var langs = []string{langZh, langEn}
-
-// matcher prefers Chinese: a browser that asks for neither language gets the citizen's national one.
-var matcher = language.NewMatcher([]language.Tag{language.MustParse("zh-Hant-TW"), language.English})
+var langs = bilingual.Langs
 
 const langCookie = "mydata_lang"
 
-// requestLang is the language the citizen chose (remembered in a cookie), or else the one their browser
-// asks for.
+// requestLang is the language the citizen chose (remembered in a cookie, __Host- prefixed under HTTPS), or
+// else the one their browser asks for.
 func requestLang(r *http.Request) string {
-	if c, err := r.Cookie(langCookie); err == nil && (c.Value == langZh || c.Value == langEn) {
-		return c.Value
+	chosen := ""
+	for _, name := range []string{"__Host-" + langCookie, langCookie} {
+		if c, err := r.Cookie(name); err == nil {
+			chosen = c.Value
+			break
+		}
 	}
-	tags, _, _ := language.ParseAcceptLanguage(r.Header.Get("Accept-Language"))
-	if len(tags) == 0 {
-		return langZh
-	}
-	_, i, conf := matcher.Match(tags...)
-	if conf == language.No {
-		return langZh
-	}
-	return langs[i]
+	return bilingual.Pick(chosen, r.Header.Get("Accept-Language"))
 }
 
-// tr looks a message up; args fill its verbs. A missing key shows itself, loudly, rather than nothing:
-// the catalogue test keeps that from reaching a citizen.
-func tr(lang, key string, args ...any) string {
-	m, ok := messages[key]
-	if !ok {
-		return "!" + key + "!"
-	}
-	s := m.en
-	if lang == langZh {
-		s = m.zh
-	}
-	if len(args) > 0 {
-		return fmt.Sprintf(s, args...)
-	}
-	return s
-}
+// tr looks a message up in the portal's catalogue; args fill its verbs.
+func tr(lang, key string, args ...any) string { return messages.T(lang, key, args...) }
 
 // msg is a message to show later in the citizen's language: a key and its arguments.
 type msg struct {

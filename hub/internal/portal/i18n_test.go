@@ -89,14 +89,14 @@ func TestEveryWordTranslated(t *testing.T) {
 			t.Errorf("%s uses %q, which the catalogue lacks", where, k)
 			continue
 		}
-		if strings.TrimSpace(m.zh) == "" || strings.TrimSpace(m.en) == "" {
+		if strings.TrimSpace(m[0]) == "" || strings.TrimSpace(m[1]) == "" {
 			t.Errorf("%q lacks a language: %+v", k, m)
 		}
-		if !slices.Equal(verbs.FindAllString(m.zh, -1), verbs.FindAllString(m.en, -1)) {
-			t.Errorf("%q: the verbs differ between %q and %q", k, m.zh, m.en)
+		if !slices.Equal(verbs.FindAllString(m[0], -1), verbs.FindAllString(m[1], -1)) {
+			t.Errorf("%q: the verbs differ between %q and %q", k, m[0], m[1])
 		}
-		if !strings.ContainsFunc(m.zh, func(r rune) bool { return unicode.Is(unicode.Han, r) }) && k != "brand.short" && k != "list.sep" {
-			t.Errorf("%q: the Chinese text %q has no Chinese", k, m.zh)
+		if !strings.ContainsFunc(m[0], func(r rune) bool { return unicode.Is(unicode.Han, r) }) && k != "brand.short" && k != "list.sep" {
+			t.Errorf("%q: the Chinese text %q has no Chinese", k, m[0])
 		}
 	}
 	for k := range messages {

@@ -1,11 +1,10 @@
 package portal
 
-// text is one message in both languages.
-type text struct{ zh, en string }
+import "github.com/mydatafed/mydata/pkg/bilingual"
 
 // messages is every word the portal shows. Verbs (%s, %d) take the arguments the caller gives, in the
 // same order in both languages.
-var messages = map[string]text{
+var messages = bilingual.Catalogue{
 	"brand":       {"MyData 個人化資料自主運用", "MyData personal data"},
 	"brand.short": {"MyData", "MyData"},
 	"footer":      {"MyData 聯盟中樞只轉送，不保存您的資料。", "The MyData hub relays your data; it never keeps it."},

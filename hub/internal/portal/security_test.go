@@ -258,3 +258,25 @@ func TestLoginHintPrefillsMaskedID(t *testing.T) {
 		t.Error("still logged in after switching")
 	}
 }
+
+// Under HTTPS the language cookie carries the __Host- prefix; the choice must still be remembered.
+func TestLanguageRememberedUnderHTTPS(t *testing.T) {
+	w := newWorld(t, "https://portal.test")
+	b := w.browser()
+	b.lang = "zh-TW"
+	page := b.get("/catalogue")
+	f := form(page.body, "/lang")
+	f.Set("lang", "en")
+	r := b.post("/lang", f)
+	if r.status != http.StatusSeeOther || !strings.Contains(strings.Join(r.header.Values("Set-Cookie"), " "), "__Host-mydata_lang=en") {
+		t.Fatalf("switch language: %d %v", r.status, r.header.Values("Set-Cookie"))
+	}
+	// The test server speaks plain HTTP, so the jar will not send a Secure cookie back: send it as a browser
+	// on the HTTPS portal would.
+	req, _ := http.NewRequest(http.MethodGet, w.srv.URL+"/catalogue", nil)
+	req.Header.Set("Accept-Language", "zh-TW")
+	req.AddCookie(&http.Cookie{Name: "__Host-mydata_lang", Value: "en"})
+	if got := b.do(req); !strings.Contains(got.body, `<html lang="en">`) {
+		t.Error("the __Host- language cookie is not read")
+	}
+}

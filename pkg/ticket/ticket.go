@@ -51,7 +51,13 @@ type Claims struct {
 	// Async marks a dataset whose agency may answer later: the ticket may live up to MaxAsyncLife and be
 	// presented again while the DP says "not ready".
 	Async bool `json:"async,omitempty"`
+	// Mode is ModeDownload for a ticket the hub presents to relay a citizen's own download to their browser;
+	// empty for every other ticket, which only a connector may present.
+	Mode string `json:"mode,omitempty"`
 }
+
+// ModeDownload marks a download ticket: its redeemer is the hub, its recipient the citizen's browser.
+const ModeDownload = "download"
 
 // SubjectInfo is the HPKE info under which the subject is sealed: bound to one ticket.
 func SubjectInfo(ticketID string) []byte { return []byte("mydata subject " + ticketID) }
@@ -128,6 +134,8 @@ func (c *Claims) check() error {
 		return fmt.Errorf("%w: cid, ds, dp, red and iss are required", ErrMalformed)
 	case len(c.SealedSubject) == 0 || len(c.RecipientKey) == 0:
 		return fmt.Errorf("%w: ssub and rkey are required", ErrMalformed)
+	case c.Mode != "" && c.Mode != ModeDownload:
+		return fmt.Errorf("%w: mode %q", ErrMalformed, c.Mode)
 	}
 	life := time.Duration(c.ExpiresAt-c.IssuedAt) * time.Second
 	limit := MaxLife

@@ -24,6 +24,11 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// At once, before anything slow: SIGHUP's default action would end the process. One pending signal is
+	// enough, since a reload reads the file as it is then.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(*path)
 	if err != nil {
 		return err
@@ -37,6 +42,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	a.ReloadOn(hup, func() (config.Config, error) { return config.Load(*path) })
 	return a.Run(ctx)
 }
 

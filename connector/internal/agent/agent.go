@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mydatafed/mydata/connector/internal/backend"
 	"github.com/mydatafed/mydata/connector/internal/config"
 	"github.com/mydatafed/mydata/connector/internal/counter"
 	"github.com/mydatafed/mydata/connector/internal/dirsync"
@@ -56,9 +55,11 @@ type Agent struct {
 	counter     *counter.Server
 	counterLn   net.Listener
 	counterCert *tls.Certificate
-	backends    []backend.Backend
 	provider    *provider.Provider
-	auditOK     prometheus.Gauge
+	// reloader applies the configuration file again on SIGHUP; reloadSig is nil unless ReloadOn was called.
+	reloader  *reloader
+	reloadSig <-chan os.Signal
+	auditOK   prometheus.Gauge
 	// dirChanged wakes the key publisher after each directory change.
 	dirChanged chan struct{}
 }
@@ -221,8 +222,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		g.Go(func() error { return a.counter.Run(gctx) })
 	}
 	g.Go(func() error { return a.housekeeping(gctx) })
+	if a.reloadSig != nil {
+		g.Go(func() error { return a.reloader.run(gctx, a.reloadSig) })
+	}
 	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),
-		"telemetry", a.tel.Addr().String(), "hub", a.hub.Current(), "hub_nodes", len(a.cfg.Hub.URLs), "datasets", len(a.cfg.Datasets))
+		"telemetry", a.tel.Addr().String(), "hub", a.hub.Current(), "hub_nodes", len(a.cfg.Hub.URLs), "datasets", len(a.provider.Datasets()))
 	err := g.Wait()
 	a.log.Info("connector stopped", telemetry.KeyError, err)
 	return err

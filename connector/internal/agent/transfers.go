@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mydatafed/mydata/connector/internal/backend"
 	"github.com/mydatafed/mydata/connector/internal/config"
 	"github.com/mydatafed/mydata/connector/internal/exchange"
 	"github.com/mydatafed/mydata/connector/internal/provider"
@@ -51,19 +50,20 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 	if a.receipts, err = receipts.Open(filepath.Join(cfg.DataDir, "receipts.db"), a.hub, log.With(telemetry.KeyComponent, "receipts"), reg); err != nil {
 		return err
 	}
-	datasets := map[string]provider.Dataset{}
-	for id, d := range cfg.Datasets {
-		b, err := backend.New(d.Backend)
-		if err != nil {
-			return fmt.Errorf("datasets.%s.backend: %w", id, err)
-		}
-		a.backends = append(a.backends, b)
-		datasets[id] = provider.Dataset{Backend: b, MaxBytes: d.MaxBytes}
+	datasets, err := openDatasets(cfg.Datasets)
+	if err != nil {
+		return err
 	}
 	if a.provider, err = provider.New(provider.Config{
 		Self: cfg.ID(), Datasets: datasets, Keys: a.dir, HPKE: a.hpke, SVID: a.id, Tickets: a.tickets,
 		Audit: a.audit, AuditKey: key, Receipts: a.receipts, Log: log.With(telemetry.KeyComponent, "provider"), Registerer: reg,
 	}); err != nil {
+		for _, d := range datasets {
+			d.Backend.Close()
+		}
+		return err
+	}
+	if a.reloader, err = newReloader(cfg, nil, a.applyDatasets, log.With(telemetry.KeyComponent, "config"), reg); err != nil {
 		return err
 	}
 	if a.exchanges, err = exchange.New(exchange.Config{
@@ -142,8 +142,8 @@ func (a *Agent) purge(ctx context.Context) {
 
 // close releases what New opened.
 func (a *Agent) close() {
-	for _, b := range a.backends {
-		b.Close()
+	if a.provider != nil {
+		a.provider.CloseDatasets()
 	}
 	if a.apiLn != nil {
 		a.apiLn.Close()

@@ -99,7 +99,10 @@ func Default() Config {
 	c.Identity.Source = SourceLocal
 	c.Identity.SPIRESocket = "unix:///run/spire/agent/public/api.sock"
 	c.QUIC.Listen = "0.0.0.0:7443"
-	c.QUIC.IdleTimeout = time.Minute
+	// A peer gone without a word (killed, unplugged) is noticed after this much silence; keep-alives every
+	// third of it keep a live but quiet connection open. 10 s lets the SP report a transfer from a killed DP
+	// failed well within 15 s, and still rides out a few lost keep-alives or a long pause on a loaded host.
+	c.QUIC.IdleTimeout = 10 * time.Second
 	c.Directory.SyncInterval = 10 * time.Second
 	c.Directory.MaxBackoff = 10 * time.Second
 	c.Directory.Refresh = time.Hour

@@ -431,6 +431,10 @@ func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spi
 		return nil, &unreachableError{err}
 	}
 	defer st.CancelRead(0)
+	// Reads on the stream do not watch ctx: without this a transfer outlives its ticket's deadline and a
+	// streaming client that went away. A DP that dies is QUIC's to notice (quic.idle_timeout).
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0) })
+	defer stop()
 	if err := transfer.WriteTicket(st, t.Ticket); err != nil {
 		return nil, fmt.Errorf("send ticket: %v", err)
 	}

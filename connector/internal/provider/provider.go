@@ -56,6 +56,7 @@ type Provider struct {
 	transfers  *prometheus.CounterVec
 	bytes      prometheus.Counter
 	recipients *seal.PublicKeys
+	datasets   datasetSet // cfg.Datasets, then each reload's
 }
 
 // New makes a provider.
@@ -73,6 +74,7 @@ func New(cfg Config) (*Provider, error) {
 			Help: "Plaintext bytes delivered as a data provider.",
 		}),
 	}
+	p.datasets.store(cfg.Datasets)
 	if cfg.Registerer != nil {
 		for _, c := range []prometheus.Collector{p.transfers, p.bytes} {
 			if err := cfg.Registerer.Register(c); err != nil {
@@ -124,7 +126,7 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 	if c.DP != p.cfg.Self.String() {
 		return p.refuse(st, o, "this ticket is for %s, not this connector", c.DP)
 	}
-	ds, ok := p.cfg.Datasets[c.Dataset]
+	ds, ok := p.datasets.lookup(c.Dataset)
 	if !ok {
 		return p.refuse(st, o, "this connector does not serve dataset %s", c.Dataset)
 	}

@@ -30,6 +30,9 @@ var ContentTypes = []string{"application/json", "text/csv", "application/pdf", "
 const (
 	ModeOnline  = "online"
 	ModeCounter = "counter"
+	// ModeDownload is the citizen downloading their own datasets: not a service's mode, but the mode of a
+	// download consent.
+	ModeDownload = "download"
 )
 
 // MaxDatasetsWithoutBasis is how many datasets a service may ask for unless an operator records a legal
@@ -58,7 +61,10 @@ type Dataset struct {
 	ContentType string   `json:"content_type"`
 	// Async marks a dataset whose agency may answer "not ready, retry later": the SP connector keeps
 	// retrying for up to 90 minutes.
-	Async     bool      `json:"async"`
+	Async bool `json:"async"`
+	// Download lets citizens download the dataset themselves (個人化資料下載), relayed by the hub sealed to
+	// their browser.
+	Download  bool      `json:"download,omitempty"`
 	Status    string    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
 }

@@ -39,7 +39,7 @@ Commands:
   connector suspend|activate|revoke --org O --name N
   token create --org O --connector C [--ttl D]         print a single-use join token, alone, on stdout
   dataset add --id ORG.NAME --name-zh N --name-en N --dp ORG/CONNECTOR [--min-aal 1|2|3]
-      [--content-type T] [--async] [--description D]
+      [--content-type T] [--async] [--download] [--description D]
   dataset list
   dataset maintenance|activate --id ID                put a dataset under maintenance, or back
   service add --id CLIENT_ID --name-zh N --name-en N --sp ORG/CONNECTOR --datasets A,B

@@ -39,6 +39,7 @@ func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
 	fs.IntVar(&d.MinAAL, "min-aal", hubapi.AALMedium, "least identity assurance level: 1 low, 2 medium, 3 high")
 	fs.StringVar(&d.ContentType, "content-type", "application/json", "application/json, text/csv, application/pdf or application/xml")
 	fs.BoolVar(&d.Async, "async", false, "the agency may answer later (the SP retries for up to 90 minutes)")
+	fs.BoolVar(&d.Download, "download", false, "citizens may download it themselves on the portal")
 	var methods string
 	fs.StringVar(&methods, "methods", "", "comma-separated login method ids, the only ones the agency accepts for this dataset (default: any of --min-aal or higher)")
 	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "dp"); err != nil {

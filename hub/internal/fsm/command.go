@@ -62,6 +62,8 @@ const (
 	TypeCounterOTPSent
 	TypeCounterUse
 	TypeCounterForget
+	TypeDownloadRecord
+	TypeDownloadPending
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

@@ -105,13 +105,15 @@ var registry = map[Type]entry{
 	TypeOperatorEnroll:      command(applyOperatorEnroll, keepsLookups),
 	TypeOperatorRenew:       command(applyOperatorRenew, keepsLookups),
 	// An operator action may carry any admin command, so it drops the cache whatever it carries.
-	TypeOperatorAction: command(applyOperatorAction, dropsLookups),
-	TypeOutboxClaim:    command(applyOutboxClaim, keepsLookups),
-	TypeOutboxResult:   command(applyOutboxResult, keepsLookups),
-	TypeCounterRecord:  command(applyCounterRecord, keepsLookups),
-	TypeCounterOTPSent: command(applyCounterOTPSent, keepsLookups),
-	TypeCounterUse:     command(applyCounterUse, keepsLookups),
-	TypeCounterForget:  command(applyCounterForget, keepsLookups),
+	TypeOperatorAction:  command(applyOperatorAction, dropsLookups),
+	TypeOutboxClaim:     command(applyOutboxClaim, keepsLookups),
+	TypeOutboxResult:    command(applyOutboxResult, keepsLookups),
+	TypeCounterRecord:   command(applyCounterRecord, keepsLookups),
+	TypeCounterOTPSent:  command(applyCounterOTPSent, keepsLookups),
+	TypeCounterUse:      command(applyCounterUse, keepsLookups),
+	TypeCounterForget:   command(applyCounterForget, keepsLookups),
+	TypeDownloadRecord:  command(applyDownloadRecord, keepsLookups),
+	TypeDownloadPending: command(applyDownloadPending, keepsLookups),
 }
 
 // typeOf finds a payload's command type.

@@ -89,6 +89,12 @@ func (c *OutboxResult) Validate() error {
 // enqueueUse adds the notices of a consent's use, one per channel the citizen turned on: inside the entry
 // that records the use. One row per channel, so that a mail sent is never repeated because the SMS failed.
 func enqueueUse(tx *sql.Tx, consentID, subjectHash string, at time.Time) error {
+	return enqueue(tx, OutboxKindUse, consentID, subjectHash, at, at)
+}
+
+// enqueue adds a notice of kind about ref, one row per channel the citizen turned on, to be sent from due
+// on; a notice already queued for the same kind, ref and channel is not queued again.
+func enqueue(tx *sql.Tx, kind, ref, subjectHash string, at, due time.Time) error {
 	var email, sms bool
 	err := tx.QueryRow(`SELECT notify_email, notify_sms FROM contacts WHERE subject_hash = ?`, subjectHash).Scan(&email, &sms)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -107,7 +113,7 @@ func enqueueUse(tx *sql.Tx, consentID, subjectHash string, at time.Time) error {
 			continue
 		}
 		if _, err := tx.Exec(`INSERT OR IGNORE INTO outbox(id, subject_hash, kind, channel, ref, state, attempts, created_at, next_at, sent_at, last_error)
-			VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, 0, '')`, "use:"+consentID+":"+channel, subjectHash, OutboxKindUse, channel, consentID, OutboxPending, ms(at), ms(at)); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, 0, '')`, kind+":"+ref+":"+channel, subjectHash, kind, channel, ref, OutboxPending, ms(at), ms(due)); err != nil {
 			return err
 		}
 	}

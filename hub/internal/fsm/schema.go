@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS datasets (
 	async        INTEGER NOT NULL,
 	status       TEXT NOT NULL,
 	created_at   INTEGER NOT NULL,
+	download     INTEGER NOT NULL DEFAULT 0, -- citizens may download it themselves
 	FOREIGN KEY (dp_org, dp_connector) REFERENCES connectors(org, name)
 );
 CREATE TABLE IF NOT EXISTS services (
@@ -256,6 +257,7 @@ var columnsAdded = []struct{ table, column, decl string }{
 	{"consents", "subject_sealed", "BLOB"},
 	{"datasets", "methods", "TEXT NOT NULL DEFAULT ''"},
 	{"consents", "mode", "TEXT NOT NULL DEFAULT ''"},
+	{"datasets", "download", "INTEGER NOT NULL DEFAULT 0"},
 }
 
 func migrate(db *sql.DB) error {

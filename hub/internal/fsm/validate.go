@@ -21,17 +21,18 @@ type Dataset struct {
 	Methods     []string `json:"methods,omitempty"`
 	ContentType string   `json:"content_type"`
 	Async       bool     `json:"async"`
+	Download    bool     `json:"download,omitempty"`
 }
 
 // DatasetFrom makes the payload form of an API dataset.
 func DatasetFrom(d hubapi.Dataset) Dataset {
 	return Dataset{ID: d.ID, NameZh: d.NameZh, NameEn: d.NameEn, Description: d.Description, DPOrg: d.DPOrg, DPConnector: d.DPConnector,
-		MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async}
+		MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async, Download: d.Download}
 }
 
 func (d Dataset) api() hubapi.Dataset {
 	return hubapi.Dataset{ID: d.ID, NameZh: d.NameZh, NameEn: d.NameEn, Description: d.Description, DPOrg: d.DPOrg, DPConnector: d.DPConnector,
-		MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async}
+		MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async, Download: d.Download}
 }
 
 // Service is a service as the log records it (the JSON form hubapi.Service had as the payload).

@@ -239,8 +239,12 @@ func (s *Service) Redeem(ctx context.Context, caller fedid.Parsed, req hubapi.Re
 func (s *Service) issue(c *fsm.Consent, svc *hubapi.Service, subject string, caller fedid.Parsed, kem uint16, recipientKey []byte, now time.Time) (*hubapi.RedeemResponse, error) {
 	s.remember(c)
 	resp := &hubapi.RedeemResponse{ConsentID: c.ID, Service: svc.ID, AAL: c.AAL, LoginMethod: c.LoginMethod, Subject: subject}
+	redeemer, err := fedid.Connector(s.cfg.TrustDomain, caller.Org, caller.Name)
+	if err != nil {
+		return nil, err
+	}
 	for _, id := range c.Datasets {
-		t, unavailable, err := s.ticketFor(c, subject, id, caller, recipientKey, kem, now)
+		t, unavailable, err := s.ticketFor(c, subject, id, redeemer, "", recipientKey, kem, now)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +270,9 @@ func (s *Service) subjectOf(c *fsm.Consent) (string, error) {
 
 func isHash(subject string) bool { return slices.Contains([]byte(subject), ':') }
 
-func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, caller fedid.Parsed, recipientKey []byte, kem uint16, now time.Time) (*hubapi.RedeemedTicket, *hubapi.UnavailableDataset, error) {
+// ticketFor makes the ticket of one dataset for redeemer; mode is the ticket's (ticket.ModeDownload or
+// empty).
+func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, redeemer spiffeid.ID, mode string, recipientKey []byte, kem uint16, now time.Time) (*hubapi.RedeemedTicket, *hubapi.UnavailableDataset, error) {
 	unavailable := func(status, reason string) (*hubapi.RedeemedTicket, *hubapi.UnavailableDataset, error) {
 		return nil, &hubapi.UnavailableDataset{Dataset: datasetID, Status: status, Reason: reason}, nil
 	}
@@ -296,7 +302,6 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, caller fe
 	}
 	td := s.cfg.TrustDomain
 	dpID, _ := fedid.Connector(td, dp.Org, dp.Name)
-	redeemer, _ := fedid.Connector(td, caller.Org, caller.Name)
 	tid := randomID(16)
 	sealed, err := seal.Seal(dpKey, ticket.SubjectInfo(tid), []byte(subject))
 	if err != nil {
@@ -310,7 +315,7 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, caller fe
 	claims := &ticket.Claims{
 		ID: tid, ConsentID: c.ID, Dataset: d.ID, DP: dpID.String(), Redeemer: redeemer.String(),
 		SealedSubject: sealed, RecipientKEM: kem, RecipientKey: recipientKey, Issuer: hubID.String(),
-		IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix(), Async: d.Async,
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix(), Async: d.Async, Mode: mode,
 	}
 	tok, err := s.cfg.Tickets.Sign(claims)
 	if err != nil {

@@ -1,6 +1,6 @@
 // Package backend is where a data provider's connector reads a citizen's dataset from the agency's own
-// systems: a directory of per-subject files, a parameterised SQL query, or a GET on the agency's HTTP API.
-// Each dataset in the connector's config maps to one backend; a fetch answers found (with a streamed
+// systems: a directory of per-subject files, a parameterised SQL query, a GET on the agency's HTTP API, or
+// the DP-API an agency already runs for the MyData platform (mydata.go). Each dataset in the connector's config maps to one backend; a fetch answers found (with a streamed
 // body), no record, or not ready yet (retry later), and every failure wraps ErrBackend so callers can log
 // the detail locally and send the service provider only a generic reason.
 package backend
@@ -59,6 +59,8 @@ const (
 	TypeFile = "file"
 	TypeSQL  = "sql"
 	TypeHTTP = "http"
+	// TypeMyData calls a DP-API written for the running MyData platform, unchanged (mydata.go).
+	TypeMyData = "mydata"
 )
 
 // SQL drivers.
@@ -105,6 +107,7 @@ type Config struct {
 		CAFile          string        `yaml:"ca_file"`
 		MaxBytes        int64         `yaml:"max_bytes"`
 	} `yaml:"http"`
+	MyData MyDataConfig `yaml:"mydata"`
 }
 
 // ErrBackend wraps every failure; its message is for the DP's own log. Callers send the SP only a generic
@@ -121,7 +124,7 @@ func (c Config) Validate() error {
 	sections := []struct {
 		name string
 		v    any
-	}{{TypeFile, c.File}, {TypeSQL, c.SQL}, {TypeHTTP, c.HTTP}}
+	}{{TypeFile, c.File}, {TypeSQL, c.SQL}, {TypeHTTP, c.HTTP}, {TypeMyData, c.MyData}}
 	for _, s := range sections {
 		if s.name != c.Type && !reflect.ValueOf(s.v).IsZero() {
 			return fmt.Errorf("%s: set, but type is %q", s.name, c.Type)
@@ -134,10 +137,12 @@ func (c Config) Validate() error {
 		return c.validateSQL()
 	case TypeHTTP:
 		return c.validateHTTP()
+	case TypeMyData:
+		return c.MyData.validate()
 	case "":
-		return errors.New("type: required (file, sql or http)")
+		return errors.New("type: required (file, sql, http or mydata)")
 	}
-	return fmt.Errorf("type: %q is not file, sql or http", c.Type)
+	return fmt.Errorf("type: %q is not file, sql, http or mydata", c.Type)
 }
 
 // New validates c and opens the backend: an SQL backend connects and checks its query, an HTTP backend
@@ -151,9 +156,32 @@ func New(c Config) (Backend, error) {
 		return newFile(c)
 	case TypeSQL:
 		return newSQL(c)
+	case TypeMyData:
+		return newMyData(c.MyData)
 	default:
 		return newHTTP(c)
 	}
+}
+
+// Transfer is what a backend may learn of the transfer a fetch serves; the provider puts it in the
+// fetch's context with WithTransfer. Backends that need nothing of it (file, sql, http) never look.
+type Transfer struct {
+	ID      string    // the ticket's unique id: one transfer
+	Expires time.Time // the ticket's expiry: nothing issued for this transfer may outlive it
+	Client  string    // who receives the data (the redeemer's SPIFFE ID)
+}
+
+type transferKey struct{}
+
+// WithTransfer returns ctx carrying t for the backend's Fetch.
+func WithTransfer(ctx context.Context, t Transfer) context.Context {
+	return context.WithValue(ctx, transferKey{}, t)
+}
+
+// TransferFrom returns the transfer WithTransfer put in ctx.
+func TransferFrom(ctx context.Context) (Transfer, bool) {
+	t, ok := ctx.Value(transferKey{}).(Transfer)
+	return t, ok
 }
 
 // checkSubject keeps subjects to a charset that is safe in file names, URLs and logs' neighbourhoods,

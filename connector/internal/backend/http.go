@@ -87,36 +87,9 @@ func newHTTP(c Config) (*httpBackend, error) {
 			return nil, err
 		}
 	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if h.CAFile != "" {
-		pem, err := os.ReadFile(h.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: http.ca_file: %w", ErrBackend, err)
-		}
-		// Only the agency's CA, not the system roots: the agency's server is the only peer we expect.
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: http.ca_file: no PEM certificate in %s", ErrBackend, h.CAFile)
-		}
-		tlsConf.RootCAs = pool
-	}
-	if h.ClientCert != "" {
-		kp := &keyPair{certFile: h.ClientCert, keyFile: h.ClientKey}
-		if _, err := kp.get(nil); err != nil {
-			return nil, fmt.Errorf("%w: http.client_cert: %w", ErrBackend, err)
-		}
-		tlsConf.GetClientCertificate = kp.get
-	}
-	dialer := &net.Dialer{Timeout: b.timeout, KeepAlive: 30 * time.Second}
-	b.transport = &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   b.timeout,
-		ResponseHeaderTimeout: b.timeout,
-		ForceAttemptHTTP2:     true, // a custom TLS config turns it off otherwise
-		MaxIdleConns:          16,
-		IdleConnTimeout:       90 * time.Second,
+	var err error
+	if b.transport, err = agencyTransport("http", b.timeout, h.CAFile, h.ClientCert, h.ClientKey); err != nil {
+		return nil, err
 	}
 	b.client = &http.Client{
 		Transport: b.transport,
@@ -125,6 +98,43 @@ func newHTTP(c Config) (*httpBackend, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return b, nil
+}
+
+// agencyTransport is the transport to an agency's API: TLS 1.2 or later, the agency's CA only if caFile is
+// set, a client certificate reloaded when its files change, and each step bounded by timeout. key names the
+// config section in errors.
+func agencyTransport(key string, timeout time.Duration, caFile, clientCert, clientKey string) (*http.Transport, error) {
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s.ca_file: %w", ErrBackend, key, err)
+		}
+		// Only the agency's CA, not the system roots: the agency's server is the only peer we expect.
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: %s.ca_file: no PEM certificate in %s", ErrBackend, key, caFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	if clientCert != "" {
+		kp := &keyPair{certFile: clientCert, keyFile: clientKey}
+		if _, err := kp.get(nil); err != nil {
+			return nil, fmt.Errorf("%w: %s.client_cert: %w", ErrBackend, key, err)
+		}
+		tlsConf.GetClientCertificate = kp.get
+	}
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   timeout,
+		ResponseHeaderTimeout: timeout,
+		ForceAttemptHTTP2:     true, // a custom TLS config turns it off otherwise
+		MaxIdleConns:          16,
+		IdleConnTimeout:       90 * time.Second,
+	}, nil
 }
 
 func (b *httpBackend) Close() error {
@@ -196,7 +206,7 @@ func (b *httpBackend) Fetch(ctx context.Context, subject string) (*Result, error
 		if ct == "" {
 			ct = "application/octet-stream"
 		}
-		body := &httpBody{rc: resp.Body, max: b.maxBytes, wd: wd, cancel: cancel, host: b.host, timeout: b.timeout}
+		body := &httpBody{rc: resp.Body, max: b.maxBytes, wd: wd, cancel: cancel, host: b.host, key: TypeHTTP, timeout: b.timeout}
 		return &Result{Status: Found, ContentType: ct, Size: resp.ContentLength, Body: body}, nil
 	case http.StatusNotFound:
 		done()
@@ -253,6 +263,7 @@ type httpBody struct {
 	wd      *watchdog
 	cancel  context.CancelFunc
 	host    string
+	key     string // config section, for errors: http or mydata
 	timeout time.Duration
 	err     error
 }
@@ -272,16 +283,16 @@ func (b *httpBody) Read(p []byte) (int, error) {
 	if b.n > b.max {
 		n -= int(b.n - b.max)
 		b.n = b.max
-		b.err = failf("http: %s sent more than http.max_bytes (%d)", b.host, b.max)
+		b.err = failf("%s: %s sent more than %s.max_bytes (%d)", b.key, b.host, b.key, b.max)
 		return n, b.err
 	}
 	switch {
 	case err == nil, err == io.EOF:
 		return n, err
 	case b.wd.expired():
-		b.err = failf("http: %s sent nothing for %s: %w", b.host, b.timeout, context.DeadlineExceeded)
+		b.err = failf("%s: %s sent nothing for %s: %w", b.key, b.host, b.timeout, context.DeadlineExceeded)
 	default:
-		b.err = failf("http: read body from %s: %w", b.host, stripURL(err))
+		b.err = failf("%s: read body from %s: %w", b.key, b.host, stripURL(err))
 	}
 	return n, b.err
 }

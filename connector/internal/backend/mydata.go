@@ -1,0 +1,665 @@
+package backend
+
+// The mydata backend lets an agency already connected to the running MyData platform keep its DP-API as
+// it is. The platform calls that API with "Authorization: Bearer mydata::<token>"; the API checks the
+// token at the platform's /connect/introspect/{resource}, learns the citizen at /connect/userinfo/{resource},
+// and answers 200 with a zip package (files, a SHA-256 manifest, the agency's signature) or 429 with
+// Retry-After. Here the connector plays the platform's part: for each fetch it issues a fresh token bound to
+// that one transfer, calls the DP-API once with it, and serves the two endpoints itself, on a listener
+// inside the agency, answering only for its own live tokens.
+//
+// Tokens are bearer secrets, so they live in this process's memory only, as SHA-256 hashes; a token dies
+// when the DP-API has answered the call it was made for (or when the call fails), when the next token for
+// the same transfer is issued, or at its expiry, which is never later than the ticket's.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults of the mydata backend, applied by New to zero values.
+const (
+	DefaultMyDataTimeout  = 30 * time.Second
+	DefaultMyDataTokenTTL = 5 * time.Minute
+	// DefaultMyDataMaxBytes is lower than the http backend's because a package whose signature is checked
+	// is held in memory whole (a zip is read from its end).
+	DefaultMyDataMaxBytes = 64 << 20
+)
+
+// MyDataTokenPrefix starts the bearer token on the DP-API call, as the platform sends it.
+const MyDataTokenPrefix = "mydata::"
+
+// Userinfo fields (the platform's names) a dataset may release. The connector knows the citizen only by the
+// national ID the ticket carries, so it can fill these three; the platform's others (birthdate, email,
+// phone_number, idp, x509type, amr) it does not know and refuses in config rather than send empty.
+const (
+	FieldSub        = "sub"        // a pseudonym of the citizen, stable while the connector runs
+	FieldUID        = "uid"        // the national ID
+	FieldIsValidUID = "isValidUid" // whether uid passes the national ID check digit
+)
+
+// DefaultUserinfoFields is the minimum: the DP-API cannot find the citizen without uid.
+var DefaultUserinfoFields = []string{FieldSub, FieldUID}
+
+// platformOnlyFields are userinfo fields of the platform's contract that the connector cannot fill.
+var platformOnlyFields = []string{"birthdate", "email", "phone_number", "idp", "x509type", "amr"}
+
+// MyDataConfig is the mydata section of a dataset's backend.
+type MyDataConfig struct {
+	URL      string        `yaml:"url"`      // the agency's DP-API, unchanged; no {subject}: the API asks userinfo
+	Method   string        `yaml:"method"`   // GET (default) or POST with an empty body
+	Resource string        `yaml:"resource"` // the {resource} in /connect/introspect/{resource}
+	Timeout  time.Duration `yaml:"timeout"`
+	MaxBytes int64         `yaml:"max_bytes"`
+	TokenTTL time.Duration `yaml:"token_ttl"` // the most a token lives; never past the ticket's expiry
+	// TLS towards the DP-API, as for the http backend.
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
+	CAFile     string `yaml:"ca_file"`
+	// SigningCert is the agency's package-signing certificate (PEM); set, every package is checked first.
+	SigningCert    string   `yaml:"signing_cert"`
+	UserinfoFields []string `yaml:"userinfo_fields"`
+	// API is the listener where the DP-API introspects tokens and asks userinfo.
+	API struct {
+		Listen           string `yaml:"listen"`
+		TLSCert          string `yaml:"tls_cert"`
+		TLSKey           string `yaml:"tls_key"`
+		ClientCAFile     string `yaml:"client_ca_file"`     // mTLS: the DP-API's client certificate must chain to it
+		ClientSecretFile string `yaml:"client_secret_file"` // HTTP Basic resource:secret on introspection
+	} `yaml:"api"`
+}
+
+func (c MyDataConfig) validate() error {
+	if c.URL == "" {
+		return errors.New("mydata.url: required")
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return fmt.Errorf("mydata.url: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("mydata.url: %q is not an http:// or https:// URL", c.URL)
+	}
+	if u.User != nil {
+		return errors.New("mydata.url: holds credentials; use a client certificate")
+	}
+	if strings.Contains(c.URL, SubjectPlaceholder) {
+		// The platform never puts the citizen in the DP-API's URL; the API asks userinfo.
+		return fmt.Errorf("mydata.url: must not contain %s: the DP-API learns the citizen from userinfo", SubjectPlaceholder)
+	}
+	switch c.Method {
+	case "", http.MethodGet, http.MethodPost:
+	default:
+		return fmt.Errorf("mydata.method: %q is not GET or POST", c.Method)
+	}
+	if err := checkResource(c.Resource); err != nil {
+		return fmt.Errorf("mydata.resource: %w", err)
+	}
+	if (c.ClientCert == "") != (c.ClientKey == "") {
+		return errors.New("mydata.client_key: mydata.client_cert and mydata.client_key go together")
+	}
+	if u.Scheme != "https" {
+		switch {
+		case c.ClientCert != "":
+			return errors.New("mydata.client_cert: needs an https:// url")
+		case c.CAFile != "":
+			return errors.New("mydata.ca_file: needs an https:// url")
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"mydata.timeout", c.Timeout}, {"mydata.token_ttl", c.TokenTTL}} {
+		if err := nonNegative(d.key, d.v); err != nil {
+			return err
+		}
+	}
+	if err := nonNegative("mydata.max_bytes", c.MaxBytes); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, f := range c.UserinfoFields {
+		switch {
+		case slices.Contains(platformOnlyFields, f):
+			return fmt.Errorf("mydata.userinfo_fields: %q is not known to the connector (the ticket carries only the national ID)", f)
+		case f != FieldSub && f != FieldUID && f != FieldIsValidUID:
+			return fmt.Errorf("mydata.userinfo_fields: %q is not sub, uid or isValidUid", f)
+		case seen[f]:
+			return fmt.Errorf("mydata.userinfo_fields: %q twice", f)
+		}
+		seen[f] = true
+	}
+	a := c.API
+	if a.Listen == "" {
+		return errors.New("mydata.api.listen: required (the DP-API introspects its tokens there)")
+	}
+	if err := checkListen(a.Listen); err != nil {
+		return fmt.Errorf("mydata.api.listen: %w", err)
+	}
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		return errors.New("mydata.api.tls_key: mydata.api.tls_cert and mydata.api.tls_key go together")
+	}
+	if a.ClientCAFile != "" && a.TLSCert == "" {
+		return errors.New("mydata.api.client_ca_file: needs mydata.api.tls_cert (client certificates need TLS)")
+	}
+	if a.ClientCAFile == "" && a.ClientSecretFile == "" {
+		return errors.New("mydata.api.client_secret_file: the DP-API must authenticate at introspection: set it, or mydata.api.client_ca_file, or both")
+	}
+	return nil
+}
+
+// checkResource keeps the resource name to what fits a URL path segment unescaped.
+func checkResource(r string) error {
+	if r == "" {
+		return errors.New("required (the {resource} of the DP-API's introspection URL)")
+	}
+	if len(r) > 64 {
+		return errors.New("longer than 64 characters")
+	}
+	for i := 0; i < len(r); i++ {
+		c := r[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%q: only letters, digits, '.', '_' and '-'", r)
+		}
+	}
+	return nil
+}
+
+// checkListen accepts host:port with a port from 0 (any free port: tests) to 65535; the host may be empty
+// (all interfaces).
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+type myDataBackend struct {
+	method    string
+	url       string
+	host      string // for the log
+	resource  string
+	client    *http.Client
+	transport *http.Transport
+	timeout   time.Duration
+	maxBytes  int64
+	ttl       time.Duration
+	signer    *x509.Certificate // nil: packages passed on unchecked
+	fields    []string
+	secret    []byte // the DP-API's client secret at introspection; nil: mTLS only
+	subKey    []byte // keys the sub pseudonym; random per process
+	tokens    *tokenStore
+	now       func() time.Time
+
+	ln  net.Listener
+	srv *http.Server
+}
+
+func newMyData(c MyDataConfig) (*myDataBackend, error) {
+	b := &myDataBackend{
+		method: c.Method, url: c.URL, resource: c.Resource, timeout: c.Timeout, maxBytes: c.MaxBytes, ttl: c.TokenTTL,
+		fields: c.UserinfoFields, tokens: newTokenStore(), now: time.Now, subKey: make([]byte, 32),
+	}
+	if b.method == "" {
+		b.method = http.MethodGet
+	}
+	if u, err := url.Parse(c.URL); err == nil {
+		b.host = u.Host
+	}
+	if b.timeout == 0 {
+		b.timeout = DefaultMyDataTimeout
+	}
+	if b.maxBytes == 0 {
+		b.maxBytes = DefaultMyDataMaxBytes
+	}
+	if b.ttl == 0 {
+		b.ttl = DefaultMyDataTokenTTL
+	}
+	if b.fields == nil {
+		b.fields = DefaultUserinfoFields
+	}
+	rand.Read(b.subKey)
+	if c.SigningCert != "" {
+		cert, err := readCert(c.SigningCert)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mydata.signing_cert: %w", ErrBackend, err)
+		}
+		if time.Now().After(cert.NotAfter) {
+			return nil, fmt.Errorf("%w: mydata.signing_cert: expired on %s", ErrBackend, cert.NotAfter.Format(time.DateOnly))
+		}
+		b.signer = cert
+	}
+	if c.API.ClientSecretFile != "" {
+		data, err := os.ReadFile(c.API.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mydata.api.client_secret_file: %w", ErrBackend, err)
+		}
+		if b.secret = bytes.TrimSpace(data); len(b.secret) < 16 {
+			return nil, fmt.Errorf("%w: mydata.api.client_secret_file: the secret must be at least 16 characters", ErrBackend)
+		}
+	}
+	var err error
+	if b.transport, err = agencyTransport(TypeMyData, b.timeout, c.CAFile, c.ClientCert, c.ClientKey); err != nil {
+		return nil, err
+	}
+	b.client = &http.Client{
+		Transport: b.transport,
+		// No redirects: the token must not travel to a host the agency's config did not name.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	if err := b.listen(c); err != nil {
+		b.transport.CloseIdleConnections()
+		return nil, err
+	}
+	return b, nil
+}
+
+func readCert(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(data)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("no PEM certificate in %s", path)
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+// listen opens the introspection and userinfo listener now, so a taken port shows at start.
+func (b *myDataBackend) listen(c MyDataConfig) error {
+	a := c.API
+	ln, err := net.Listen("tcp", a.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: mydata.api.listen: %w", ErrBackend, err)
+	}
+	if a.TLSCert != "" {
+		conf := &tls.Config{MinVersion: tls.VersionTLS12}
+		kp := &keyPair{certFile: a.TLSCert, keyFile: a.TLSKey}
+		if _, err := kp.get(nil); err != nil {
+			ln.Close()
+			return fmt.Errorf("%w: mydata.api.tls_cert: %w", ErrBackend, err)
+		}
+		conf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get(nil) }
+		if a.ClientCAFile != "" {
+			data, err := os.ReadFile(a.ClientCAFile)
+			pool := x509.NewCertPool()
+			if err != nil || !pool.AppendCertsFromPEM(data) {
+				ln.Close()
+				return fmt.Errorf("%w: mydata.api.client_ca_file: no PEM certificate in %s (%v)", ErrBackend, a.ClientCAFile, err)
+			}
+			conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+		ln = tls.NewListener(ln, conf)
+	}
+	b.ln = ln
+	b.srv = &http.Server{
+		Handler:           b.apiHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		// Handshake failures of unknown clients are not the DP's business to log line by line.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	go b.srv.Serve(ln) //nolint:errcheck // ends with ErrServerClosed at Close
+	return nil
+}
+
+// Addr is where the introspection and userinfo listener is (tests ask for port 0).
+func (b *myDataBackend) Addr() net.Addr { return b.ln.Addr() }
+
+func (b *myDataBackend) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := b.srv.Shutdown(ctx)
+	b.transport.CloseIdleConnections()
+	b.tokens.clear()
+	return err
+}
+
+func (b *myDataBackend) Fetch(ctx context.Context, subject string) (*Result, error) {
+	if err := checkSubject(subject); err != nil {
+		return nil, err
+	}
+	now := b.now()
+	t, ok := TransferFrom(ctx)
+	if !ok {
+		// Outside a ticket (a test, a health probe): a transfer of its own that lives token_ttl.
+		t = Transfer{ID: randomID(), Expires: now.Add(b.ttl), Client: "mydata-connector"}
+	}
+	exp := now.Add(b.ttl)
+	if t.Expires.Before(exp) {
+		exp = t.Expires
+	}
+	if !exp.After(now) {
+		return nil, failf("mydata: the transfer's ticket has expired")
+	}
+	tok, hash := b.tokens.issue(tokenRecord{transfer: t.ID, subject: subject, client: t.Client, issued: now, expires: exp})
+	// Single use: whatever the DP-API answers, the token is of no more use once it has.
+	defer b.tokens.revoke(hash)
+
+	ctx, cancel := context.WithCancel(ctx)
+	var body io.Reader
+	if b.method == http.MethodPost {
+		body = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, b.method, b.url, body)
+	if err != nil {
+		cancel()
+		return nil, failf("mydata: request to %s: %v", b.host, stripURL(err))
+	}
+	req.Header.Set("Authorization", "Bearer "+MyDataTokenPrefix+tok)
+	req.Header.Set("User-Agent", "mydata-connector")
+	req.Header.Set("Accept", "application/zip")
+	wd := newWatchdog(b.timeout, cancel)
+	resp, err := b.client.Do(req)
+	wd.disarm()
+	if err != nil {
+		cancel()
+		if wd.expired() {
+			return nil, failf("mydata: %s %s: no answer within %s: %w", b.method, b.host, b.timeout, context.DeadlineExceeded)
+		}
+		return nil, failf("mydata: %s %s: %w", b.method, b.host, stripURL(err))
+	}
+	b.tokens.revoke(hash)
+	done := func() {
+		wd.arm()
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		wd.disarm()
+		resp.Body.Close()
+		cancel()
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNoContent, http.StatusNotFound:
+		done()
+		return &Result{Status: NoRecord, Size: -1}, nil
+	case http.StatusTooManyRequests, http.StatusAccepted:
+		done()
+		wait, ok := parseRetryAfter(resp.Header.Get("Retry-After"), b.now())
+		if !ok {
+			wait = defaultRetryAfter
+		}
+		return &Result{Status: NotReady, RetryAfter: wait, Size: -1}, nil
+	default:
+		// The agency's own text stays out of the error: it may quote the citizen.
+		done()
+		return nil, failf("mydata: %s answered %d %s", b.host, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	if resp.ContentLength > b.maxBytes {
+		resp.Body.Close()
+		cancel()
+		return nil, failf("mydata: %s announces %d bytes, more than mydata.max_bytes (%d)", b.host, resp.ContentLength, b.maxBytes)
+	}
+	rb := &httpBody{rc: resp.Body, max: b.maxBytes, wd: wd, cancel: cancel, host: b.host, key: TypeMyData, timeout: b.timeout}
+	if b.signer == nil {
+		return &Result{Status: Found, ContentType: "application/zip", Size: resp.ContentLength, Body: rb}, nil
+	}
+	// A zip is read from its end and its signature must hold before any of it goes on: hold it whole.
+	pkg, err := io.ReadAll(rb)
+	rb.Close()
+	if err != nil {
+		return nil, err
+	}
+	if err := verifyPackage(pkg, b.signer, b.maxBytes, b.now()); err != nil {
+		return nil, failf("mydata: package from %s refused: %v", b.host, err)
+	}
+	return &Result{Status: Found, ContentType: "application/zip", Size: int64(len(pkg)), Body: io.NopCloser(bytes.NewReader(pkg))}, nil
+}
+
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// tokenRecord is what the connector knows of one live token.
+type tokenRecord struct {
+	hash     [sha256.Size]byte
+	transfer string
+	subject  string
+	client   string
+	issued   time.Time
+	expires  time.Time
+}
+
+// tokenStore holds live tokens by the SHA-256 of their value: the value itself is never kept, so a
+// memory dump shows no usable token, and a lookup compares hashes in constant time.
+type tokenStore struct {
+	mu         sync.Mutex
+	byHash     map[[sha256.Size]byte]*tokenRecord
+	byTransfer map[string][sha256.Size]byte
+}
+
+func newTokenStore() *tokenStore {
+	return &tokenStore{byHash: map[[sha256.Size]byte]*tokenRecord{}, byTransfer: map[string][sha256.Size]byte{}}
+}
+
+// issue makes a token for r's transfer, revoking any earlier one of the same transfer (one live token per
+// transfer), and forgets expired tokens.
+func (s *tokenStore) issue(r tokenRecord) (string, [sha256.Size]byte) {
+	var raw [32]byte
+	rand.Read(raw[:])
+	tok := base64.RawURLEncoding.EncodeToString(raw[:])
+	r.hash = sha256.Sum256([]byte(tok))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for h, old := range s.byHash {
+		if !old.expires.After(r.issued) {
+			s.drop(h)
+		}
+	}
+	if h, ok := s.byTransfer[r.transfer]; ok {
+		s.drop(h)
+	}
+	s.byHash[r.hash] = &r
+	s.byTransfer[r.transfer] = r.hash
+	return tok, r.hash
+}
+
+func (s *tokenStore) drop(h [sha256.Size]byte) {
+	if r, ok := s.byHash[h]; ok {
+		delete(s.byHash, h)
+		if s.byTransfer[r.transfer] == h {
+			delete(s.byTransfer, r.transfer)
+		}
+	}
+}
+
+func (s *tokenStore) revoke(h [sha256.Size]byte) {
+	s.mu.Lock()
+	s.drop(h)
+	s.mu.Unlock()
+}
+
+func (s *tokenStore) clear() {
+	s.mu.Lock()
+	clear(s.byHash)
+	clear(s.byTransfer)
+	s.mu.Unlock()
+}
+
+// lookup returns a copy of the live record for tok, or false.
+func (s *tokenStore) lookup(tok string, now time.Time) (tokenRecord, bool) {
+	h := sha256.Sum256([]byte(tok))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.byHash[h]
+	if !ok {
+		return tokenRecord{}, false
+	}
+	if subtle.ConstantTimeCompare(r.hash[:], h[:]) != 1 {
+		return tokenRecord{}, false
+	}
+	if !r.expires.After(now) {
+		s.drop(h)
+		return tokenRecord{}, false
+	}
+	return *r, true
+}
+
+// The listener's API, as the platform serves it to DP-APIs.
+
+// Introspection is the RFC 7662-style answer at /connect/introspect/{resource}; an inactive token gets
+// {"active": false} and nothing else. The platform's amr, idp, X509type and auth_time are left out: the
+// connector does not learn how the citizen logged in (the hub checked the level the dataset requires).
+type Introspection struct {
+	Active    bool   `json:"active"`
+	Sub       string `json:"sub,omitempty"`
+	ClientID  string `json:"client_id,omitempty"`
+	Scope     string `json:"scope,omitempty"`
+	TokenType string `json:"token_type,omitempty"`
+	IssuedAt  int64  `json:"iat,omitempty"`
+	Expires   int64  `json:"exp,omitempty"`
+}
+
+func (b *myDataBackend) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		mux.HandleFunc(m+" /connect/introspect/{resource}", b.introspect)
+		mux.HandleFunc(m+" /connect/userinfo/{resource}", b.userinfo)
+	}
+	return mux
+}
+
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "application/json")
+}
+
+// clientOK authenticates the DP-API at introspection: mTLS was checked in the handshake when configured;
+// the secret, when configured, comes as HTTP Basic with the resource as user name (RFC 7662 §2.1 with
+// RFC 6749 §2.3.1).
+func (b *myDataBackend) clientOK(r *http.Request) bool {
+	if b.secret == nil {
+		return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
+	}
+	user, pass, ok := r.BasicAuth()
+	// Both compared in full so the time taken does not say which was wrong.
+	u := subtle.ConstantTimeCompare([]byte(user), []byte(b.resource))
+	p := subtle.ConstantTimeCompare([]byte(pass), b.secret)
+	return ok && u&p == 1
+}
+
+func (b *myDataBackend) introspect(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	if r.PathValue("resource") != b.resource {
+		http.Error(w, `{"error":"invalid_request"}`, http.StatusNotFound)
+		return
+	}
+	if !b.clientOK(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="mydata-connector"`)
+		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+		return
+	}
+	tok := strings.TrimPrefix(r.Form.Get("token"), MyDataTokenPrefix)
+	rec, ok := b.tokens.lookup(tok, b.now())
+	if !ok || tok == "" {
+		json.NewEncoder(w).Encode(Introspection{Active: false})
+		return
+	}
+	json.NewEncoder(w).Encode(Introspection{
+		Active: true, Sub: b.sub(rec.subject), ClientID: rec.client, Scope: b.resource, TokenType: "Bearer",
+		IssuedAt: rec.issued.Unix(), Expires: rec.expires.Unix(),
+	})
+}
+
+func (b *myDataBackend) userinfo(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	if r.PathValue("resource") != b.resource {
+		http.Error(w, `{"error":"invalid_request"}`, http.StatusNotFound)
+		return
+	}
+	// Userinfo is authenticated by the token itself, as OIDC's is; mTLS, when configured, was checked in the
+	// handshake.
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	var rec tokenRecord
+	if ok {
+		rec, ok = b.tokens.lookup(strings.TrimPrefix(tok, MyDataTokenPrefix), b.now())
+	}
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		http.Error(w, `{"error":"invalid_token"}`, http.StatusUnauthorized)
+		return
+	}
+	info := map[string]any{}
+	for _, f := range b.fields {
+		switch f {
+		case FieldSub:
+			info[f] = b.sub(rec.subject)
+		case FieldUID:
+			info[f] = rec.subject
+		case FieldIsValidUID:
+			info[f] = validNationalID(rec.subject)
+		}
+	}
+	json.NewEncoder(w).Encode(info)
+}
+
+// sub is the citizen's pseudonym for the DP-API: an HMAC under a key that lives as long as the process.
+func (b *myDataBackend) sub(subject string) string {
+	m := hmac.New(sha256.New, b.subKey)
+	m.Write([]byte(subject))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// validNationalID checks a Republic of China national ID (or resident certificate number): a letter, 1, 2,
+// 8 or 9, seven digits and a check digit.
+func validNationalID(id string) bool {
+	const letters = "ABCDEFGHJKLMNPQRSTUVXYWZIO" // in the order of their codes 10..35
+	if len(id) != 10 {
+		return false
+	}
+	code := strings.IndexByte(letters, id[0])
+	if code < 0 || !strings.ContainsRune("1289", rune(id[1])) {
+		return false
+	}
+	code += 10
+	sum := code/10 + code%10*9
+	for i := 1; i < 10; i++ {
+		d := id[i]
+		if d < '0' || d > '9' {
+			return false
+		}
+		w := 9 - i
+		if i == 9 {
+			w = 1
+		}
+		sum += int(d-'0') * w
+	}
+	return sum%10 == 0
+}

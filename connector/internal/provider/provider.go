@@ -155,7 +155,7 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 	if err != nil {
 		return p.refuse(st, o, "the ticket's recipient key is unusable")
 	}
-	res, err := ds.Backend.Fetch(ctx, o.subject)
+	res, err := ds.Backend.Fetch(backend.WithTransfer(ctx, backend.Transfer{ID: c.ID, Expires: time.Unix(c.ExpiresAt, 0), Client: c.Redeemer}), o.subject)
 	if err != nil {
 		// The agency's error stays here; the SP learns only that the provider failed.
 		p.cfg.Log.Error("backend fetch failed", "dataset", c.Dataset, "ticket", c.ID, "err", err)

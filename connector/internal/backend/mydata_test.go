@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/smallstep/pkcs7"
+	"gopkg.in/yaml.v3"
 )
 
 const testResource = "moi.household"
@@ -745,4 +746,49 @@ func FuzzMyDataSignature(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMyDataExampleConfig uncomments the mydata example in conf/connector.yaml and validates it, so the
+// documented keys stay the real ones.
+func TestMyDataExampleConfig(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "conf", "connector.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Commented-out dataset entries: runs of "  # " lines that start with an unindented key.
+	var blocks [][]string
+	for _, l := range strings.Split(string(data), "\n") {
+		body, ok := strings.CutPrefix(l, "  # ")
+		switch {
+		case !ok:
+			blocks = append(blocks, nil)
+		case strings.HasSuffix(body, ":") && !strings.HasPrefix(body, " ") && !strings.HasPrefix(body, "#"):
+			blocks = append(blocks, []string{body})
+		case len(blocks) > 0 && blocks[len(blocks)-1] != nil && !strings.HasPrefix(strings.TrimSpace(body), "#"):
+			blocks[len(blocks)-1] = append(blocks[len(blocks)-1], body)
+		}
+	}
+	i := slices.IndexFunc(blocks, func(b []string) bool { return slices.Contains(b, "    type: mydata") })
+	if i < 0 {
+		t.Fatal("no commented mydata example in conf/connector.yaml")
+	}
+	block := blocks[i]
+	var ds map[string]struct {
+		Backend Config `yaml:"backend"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(strings.Join(block, "\n")))
+	dec.KnownFields(true)
+	if err := dec.Decode(&ds); err != nil {
+		t.Fatalf("example does not decode: %v\n%s", err, strings.Join(block, "\n"))
+	}
+	for id, d := range ds {
+		if err := d.Backend.Validate(); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+		m := d.Backend.MyData
+		if m.Timeout != DefaultMyDataTimeout || m.TokenTTL != DefaultMyDataTokenTTL || m.MaxBytes != DefaultMyDataMaxBytes ||
+			!slices.Equal(m.UserinfoFields, DefaultUserinfoFields) || m.Method != http.MethodGet {
+			t.Errorf("%s: the example's values that say they are defaults are not: %+v", id, m)
+		}
+	}
 }

@@ -29,6 +29,7 @@ type ExchangeResult struct {
 		SHA256      string `json:"sha256"`
 		Verified    bool   `json:"verified"`
 		Content     []byte `json:"content"`
+		ContentURL  string `json:"content_url"`
 	} `json:"datasets"`
 }
 

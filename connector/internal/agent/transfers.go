@@ -68,7 +68,8 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 	}
 	if a.exchanges, err = exchange.New(exchange.Config{
 		Hub: a.hub, Node: a.node, Bundles: a.id, Audit: a.audit, AuditKey: key, Receipts: a.receipts,
-		MaxBytes: cfg.Exchange.MaxBytes, Keep: cfg.Exchange.Keep, HubKeys: a.hubKeys, Log: log.With(telemetry.KeyComponent, "exchange"), Registerer: reg,
+		MaxBytes: cfg.Exchange.MaxBytes, Keep: cfg.Exchange.Keep, SpillDir: filepath.Join(cfg.DataDir, "spill"), SpillThreshold: cfg.Exchange.SpillThreshold,
+		HubKeys: a.hubKeys, Log: log.With(telemetry.KeyComponent, "exchange"), Registerer: reg,
 	}); err != nil {
 		return err
 	}

@@ -64,6 +64,7 @@ type Config struct {
 		BearerTokenFile string        `yaml:"bearer_token_file"`
 		MaxBytes        int64         `yaml:"max_bytes"`
 		Keep            time.Duration `yaml:"keep"`
+		SpillThreshold  int64         `yaml:"spill_threshold"`
 	} `yaml:"exchange"`
 
 	// Counter is the counter page for the SP's staff (counter verification); off unless Listen is set.
@@ -110,6 +111,7 @@ func Default() Config {
 	c.Telemetry.Listen = "127.0.0.1:9444"
 	c.Exchange.MaxBytes = 1 << 30
 	c.Exchange.Keep = 10 * time.Minute
+	c.Exchange.SpillThreshold = 1 << 20
 	c.Counter.TTL = 30 * time.Minute
 	c.Counter.IdleTimeout = 15 * time.Minute
 	c.Counter.LockoutAfter = 5
@@ -192,6 +194,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Exchange.Keep < time.Second {
 		return fmt.Errorf("exchange.keep: %s is shorter than 1s", c.Exchange.Keep)
+	}
+	if c.Exchange.SpillThreshold < 0 {
+		return fmt.Errorf("exchange.spill_threshold: %d is negative", c.Exchange.SpillThreshold)
 	}
 	if err := c.validateCounter(); err != nil {
 		return err

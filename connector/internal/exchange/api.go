@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mydatafed/mydata/pkg/hubapi"
@@ -133,6 +136,8 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ex.Snapshot())
 }
 
+// content serves one dataset's content: from memory, or streamed from its spill file, which is removed
+// once read to the end.
 func (a *API) content(w http.ResponseWriter, r *http.Request) {
 	ex, ok := a.m.Get(r.PathValue("id"))
 	if !ok {
@@ -143,16 +148,44 @@ func (a *API) content(w http.ResponseWriter, r *http.Request) {
 		if d.Dataset != r.PathValue("dataset") {
 			continue
 		}
-		if d.Status != StatusDelivered || d.Content == nil {
+		if d.Status == StatusDelivered && d.read {
+			writeError(w, http.StatusGone, fmt.Sprintf("the content of dataset %s was read in full and deleted", d.Dataset))
+			return
+		}
+		if d.Status != StatusDelivered || d.Content == nil && d.file == nil {
 			writeError(w, http.StatusConflict, fmt.Sprintf("dataset %s is %s", d.Dataset, d.Status))
 			return
 		}
 		w.Header().Set("Content-Type", d.ContentType)
 		w.Header().Set("X-Mydata-SHA256", d.SHA256)
-		w.Write(d.Content)
+		if d.file == nil {
+			w.Write(d.Content)
+			return
+		}
+		a.serveSpilled(w, ex, d)
 		return
 	}
 	writeError(w, http.StatusNotFound, "the exchange has no such dataset")
+}
+
+// serveSpilled streams a spill file's content, and removes the file once all of it has gone out.
+func (a *API) serveSpilled(w http.ResponseWriter, ex *Exchange, d *Dataset) {
+	rd, err := d.file.open()
+	if err != nil {
+		writeError(w, http.StatusGone, fmt.Sprintf("the content of dataset %s was read in full and deleted", d.Dataset))
+		return
+	}
+	defer rd.Close()
+	w.Header().Set("Content-Length", strconv.FormatInt(d.Size, 10))
+	n, err := io.Copy(w, rd)
+	if err != nil || n != d.Size {
+		if err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+			a.log.Error("serve spilled content", "exchange", ex.ID, "dataset", d.Dataset, "err", err)
+		}
+		// Cut short: the client must not take this body as whole, and may ask again.
+		panic(http.ErrAbortHandler)
+	}
+	ex.consumed(d.file)
 }
 
 // stream redeems a code and streams one dataset (?dataset=ID) to the caller as it arrives, without

@@ -2,7 +2,8 @@
 // authorization code from the SP's web application, redeems it at the hub over mTLS, fetches every dataset
 // from its data provider's connector in parallel over QUIC, verifies each, and reports per dataset:
 // delivered, no record, pending (retry after), unavailable or failed. One dataset failing never fails the
-// others. Results stay in memory for a short while and are then dropped.
+// others. Results stay a short while and are then dropped: in memory up to a threshold each, larger ones in
+// a file sealed under a key held only in memory (spill.go).
 package exchange
 
 import (
@@ -16,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -52,6 +54,10 @@ type Config struct {
 	MaxBytes int64
 	// Keep is how long a finished exchange's results stay available.
 	Keep time.Duration
+	// SpillDir, if set, is where POST /v1/exchanges keeps results larger than SpillThreshold bytes, sealed
+	// (spill.go); the spill files in it are removed at start. Empty: every result is kept in memory.
+	SpillDir       string
+	SpillThreshold int64
 	// HubKeys lists the hub's published keys (from the directory), for sealing login hints.
 	HubKeys    func() []hubapi.HubKey
 	Log        *slog.Logger
@@ -103,6 +109,15 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SpillDir != "" {
+		n, err := cleanSpillDir(cfg.SpillDir)
+		if err != nil {
+			return nil, fmt.Errorf("exchange spill directory: %w", err)
+		}
+		if n > 0 {
+			cfg.Log.Info("removed spill files left by an earlier process (their keys died with it)", "files", n)
+		}
+	}
 	return &Manager{cfg: cfg, byID: map[string]*Exchange{}, metrics: m, signers: transfer.NewSigners()}, nil
 }
 
@@ -123,23 +138,31 @@ type Exchange struct {
 	settled time.Time
 	// purged: content is overwritten as it arrives (Purge).
 	purged bool
+	// spill: results larger than the threshold go to a spill file (POST /v1/exchanges).
+	spill bool
 }
 
 // Dataset is one dataset's result.
 type Dataset struct {
-	Dataset     string    `json:"dataset"`
-	DP          string    `json:"dp,omitempty"`
-	Status      string    `json:"status"`
-	Reason      string    `json:"reason,omitempty"`
-	RetryAfter  int       `json:"retry_after,omitempty"`
-	ContentType string    `json:"content_type,omitempty"`
-	Size        int64     `json:"size,omitempty"`
-	SHA256      string    `json:"sha256,omitempty"`
-	Verified    bool      `json:"verified"`
-	Content     []byte    `json:"content,omitempty"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	Dataset     string `json:"dataset"`
+	DP          string `json:"dp,omitempty"`
+	Status      string `json:"status"`
+	Reason      string `json:"reason,omitempty"`
+	RetryAfter  int    `json:"retry_after,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
+	Size        int64  `json:"size,omitempty"`
+	SHA256      string `json:"sha256,omitempty"`
+	Verified    bool   `json:"verified"`
+	Content     []byte `json:"content,omitempty"`
+	// ContentURL is where a result too large to be held in memory is read (GET, with the API's bearer
+	// token), once; Content is then empty.
+	ContentURL string    `json:"content_url,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at"`
 
 	ticket hubapi.RedeemedTicket
+	// file holds the content when ContentURL is set; read is set once it has been read and removed.
+	file *spillFile
+	read bool
 }
 
 // Request is what the SP's application sends: the code and PKCE verifier from its redirect.
@@ -251,7 +274,29 @@ func (ex *Exchange) Purge() {
 	for _, d := range ex.Datasets {
 		clear(d.Content)
 		d.Content = nil
+		d.dropFile()
 	}
+}
+
+// dropFile removes the dataset's spill file, if it has one.
+func (d *Dataset) dropFile() {
+	if d.file != nil {
+		_ = d.file.remove()
+		d.file, d.ContentURL = nil, ""
+	}
+}
+
+// consumed removes the spill file f, whose content has been read in full.
+func (ex *Exchange) consumed(f *spillFile) {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	for _, d := range ex.Datasets {
+		if d.file == f {
+			d.dropFile()
+			d.read = true
+		}
+	}
+	_ = f.remove()
 }
 
 // HeldBytes is the size of the content the exchange holds in memory.
@@ -272,6 +317,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Exchange, error) {
 	if err != nil {
 		return nil, err
 	}
+	ex.spill = true
 	for _, d := range ex.Datasets {
 		if d.Status == StatusFetching {
 			go m.fetch(context.Background(), ex, d, key, nil)
@@ -311,6 +357,7 @@ func (ex *Exchange) set(d *Dataset, fn func(*Dataset)) {
 	if ex.purged {
 		clear(d.Content)
 		d.Content = nil
+		d.dropFile()
 	}
 	d.UpdatedAt = time.Now().UTC()
 	done := true
@@ -362,13 +409,22 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 	}
 	for {
 		var buf wipingBuffer
-		dst := io.Writer(&limitedWriter{w: &buf, n: m.cfg.MaxBytes})
+		var spill *spillWriter
+		held := io.Writer(&buf)
+		if ex.spill && m.cfg.SpillDir != "" {
+			spill = &spillWriter{dir: m.cfg.SpillDir, threshold: m.cfg.SpillThreshold}
+			held = spill
+		}
+		dst := io.Writer(&limitedWriter{w: held, n: m.cfg.MaxBytes})
 		if sink != nil {
 			dst = sink
 		}
 		res, err := m.fetchOnce(ctx, t, dp, key, dst)
 		if err != nil || res.Header.Status != transfer.OK {
 			clear(buf.b) // part of a delivery that failed
+			if spill != nil {
+				spill.abort()
+			}
 		}
 		var ue *unreachableError
 		if errors.As(err, &ue) && unreachable < 3 && sink == nil {
@@ -387,11 +443,22 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 		switch h.Status {
 		case transfer.OK:
 			content := buf.b
+			var file *spillFile
+			if spill != nil {
+				if content, file, err = spill.finish(); err != nil {
+					m.cfg.Log.Error("keep a delivery", "ticket", t.TicketID, "err", err)
+					m.finish(ex, d, StatusFailed, "the connector could not keep the delivery", 0)
+					return
+				}
+			}
 			if sink != nil {
 				content = nil
 			}
 			ex.set(d, func(d *Dataset) {
 				d.ContentType, d.Size, d.SHA256, d.Verified, d.Content = h.Manifest.ContentType, res.Size, hex.EncodeToString(res.SHA256), true, content
+				if file != nil {
+					d.file, d.ContentURL = file, ContentPath(ex.ID, d.Dataset)
+				}
 			})
 			m.finish(ex, d, StatusDelivered, "", res.Size)
 			return
@@ -474,26 +541,43 @@ func (m *Manager) finish(ex *Exchange, d *Dataset, status, reason string, size i
 	}
 }
 
-// Run drops finished exchanges after Keep, so results do not linger in the connector.
+// ContentPath is the local API's path of a dataset's content.
+func ContentPath(exchangeID, dataset string) string {
+	return "/v1/exchanges/" + url.PathEscape(exchangeID) + "/datasets/" + url.PathEscape(dataset) + "/content"
+}
+
+// Run drops finished exchanges after Keep, so results do not linger in the connector; their spill files
+// go with them, and every spill file goes when ctx ends, since their keys do.
 func (m *Manager) Run(ctx context.Context) error {
 	t := time.NewTicker(min(m.cfg.Keep, time.Minute))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			m.mu.Lock()
+			for _, ex := range m.byID {
+				ex.Purge()
+			}
+			m.mu.Unlock()
 			return nil
 		case <-t.C:
 		}
-		m.mu.Lock()
-		for id, ex := range m.byID {
-			ex.mu.Lock()
-			old := ex.State == "complete" && time.Since(ex.settled) > m.cfg.Keep || time.Since(ex.Created) > 2*time.Hour
-			ex.mu.Unlock()
-			if old {
-				delete(m.byID, id)
-			}
+		m.drop()
+	}
+}
+
+// drop forgets the exchanges that are done with, overwriting their content and removing their files.
+func (m *Manager) drop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, ex := range m.byID {
+		ex.mu.Lock()
+		old := ex.State == "complete" && time.Since(ex.settled) > m.cfg.Keep || time.Since(ex.Created) > 2*time.Hour
+		ex.mu.Unlock()
+		if old {
+			delete(m.byID, id)
+			ex.Purge()
 		}
-		m.mu.Unlock()
 	}
 }
 

@@ -695,6 +695,9 @@ func FuzzMyDataPackage(f *testing.F) {
 	f.Add(buildPackage(f, files, nil, pkgOpts{tamper: true}))
 	f.Add(buildPackage(f, files, nil, pkgOpts{unlisted: true}))
 	f.Add([]byte("PK\x05\x06" + strings.Repeat("\x00", 18)))
+	if b, err := os.ReadFile(filepath.Join("testdata", "mydata", "openssl-package.zip")); err == nil {
+		f.Add(b)
+	}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_ = verifyPackage(data, nil, 1<<20, time.Now())
@@ -790,5 +793,25 @@ func TestMyDataExampleConfig(t *testing.T) {
 			!slices.Equal(m.UserinfoFields, DefaultUserinfoFields) || m.Method != http.MethodGet {
 			t.Errorf("%s: the example's values that say they are defaults are not: %+v", id, m)
 		}
+	}
+}
+
+// TestMyDataOpenSSLPackage checks a package signed as the integration guide tells agencies to, with
+// `openssl cms -sign -binary -md sha256 -outform DER` (testdata/mydata, made once by hand).
+func TestMyDataOpenSSLPackage(t *testing.T) {
+	pkg, err := os.ReadFile(filepath.Join("testdata", "mydata", "openssl-package.zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := readCert(filepath.Join("testdata", "mydata", "openssl-signer.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := cert.NotBefore.Add(time.Hour)
+	if err := verifyPackage(pkg, cert, 1<<20, at); err != nil {
+		t.Fatalf("openssl-made package refused: %v", err)
+	}
+	if err := verifyPackage(pkg, newSigningKey(t).cert, 1<<20, at); err == nil {
+		t.Fatal("package accepted under another certificate")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -250,6 +251,10 @@ type Result struct {
 	Header Header
 	Size   int64
 	SHA256 []byte
+	// ManifestJSON and Trailer are what the DP signed and its signature, for a delivery kept with its proof
+	// (a citizen's package: pkg/datapackage).
+	ManifestJSON []byte
+	Trailer      *Trailer
 }
 
 // Receive reads the DP's answer. For OK it opens the chunks into dst and returns only after the trailer's
@@ -352,6 +357,7 @@ func Receive(r io.Reader, dst io.Writer, exp Expect, key hpke.PrivateKey) (*Resu
 			if _, err := wire.Read(r); !errors.Is(err, io.EOF) {
 				return nil, errors.New("transfer: data after the trailer")
 			}
+			res.ManifestJSON, res.Trailer = mj, &tr
 			return res, nil
 		default:
 			return nil, fmt.Errorf("transfer: unexpected frame type 0x%02x in content", uint8(f.Type))
@@ -389,4 +395,50 @@ func verifySigner(tr *Trailer, exp Expect, d []byte) error {
 		return fmt.Errorf("%w: signature does not verify", ErrSigner)
 	}
 	return nil
+}
+
+// VerifyDelivery checks a delivery kept apart from its stream (in a citizen's saved package, say): the
+// manifest as the DP sent it, the content's size and SHA-256, and the trailer's signature and chain. The
+// chain must lead to td's root in bundles and name a connector; it is checked as of the moment all its
+// certificates were valid, since SVIDs live hours and a package is checked months later. It returns the
+// signer and the manifest.
+func VerifyDelivery(manifestJSON []byte, size int64, sum, sig []byte, chain [][]byte, td spiffeid.TrustDomain, bundles x509bundle.Source) (spiffeid.ID, *Manifest, error) {
+	var m Manifest
+	if err := strictjson.Unmarshal(manifestJSON, 16<<10, &m); err != nil {
+		return spiffeid.ID{}, nil, fmt.Errorf("transfer: delivery manifest: %w", err)
+	}
+	if len(chain) == 0 || len(chain) > 8 {
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: a chain of 1 to 8 certificates is required", ErrSigner)
+	}
+	var at time.Time
+	for _, raw := range chain {
+		c, err := x509.ParseCertificate(raw)
+		if err != nil {
+			return spiffeid.ID{}, nil, fmt.Errorf("%w: %v", ErrSigner, err)
+		}
+		if c.NotBefore.After(at) {
+			at = c.NotBefore
+		}
+	}
+	id, chains, err := x509svid.ParseAndVerify(chain, bundles, x509svid.WithTime(at.Add(time.Second)))
+	if err != nil {
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: %v", ErrSigner, err)
+	}
+	if id.TrustDomain() != td {
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: %s is not in trust domain %s", ErrSigner, id, td)
+	}
+	if err := fedid.CheckChain(td, id, chains); err != nil {
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: %v", ErrSigner, err)
+	}
+	if p, err := fedid.Parse(id); err != nil || p.Kind != fedid.KindConnector {
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: %s is not a connector", ErrSigner, id)
+	}
+	pub, ok := chains[0][0].PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: the signer's key is not ECDSA", ErrSigner)
+	}
+	if !ecdsa.VerifyASN1(pub, digest(manifestJSON, size, sum), sig) {
+		return spiffeid.ID{}, nil, fmt.Errorf("%w: signature does not verify", ErrSigner)
+	}
+	return id, &m, nil
 }

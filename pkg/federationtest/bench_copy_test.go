@@ -37,7 +37,7 @@ const copyBuf = 64 << 10
 
 // Environment of the serving process of a baseline.
 const (
-	envPeerRole = "MYDATA_BENCH_PEER" // quic or tls
+	envPeerRole = "MYDATA_BENCH_PEER" // quic or tls, with -work: the same-work baselines
 	envPeerFile = "MYDATA_BENCH_FILE" // what to serve
 	benchALPN   = "mydata-bench"
 )
@@ -87,6 +87,10 @@ func TestBenchCopyPeer(t *testing.T) {
 }
 
 func servePeer(role, path string) error {
+	serveOne := serveCopy
+	if r, ok := strings.CutSuffix(role, "-work"); ok {
+		role, serveOne = r, serveWork
+	}
 	cert, err := benchCert()
 	if err != nil {
 		return err
@@ -115,7 +119,7 @@ func servePeer(role, path string) error {
 						go func() {
 							defer st.Close()
 							defer st.CancelRead(0) // done reading: lets the client open another stream in its place
-							if err := serveCopy(st, st, path); err != nil {
+							if err := serveOne(st, st, path); err != nil {
 								st.CancelWrite(1)
 							}
 						}()
@@ -137,7 +141,7 @@ func servePeer(role, path string) error {
 				}
 				go func() {
 					defer c.Close()
-					_ = serveCopy(c, c, path)
+					_ = serveOne(c, c, path)
 				}()
 			}
 		}

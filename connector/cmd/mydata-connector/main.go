@@ -19,6 +19,8 @@ Usage:
                                        print identity, hub reachability and directory age; ping a peer
   mydata-connector audit verify|export --config FILE [--since T] [--out F]
                                        check the audit log's hash chain, or export it as JSON lines
+  mydata-connector verify [--config FILE | --bundle PEM --trust-domain TD] PACKAGE.zip
+                                       check a citizen's download package offline (digests, signatures)
   mydata-connector counter passwd NAME
                                        read a password from standard input and print a counter.staff_file line
   mydata-connector version
@@ -39,6 +41,8 @@ func main() {
 		err = status(os.Args[2:], os.Stdout)
 	case "audit":
 		err = auditCmd(os.Args[2:], os.Stdout)
+	case "verify":
+		err = verifyCmd(os.Args[2:], os.Stdout)
 	case "counter":
 		err = counterCmd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	case "version":

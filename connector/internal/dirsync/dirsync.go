@@ -186,10 +186,20 @@ func (s *Sync) Ready() error {
 	return nil
 }
 
-// Authorize accepts an active connector of the directory and refuses everything else.
+// Authorize accepts an active connector of the directory, or a hub node the directory lists (the hub
+// relays citizens' downloads; the provider lets it present download tickets only), and refuses everything
+// else.
 func (s *Sync) Authorize(id spiffeid.ID) error {
 	if err := s.Ready(); err != nil {
 		return err
+	}
+	if p, err := fedid.Parse(id); err == nil && p.Kind == fedid.KindHub {
+		for _, k := range s.Document().HubKeys {
+			if k.Node == p.Name {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is not a hub node of the federation directory", id)
 	}
 	c, ok := s.Document().Lookup(id)
 	if !ok {

@@ -27,7 +27,7 @@ func TestAuthorize(t *testing.T) {
 		{Org: "moi", Name: "dp1", Status: hubapi.StatusActive},
 		{Org: "moi", Name: "dp2", Status: hubapi.StatusSuspended},
 		{Org: "moi", Name: "dp3", Status: hubapi.StatusRevoked},
-	}}
+	}, HubKeys: []hubapi.HubKey{{KID: "k", Node: "h2", Kind: hubapi.HubKeyTicket}}}
 	tests := []struct {
 		id   spiffeid.ID
 		want string
@@ -36,7 +36,11 @@ func TestAuthorize(t *testing.T) {
 		{id("moi", "dp2"), "is suspended"},
 		{id("moi", "dp3"), "is revoked"},
 		{id("moi", "dp4"), "not a connector of the federation directory"},
-		{spiffeid.RequireFromString("spiffe://mydata.test/hub/h1"), "not a connector"},
+		// Hub nodes relay downloads: those the directory lists are let in (the provider lets them present
+		// download tickets only); a node it does not list, one removed from the cluster say, is not.
+		{spiffeid.RequireFromString("spiffe://mydata.test/hub/h1"), "not a hub node of the federation directory"},
+		{spiffeid.RequireFromString("spiffe://mydata.test/hub/h2"), ""},
+		{spiffeid.RequireFromString("spiffe://mydata.test/operator/o1"), "not a connector"},
 	}
 	for _, tt := range tests {
 		err := s.Authorize(tt.id)

@@ -116,7 +116,17 @@ func (n *Node) quicConfig() *quic.Config {
 // serverTLS authorises clients per handshake; the certificate is taken from the source per handshake too,
 // so a renewed SVID is used without a restart.
 func (n *Node) serverTLS() *tls.Config {
-	authorize := fedid.Authorizer(n.cfg.TD, fedid.KindConnector, n.cfg.Authorize)
+	// Connectors, and hub nodes relaying downloads: Authorize says which of either kind are welcome.
+	authorize := fedid.Authorizer(n.cfg.TD, fedid.KindUnknown, func(id spiffeid.ID) error {
+		p, err := fedid.Parse(id)
+		if err != nil {
+			return err
+		}
+		if p.Kind != fedid.KindConnector && p.Kind != fedid.KindHub {
+			return fmt.Errorf("%s is a %s, want a connector or a hub node", id, p.Kind)
+		}
+		return n.cfg.Authorize(id)
+	})
 	c := tlsconfig.MTLSServerConfig(n.cfg.SVID, n.cfg.Bundles, authorize)
 	verify := c.VerifyPeerCertificate
 	c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/mydatafed/mydata/connector/internal/receipts"
 	"github.com/mydatafed/mydata/connector/internal/tickets"
 	"github.com/mydatafed/mydata/pkg/audit"
+	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/mydatafed/mydata/pkg/ticket"
@@ -119,9 +120,9 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 		return p.refuse(st, o, "%v", err)
 	}
 	o.claims = c
-	if c.Redeemer != peer.String() {
+	if err := redeemerMayPresent(c, peer); err != nil {
 		o.notTheTransfer = true
-		return p.refuse(st, o, "this ticket may be presented only by %s", c.Redeemer)
+		return p.refuse(st, o, "%v", err)
 	}
 	if c.DP != p.cfg.Self.String() {
 		return p.refuse(st, o, "this ticket is for %s, not this connector", c.DP)
@@ -223,4 +224,32 @@ func (p *Provider) record(ctx context.Context, peer spiffeid.ID, o *outcome) {
 		Role: hubapi.RoleSender, Counterpart: peer.String(), Outcome: o.status, Bytes: o.bytes, At: e.Time}); err != nil {
 		p.cfg.Log.Error("queue receipt failed", "ticket", o.claims.ID, "err", err)
 	}
+}
+
+// redeemerMayPresent says whether peer may present c. A connector may present a ticket that names it as
+// redeemer, and no download ticket; a hub node may present only download tickets, which name the hub as
+// redeemer: any of its nodes may relay, since the citizen's browser may reach any of them.
+func redeemerMayPresent(c *ticket.Claims, peer spiffeid.ID) error {
+	kind := fedid.KindUnknown
+	if p, err := fedid.Parse(peer); err == nil {
+		kind = p.Kind
+	}
+	switch {
+	case kind == fedid.KindHub && c.Mode != ticket.ModeDownload:
+		return errors.New("the hub may present only download tickets")
+	case kind == fedid.KindHub:
+		red, err := spiffeid.FromString(c.Redeemer)
+		if err != nil || red.TrustDomain() != peer.TrustDomain() {
+			return fmt.Errorf("this ticket may be presented only by %s", c.Redeemer)
+		}
+		if p, err := fedid.Parse(red); err != nil || p.Kind != fedid.KindHub {
+			return fmt.Errorf("this ticket may be presented only by %s", c.Redeemer)
+		}
+		return nil
+	case c.Mode == ticket.ModeDownload:
+		return errors.New("a download ticket may be presented only by the hub")
+	case c.Redeemer != peer.String():
+		return fmt.Errorf("this ticket may be presented only by %s", c.Redeemer)
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/mydatafed/mydata/hub/internal/notify"
 	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/ticket"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -195,9 +196,10 @@ func (o *Outbox) compose(e fsm.OutboxEntry) (to string, msg notify.Message, err 
 	if err != nil {
 		return "", msg, fmt.Errorf("open the address: %w", err)
 	}
-	c, err := o.cfg.State.Consent(e.Ref)
+	consentID, readyDataset, isReady := strings.Cut(e.Ref, "/")
+	c, err := o.cfg.State.Consent(consentID)
 	if err != nil || c == nil {
-		return "", msg, fmt.Errorf("the consent %s is gone", e.Ref)
+		return "", msg, fmt.Errorf("the consent %s is gone", consentID)
 	}
 	lang := contact.Lang
 	if lang == "" {
@@ -209,9 +211,26 @@ func (o *Outbox) compose(e fsm.OutboxEntry) (to string, msg notify.Message, err 
 		}
 		return en
 	}
-	use := notify.Use{Mode: notify.UseService, At: c.UsedAt, HistoryURL: strings.TrimSuffix(o.cfg.PortalURL, "/") + "/history"}
-	if c.Mode == hubapi.ModeCounter {
+	portal := strings.TrimSuffix(o.cfg.PortalURL, "/")
+	if e.Kind == fsm.OutboxKindReady && isReady {
+		name := readyDataset
+		if d, err := o.cfg.State.Dataset(readyDataset); err == nil && d != nil {
+			name = pick(d.NameZh, d.NameEn)
+		}
+		// The tickets of a download live as long as an asynchronous dataset's may.
+		ready := notify.Ready{Datasets: []string{name}, Until: c.UsedAt.Add(ticket.MaxAsyncLife), URL: portal + "/download/" + c.ID}
+		if msg, err = o.cfg.Templates.Render(notify.KindReady, lang, ready); err != nil {
+			return "", msg, err
+		}
+		msg.ID = strings.NewReplacer(":", "-", "/", "-").Replace(e.ID)
+		return to, msg, nil
+	}
+	use := notify.Use{Mode: notify.UseService, At: c.UsedAt, HistoryURL: portal + "/history"}
+	switch c.Mode {
+	case hubapi.ModeCounter:
 		use.Mode = notify.UseCounter
+	case hubapi.ModeDownload:
+		use.Mode = notify.UseDownload
 	}
 	if svc, err := o.cfg.State.Service(c.Service); err == nil && svc != nil {
 		use.Recipient = pick(svc.NameZh, svc.NameEn)

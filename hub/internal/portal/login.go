@@ -28,6 +28,9 @@ func (s *Server) loginContextOf(next string) loginContext {
 	if err == nil && strings.HasPrefix(u.Path, "/counter/") {
 		return s.counterLoginContext(strings.TrimPrefix(u.Path, "/counter/"))
 	}
+	if err == nil && u.Path == "/download/confirm" {
+		return s.downloadLoginContext(u.Query())
+	}
 	if err != nil || u.Path != "/oauth/authorize" {
 		return lc
 	}

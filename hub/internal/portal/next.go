@@ -43,5 +43,5 @@ func (s *Server) safeNext(next string) string {
 // nextTargets are the pages a login may lead back to.
 var nextTargets = map[string]bool{
 	"GET /{$}": true, "GET /login": true, "GET /login/m/{id}": true, "GET /history": true, "GET /catalogue": true, "GET /account": true, "GET /oauth/authorize": true,
-	"GET /counter": true, "GET /counter/{id}": true,
+	"GET /counter": true, "GET /counter/{id}": true, "GET /download": true, "GET /download/confirm": true, "GET /download/{id}": true,
 }

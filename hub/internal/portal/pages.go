@@ -121,6 +121,8 @@ type historyRow struct {
 	Revocable   bool
 	// Counter is set for a counter consent.
 	Counter *counterHistory
+	// Download marks the citizen's own download.
+	Download bool
 }
 
 // outcomeOf is what the citizen is told about one dataset in a word: the furthest any report got.
@@ -214,6 +216,7 @@ func (s *Server) historyRows(r *http.Request, sess *Session, from, to time.Time)
 		}
 		row.Revocable = row.Effective == fsm.ConsentPending || row.Effective == fsm.ConsentGranted
 		s.counterRow(r, &row)
+		s.downloadRow(r, &row)
 		rows = append(rows, row)
 	}
 	return rows, nil

@@ -28,7 +28,9 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/identity"
 	"github.com/mydatafed/mydata/hub/internal/identity/passkey"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
+	"github.com/mydatafed/mydata/hub/internal/relay"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 )
 
 //go:embed templates/*.html
@@ -62,6 +64,10 @@ type Config struct {
 	Logins Logins
 	// Apply proposes a command to the cluster and returns once this node has applied it (cluster.Apply).
 	Apply func(fsm.Command) error
+	// Relay presents download tickets to data providers for citizens' browsers; Bundle is the federation's
+	// trust bundle, against which the download page's signer checks are made.
+	Relay  *relay.Relay
+	Bundle x509bundle.Source
 	// Location is the zone the pages write times in (Asia/Taipei by default).
 	Location   *time.Location
 	Log        *slog.Logger
@@ -182,6 +188,12 @@ func (s *Server) routes() {
 	mux.HandleFunc("GET /counter", s.counterList)
 	mux.HandleFunc("GET /counter/{id}", s.counterPage)
 	mux.HandleFunc("POST /counter/{id}", s.counterAgree)
+	mux.HandleFunc("GET /download", s.downloadList)
+	mux.HandleFunc("GET /download/confirm", s.downloadConfirm)
+	mux.HandleFunc("POST /download/start", s.downloadStart)
+	mux.HandleFunc("POST /download/relay", s.downloadRelay)
+	mux.HandleFunc("POST /download/signer", s.downloadSigner)
+	mux.HandleFunc("GET /download/{id}", s.downloadPage)
 	mux.Handle("GET /static/passkey.js", passkey.ScriptHandler())
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))

@@ -29,6 +29,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/nodekeys"
 	"github.com/mydatafed/mydata/hub/internal/outbox"
 	"github.com/mydatafed/mydata/hub/internal/portal"
+	"github.com/mydatafed/mydata/hub/internal/relay"
 	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/pemfile"
@@ -196,11 +197,16 @@ func New(cfg config.Config, log *slog.Logger) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	downloads, err := relay.New(relay.Config{TD: td, SVID: s.node, Bundles: s.ca.Bundle(), State: s.state,
+		Log: log.With(telemetry.KeyComponent, "relay"), Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
 	s.portal, err = portal.New(portal.Config{
 		State: s.state, Keys: s.keyring, Consent: s.consent, Sync: s.cluster.Sync, Apply: s.cluster.Apply, Logins: logins,
 		DevLogin: cfg.Identity.DevLogin, PublicURL: cfg.Portal.PublicURL, APIURL: cfg.API.PublicURL, SessionTTL: cfg.Identity.SessionTTL,
 		IdleTimeout: cfg.Identity.IdleTimeout, Levels: cfg.Identity.Levels, Location: loc,
-		PendingTTL: cfg.Consent.PendingTTL, CounterTTL: cfg.Consent.CounterTTL,
+		PendingTTL: cfg.Consent.PendingTTL, CounterTTL: cfg.Consent.CounterTTL, Relay: downloads, Bundle: s.ca.Bundle(),
 		Log: log.With(telemetry.KeyComponent, "portal"), Registerer: reg,
 	})
 	if err != nil {

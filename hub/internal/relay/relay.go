@@ -1,0 +1,280 @@
+// Package relay is the hub's side of a citizen's download: it presents a download ticket to the data
+// provider's connector over QUIC, with the hub node's SVID in mutual TLS as any connector would, and hands the
+// answer on to the citizen's browser as it arrives. Everything after the DP's header is sealed to a key only
+// the browser holds; the relay copies it through one fixed buffer and writes none of it anywhere.
+package relay
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/mydatafed/mydata/pkg/fedid"
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/strictjson"
+	"github.com/mydatafed/mydata/pkg/ticket"
+	"github.com/mydatafed/mydata/pkg/transfer"
+	"github.com/mydatafed/mydata/pkg/wire"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// State is what the relay reads of the replicated state: the ticket keys, and the connectors' addresses.
+type State interface {
+	HubKeys() ([]hubapi.HubKey, error)
+	Connector(org, name string) (*hubapi.Connector, error)
+}
+
+// Config wires the relay.
+type Config struct {
+	TD      spiffeid.TrustDomain
+	SVID    x509svid.Source
+	Bundles x509bundle.Source
+	State   State
+	// DialTimeout bounds the QUIC handshake with the DP connector.
+	DialTimeout time.Duration
+	// IdleTimeout ends a relay whose DP stops sending, as the connectors' QUIC does.
+	IdleTimeout time.Duration
+	Log         *slog.Logger
+	Registerer  prometheus.Registerer
+}
+
+// Relay presents download tickets.
+type Relay struct {
+	cfg     Config
+	relays  *prometheus.CounterVec
+	bytes   prometheus.Counter
+	open    prometheus.Gauge
+	nowFunc func() time.Time
+}
+
+// New makes a relay.
+func New(cfg Config) (*Relay, error) {
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	r := &Relay{cfg: cfg, nowFunc: time.Now,
+		relays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mydata_hub_download_relays_total",
+			Help: "Download tickets the hub presented for citizens' browsers, by the DP's answer (ok, not_ready, no_record, refused, unavailable, failed) or error (unreachable, broken).",
+		}, []string{"outcome"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mydata_hub_download_relayed_bytes_total",
+			Help: "Sealed bytes the hub relayed from data providers to citizens' browsers (it cannot open them).",
+		}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mydata_hub_download_relays_open",
+			Help: "Downloads being relayed now.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.relays, r.bytes, r.open} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return r, nil
+}
+
+// Errors callers branch on.
+var (
+	// ErrTicket: the ticket is not a live download ticket of this hub.
+	ErrTicket = errors.New("relay: not a live download ticket")
+	// ErrUnreachable: the DP connector could not be reached.
+	ErrUnreachable = errors.New("relay: the data provider's connector cannot be reached")
+)
+
+// TicketKey implements ticket.KeySet over the hub keys in the state: a ticket any node issued verifies
+// on every node.
+func (r *Relay) TicketKey(kid string) (*ecdsa.PublicKey, bool) {
+	keys, err := r.cfg.State.HubKeys()
+	if err != nil {
+		return nil, false
+	}
+	for _, k := range keys {
+		if k.KID != kid || k.Kind != hubapi.HubKeyTicket {
+			continue
+		}
+		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
+		if err != nil {
+			return nil, false
+		}
+		ec, ok := pub.(*ecdsa.PublicKey)
+		return ec, ok
+	}
+	return nil, false
+}
+
+// Check verifies a download ticket as the DP will: signature, time, mode and that the hub redeems it.
+func (r *Relay) Check(token string) (*ticket.Claims, error) {
+	c, err := ticket.Verify(token, r, r.nowFunc())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrTicket, err)
+	}
+	if c.Mode != ticket.ModeDownload {
+		return nil, fmt.Errorf("%w: not a download ticket", ErrTicket)
+	}
+	return c, nil
+}
+
+// Answer is the DP's answer as it arrives: its header, parsed and as the frame that carried it, then the
+// rest of the stream (sealed chunks and trailer) to be copied on.
+type Answer struct {
+	Header transfer.Header
+	// HeaderFrame is the header frame's bytes exactly as the DP sent them.
+	HeaderFrame []byte
+	rest        io.Reader
+	conn        *quic.Conn
+	r           *Relay
+	outcome     string
+}
+
+// Open presents the ticket c (token) to the DP connector it names and reads the DP's header.
+func (r *Relay) Open(ctx context.Context, token string, c *ticket.Claims) (*Answer, error) {
+	dp, err := spiffeid.FromString(c.DP)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dp %q", ErrTicket, c.DP)
+	}
+	p, err := fedid.Parse(dp)
+	if err != nil || p.Kind != fedid.KindConnector || dp.TrustDomain() != r.cfg.TD {
+		return nil, fmt.Errorf("%w: dp %s is not a connector of %s", ErrTicket, dp, r.cfg.TD)
+	}
+	conn, err := r.cfg.State.Connector(p.Org, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	if conn == nil || conn.Status != hubapi.StatusActive || conn.Address == "" {
+		r.relays.WithLabelValues("unreachable").Inc()
+		return nil, fmt.Errorf("%w: %s is not an active connector with an address", ErrUnreachable, dp)
+	}
+	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
+	defer cancel()
+	qc, err := quic.DialAddr(dctx, conn.Address, r.clientTLS(dp), &quic.Config{
+		MaxIdleTimeout: r.cfg.IdleTimeout, KeepAlivePeriod: r.cfg.IdleTimeout / 3, HandshakeIdleTimeout: r.cfg.DialTimeout,
+	})
+	if err != nil {
+		r.relays.WithLabelValues("unreachable").Inc()
+		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	a, err := r.present(ctx, qc, token)
+	if err != nil {
+		_ = qc.CloseWithError(0, "")
+		r.relays.WithLabelValues("broken").Inc()
+		return nil, err
+	}
+	r.open.Inc()
+	return a, nil
+}
+
+func (r *Relay) present(ctx context.Context, qc *quic.Conn, token string) (*Answer, error) {
+	st, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	if err := transfer.WriteTicket(st, token); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	// The DP reads the ticket frame and answers; nothing more goes its way.
+	_ = st.Close()
+	f, err := wire.Read(st)
+	if err != nil {
+		return nil, fmt.Errorf("relay: the DP's header: %w", err)
+	}
+	if f.Type == wire.TypeError {
+		return nil, fmt.Errorf("relay: the DP refused the stream: %s", f.Payload)
+	}
+	if f.Type != wire.TypeHeader {
+		return nil, fmt.Errorf("relay: want a header frame, got type 0x%02x", uint8(f.Type))
+	}
+	var h struct {
+		transfer.Header
+		Manifest json.RawMessage `json:"manifest,omitempty"`
+	}
+	if err := strictjson.Unmarshal(f.Payload, 16<<10, &h); err != nil {
+		return nil, fmt.Errorf("relay: the DP's header: %w", err)
+	}
+	frame, err := frameBytes(f)
+	if err != nil {
+		return nil, err
+	}
+	return &Answer{Header: h.Header, HeaderFrame: frame, rest: st, conn: qc, r: r, outcome: string(h.Status)}, nil
+}
+
+func frameBytes(f wire.Frame) ([]byte, error) {
+	var b bytesWriter
+	if err := wire.Write(&b, f); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+type bytesWriter []byte
+
+func (b *bytesWriter) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
+
+// CopyTo copies the rest of the DP's answer to w through one 64 KiB buffer, flushing after every write so
+// that the browser gets each chunk as it comes and the hub holds none; flush may be nil.
+func (a *Answer) CopyTo(w io.Writer, flush func() error) (int64, error) {
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, rerr := a.rest.Read(buf)
+		if k > 0 {
+			if _, err := w.Write(buf[:k]); err != nil {
+				a.outcome = "broken"
+				return n, err
+			}
+			n += int64(k)
+			a.r.bytes.Add(float64(k))
+			if flush != nil {
+				if err := flush(); err != nil {
+					a.outcome = "broken"
+					return n, err
+				}
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return n, nil
+		}
+		if rerr != nil {
+			a.outcome = "broken"
+			return n, rerr
+		}
+	}
+}
+
+// Close ends the relay and counts its outcome.
+func (a *Answer) Close() error {
+	a.r.open.Dec()
+	a.r.relays.WithLabelValues(a.outcome).Inc()
+	return a.conn.CloseWithError(0, "")
+}
+
+// clientTLS accepts exactly the DP connector the ticket names.
+func (r *Relay) clientTLS(want spiffeid.ID) *tls.Config {
+	authorize := fedid.Authorizer(r.cfg.TD, fedid.KindConnector, func(id spiffeid.ID) error {
+		if id != want {
+			return fmt.Errorf("peer presented %s, want %s", id, want)
+		}
+		return nil
+	})
+	c := tlsconfig.MTLSClientConfig(r.cfg.SVID, r.cfg.Bundles, authorize)
+	c.NextProtos = []string{wire.ALPN}
+	c.MinVersion = tls.VersionTLS13
+	return c
+}

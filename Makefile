@@ -17,12 +17,14 @@ FUZZTIME ?= 15s
 # `make bench` writes here; the previous run is kept as $(BENCH_OUT:.txt=.old.txt) and compared with.
 BENCH_OUT ?= $(BIN)/bench.txt
 # Rounds of the product benchmarks (docs/benchmarks.md), and -count of every other benchmark. A round runs the
-# 256 MiB transfer and its two baselines (3 copies each), then BENCH_SMALL whole small exchanges; rounds are
+# 256 MiB transfer and its four baselines (bare and same-work, QUIC and TLS over TCP; 3 copies each), then BENCH_SMALL whole small exchanges; rounds are
 # interleaved so that a noisy machine weighs on both sides of a ratio alike. Under a minute a round.
 BENCH_COUNT ?= 6
 BENCH_SMALL ?= 3000
 # Kills of the leader of a three-node hub in the failover benchmark.
 BENCH_FAILOVERS ?= 7
+# Kills of the DP in the middle of a transfer in the dead-peer benchmark.
+BENCH_KILLS ?= 3
 STATICCHECK_VERSION := v0.8.2
 # An installed staticcheck if there is one, else the pinned release through the module proxy.
 STATICCHECK ?= $(or $(shell command -v staticcheck 2>/dev/null),$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION))
@@ -61,14 +63,18 @@ bench: build ## run the benchmarks (product rounds: BENCH_COUNT) into BENCH_OUT;
 	@cd pkg/federationtest; run() { $(BIN)/federationtest.test -test.run '^$$' -test.timeout 15m "$$@" | tee -a "$(BENCH_OUT)"; }; \
 	for round in $$(seq 1 $(BENCH_COUNT)); do \
 		echo "== product benchmarks, round $$round of $(BENCH_COUNT)"; \
-		run -test.bench '^Benchmark(BulkTransfer|BareQUIC|TLSTCP)$$' -test.benchtime 3x; \
+		run -test.bench '^Benchmark(BulkTransfer|BareQUIC|TLSTCP|BareQUICSameWork|TLSTCPSameWork)$$' -test.benchtime 3x; \
 		run -test.bench '^BenchmarkSmallExchanges$$' -test.benchtime $(BENCH_SMALL)x; \
 		run -test.bench '^BenchmarkSmallExchangesCluster$$' -test.benchtime $(BENCH_SMALL)x; \
 	done; \
 	echo "== hub failover ($(BENCH_FAILOVERS) kills of the leader)"; \
 	run -test.bench '^BenchmarkFailover$$' -test.benchtime $(BENCH_FAILOVERS)x; \
 	echo "== idle connector"; \
-	run -test.bench '^BenchmarkIdleConnector$$' -test.benchtime 1x
+	run -test.bench '^BenchmarkIdleConnector$$' -test.benchtime 1x; \
+	echo "== SP memory over a 1 GiB exchange"; \
+	run -test.bench '^BenchmarkLargeExchangeRSS$$' -test.benchtime 1x; \
+	echo "== dead DP ($(BENCH_KILLS) kills mid-transfer)"; \
+	run -test.bench '^BenchmarkDeadPeer$$' -test.benchtime $(BENCH_KILLS)x
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $$($(GO) list ./... | grep -v '/pkg/federationtest$$') | tee -a "$(BENCH_OUT)"
 	@benchstat="$$(command -v benchstat || true)"; \
 	if [ -z "$$benchstat" ]; then \
@@ -120,6 +126,9 @@ function show(label, v, fmt, target) {
 END {
 	bulk = med("BulkTransfer", "MB/s"); quic = med("BareQUIC", "MB/s"); tls = med("TLSTCP", "MB/s")
 	rq = ratio("BulkTransfer", "BareQUIC"); rt = ratio("BulkTransfer", "TLSTCP")
+	qw = med("BareQUICSameWork", "MB/s"); tw = med("TLSTCPSameWork", "MB/s")
+	rqw = ratio("BulkTransfer", "BareQUICSameWork"); rtw = ratio("BulkTransfer", "TLSTCPSameWork")
+	lx = med("LargeExchangeRSS", "sp-peak-RSS-MiB"); dk = med("DeadPeer", "kill-to-failed-ms")
 	xs = med("SmallExchanges", "exchanges/s"); p50 = med("SmallExchanges", "p50-ms"); p99 = med("SmallExchanges", "p99-ms")
 	rss = med("IdleConnector", "RSS-MiB")
 	cxs = med("SmallExchangesCluster", "exchanges/s"); cp99 = med("SmallExchangesCluster", "p99-ms"); cr = ratioOf("SmallExchangesCluster", "SmallExchanges", "exchanges/s")
@@ -127,9 +136,13 @@ END {
 	printf "Summary of %s (medians of %d rounds; the targets are in docs/benchmarks.md)\n", out, count["BulkTransfer", "MB/s"]
 	show("bulk 256 MiB DP->SP, product", bulk, "%7.1f MB/s", sprintf("   (CPU per transfer: DP %.2f s, SP %.2f s, SP app %.2f s)", med("BulkTransfer", "dp-cpu-ms/op")/1000, med("BulkTransfer", "sp-cpu-ms/op")/1000, med("BulkTransfer", "app-cpu-ms/op")/1000))
 	show("bare quic-go, one stream", quic, "%7.1f MB/s", sprintf("   (CPU per copy: %.2f s)", (med("BareQUIC", "server-cpu-ms/op") + med("BareQUIC", "client-cpu-ms/op"))/1000))
-	show("TLS 1.3 over TCP", tls, "%7.1f MB/s", "")
+	show("TLS 1.3 over TCP", tls, "%7.1f MB/s", sprintf("   (CPU per copy: server %.2f s, client %.2f s)", med("TLSTCP", "server-cpu-ms/op")/1000, med("TLSTCP", "client-cpu-ms/op")/1000))
+	show("bare quic-go + same work", qw, "%7.1f MB/s", sprintf("   (CPU per copy: server %.2f s, client %.2f s; SHA-256 and AES-256-GCM both ends)", med("BareQUICSameWork", "server-cpu-ms/op")/1000, med("BareQUICSameWork", "client-cpu-ms/op")/1000))
+	show("TLS over TCP + same work", tw, "%7.1f MB/s", sprintf("   (CPU per copy: server %.2f s, client %.2f s)", med("TLSTCPSameWork", "server-cpu-ms/op")/1000, med("TLSTCPSameWork", "client-cpu-ms/op")/1000))
 	show("product / bare quic-go", rq, "%7.2f", rq < 0 ? "" : "        target >= 0.80: " verdict(rq >= 0.8))
 	show("product / TLS over TCP", rt, "%7.2f", "")
+	show("product / quic-go same work", rqw, "%7.3f", rqw < 0 ? "" : "        target >= 0.90: " verdict(rqw >= 0.9))
+	show("product (QUIC) / TLS same work", rtw, "%7.2f", "")
 	show("small exchanges, 32 clients", xs, "%7.1f /s", xs < 0 ? "" : sprintf("   target >= 500/s: %s   (CPU per exchange: hub %.2f, DP %.2f, SP %.2f, clients %.2f ms)", verdict(xs >= 500), med("SmallExchanges", "hub-cpu-ms/op"), med("SmallExchanges", "dp-cpu-ms/op"), med("SmallExchanges", "sp-cpu-ms/op"), med("SmallExchanges", "app-cpu-ms/op")))
 	show("  latency p50", p50, "%7.1f ms", "")
 	show("  latency p99", p99, "%7.1f ms", p99 < 0 ? "" : "     target < 100 ms: " verdict(p99 < 100))
@@ -138,6 +151,8 @@ END {
 	show("  latency p99, 3-node", cp99, "%7.1f ms", cp99 < 0 ? "" : "     target < 150 ms: " verdict(cp99 < 150))
 	show("failover: kill leader -> next grant", fo, "%7.0f ms", fo < 0 ? "" : sprintf("     (median of %d kills; slowest %.0f ms; raft heartbeat and election timeouts 1 s)", count["Failover", "failover-ms"] ? $(BENCH_FAILOVERS) : 0, fomax))
 	show("idle connector RSS (larger of DP, SP)", rss, "%7.1f MiB", rss < 0 ? "" : "    target < 40 MiB: " verdict(rss < 40))
+	show("SP peak RSS, 1 GiB POST /v1/exchanges", lx, "%7.1f MiB", lx < 0 ? "" : sprintf("    target < 100 MiB: %s   (%.1f MB/s; CPU: DP %.2f s, SP %.2f s, app %.2f s)", verdict(lx < 100), med("LargeExchangeRSS", "MB/s"), med("LargeExchangeRSS", "dp-cpu-ms/op")/1000, med("LargeExchangeRSS", "sp-cpu-ms/op")/1000, med("LargeExchangeRSS", "app-cpu-ms/op")/1000))
+	show("SIGKILL of DP -> SP reports failed", dk, "%7.0f ms", dk < 0 ? "" : sprintf("     target < 15000 ms: %s   (median of %d kills; slowest %.0f ms; quic.idle_timeout 10 s)", verdict(dk < 15000), count["DeadPeer", "kill-to-failed-ms"] ? $(BENCH_KILLS) : 0, med("DeadPeer", "kill-to-failed-max-ms")))
 	show("bin/mydata-hub", hub / 1048576, "%7.1f MiB", hub_stripped > 0 ? sprintf("    (%.1f MiB stripped)", hub_stripped / 1048576) : "")
 	show("bin/mydata-connector", conn / 1048576, "%7.1f MiB", conn_stripped > 0 ? sprintf("    (%.1f MiB stripped)", conn_stripped / 1048576) : "")
 }

@@ -13,6 +13,7 @@ package backend
 // the same transfer is issued, or at its expiry, which is never later than the ticket's.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -422,7 +423,16 @@ func (b *myDataBackend) Fetch(ctx context.Context, subject string) (*Result, err
 	}
 	rb := &httpBody{rc: resp.Body, max: b.maxBytes, wd: wd, cancel: cancel, host: b.host, key: TypeMyData, timeout: b.timeout}
 	if b.signer == nil {
-		return &Result{Status: Found, ContentType: "application/zip", Size: resp.ContentLength, Body: rb}, nil
+		// Unchecked, but at least a zip: an error page sent with 200 must not reach the SP as the data.
+		br := bufio.NewReader(rb)
+		if magic, err := br.Peek(4); err != nil || !isZipMagic(magic) {
+			rb.Close()
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+			return nil, failf("mydata: %s answered 200 with something that is not a zip", b.host)
+		}
+		return &Result{Status: Found, ContentType: "application/zip", Size: resp.ContentLength, Body: readCloser{br, rb}}, nil
 	}
 	// A zip is read from its end and its signature must hold before any of it goes on: hold it whole.
 	pkg, err := io.ReadAll(rb)
@@ -434,6 +444,16 @@ func (b *myDataBackend) Fetch(ctx context.Context, subject string) (*Result, err
 		return nil, failf("mydata: package from %s refused: %v", b.host, err)
 	}
 	return &Result{Status: Found, ContentType: "application/zip", Size: int64(len(pkg)), Body: io.NopCloser(bytes.NewReader(pkg))}, nil
+}
+
+// isZipMagic tells a zip by its first four bytes: a local file header, or the end record of an empty zip.
+func isZipMagic(b []byte) bool {
+	return bytes.Equal(b, []byte("PK\x03\x04")) || bytes.Equal(b, []byte("PK\x05\x06"))
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 func randomID() string {

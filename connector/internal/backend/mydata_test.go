@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -27,8 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/configfile"
 	"github.com/smallstep/pkcs7"
-	"gopkg.in/yaml.v3"
 )
 
 const testResource = "moi.household"
@@ -468,6 +469,14 @@ func TestMyDataStatuses(t *testing.T) {
 			http.Error(w, "ORA-01403 for A123456789 at db7.moi.internal", http.StatusInternalServerError)
 			return true
 		}},
+		{name: "200 that is not a zip", err: "not a zip", respond: func(w http.ResponseWriter) bool {
+			w.Header().Set("Content-Type", "application/zip")
+			io.WriteString(w, `<html>系統維護中 A123456789</html>`)
+			return true
+		}},
+		{name: "empty 200", err: "not a zip", respond: func(w http.ResponseWriter) bool {
+			return true
+		}},
 		{name: "redirect not followed", err: "answered 302", respond: func(w http.ResponseWriter) bool {
 			w.Header().Set("Location", "https://elsewhere.example/")
 			w.WriteHeader(http.StatusFound)
@@ -484,7 +493,7 @@ func TestMyDataStatuses(t *testing.T) {
 				if !errors.Is(err, ErrBackend) || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err %v, want %q", err, tt.err)
 				}
-				if strings.Contains(err.Error(), "ORA") || strings.Contains(err.Error(), "A123456789") || strings.Contains(err.Error(), "elsewhere") {
+				if strings.Contains(err.Error(), "ORA") || strings.Contains(err.Error(), "A123456789") || strings.Contains(err.Error(), "系統") || strings.Contains(err.Error(), "elsewhere") {
 					t.Errorf("the agency's text leaks into the error: %v", err)
 				}
 				return
@@ -779,9 +788,7 @@ func TestMyDataExampleConfig(t *testing.T) {
 	var ds map[string]struct {
 		Backend Config `yaml:"backend"`
 	}
-	dec := yaml.NewDecoder(strings.NewReader(strings.Join(block, "\n")))
-	dec.KnownFields(true)
-	if err := dec.Decode(&ds); err != nil {
+	if err := configfile.Decode([]byte(strings.Join(block, "\n")), &ds); err != nil {
 		t.Fatalf("example does not decode: %v\n%s", err, strings.Join(block, "\n"))
 	}
 	for id, d := range ds {
@@ -813,5 +820,61 @@ func TestMyDataOpenSSLPackage(t *testing.T) {
 	}
 	if err := verifyPackage(pkg, newSigningKey(t).cert, 1<<20, at); err == nil {
 		t.Fatal("package accepted under another certificate")
+	}
+}
+
+// TestMyDataMutualTLS runs the listener over TLS with client certificates instead of a secret: a DP-API
+// with a certificate from the configured CA introspects; one without cannot even connect.
+func TestMyDataMutualTLS(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	srvCert, srvKey := ca.issueFiles(t, dir, "mydata-api", x509.ExtKeyUsageServerAuth)
+	caFile := filepath.Join(dir, "ca.pem")
+	writeFile(t, caFile, string(ca.certPEM))
+	good := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool(),
+		Certificates: []tls.Certificate{ca.issue(t, "dp-api", x509.ExtKeyUsageClientAuth)}}}}
+	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
+	otherCA := newTestCA(t)
+	stranger := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool(),
+		Certificates: []tls.Certificate{otherCA.issue(t, "dp-api", x509.ExtKeyUsageClientAuth)}}}}
+
+	a := newDPAPI(t, nil)
+	c := myDataConfig(t, a)
+	c.MyData.API.ClientSecretFile = ""
+	c.MyData.API.TLSCert, c.MyData.API.TLSKey, c.MyData.API.ClientCAFile = srvCert, srvKey, caFile
+	b := openMyData(t, c, nil)
+	base := "https://" + b.Addr().String()
+	introspect := func(cl *http.Client, tok string) (Introspection, error) {
+		var in Introspection
+		resp, err := cl.PostForm(base+"/connect/introspect/"+testResource, url.Values{"token": {tok}})
+		if err != nil {
+			return in, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return in, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return in, json.NewDecoder(resp.Body).Decode(&in)
+	}
+	var ran bool
+	a.respond = func(w http.ResponseWriter) bool {
+		ran = true
+		tok := a.tokens[len(a.tokens)-1]
+		if in, err := introspect(good, tok); err != nil || !in.Active {
+			t.Errorf("DP-API with a client certificate: %+v %v", in, err)
+		}
+		for name, cl := range map[string]*http.Client{"no client certificate": anonymous, "another CA's certificate": stranger} {
+			if in, err := introspect(cl, tok); err == nil {
+				t.Errorf("%s: introspection answered %+v", name, in)
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	if res, err := b.Fetch(transferCtx("t", time.Minute), "A123456789"); err != nil || res.Status != NoRecord {
+		t.Fatalf("%v %v", res, err)
+	}
+	if !ran {
+		t.Fatal("the DP-API was not called")
 	}
 }

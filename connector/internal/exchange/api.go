@@ -51,6 +51,7 @@ func NewAPI(m *Manager, tokenFile string, log *slog.Logger) (*API, error) {
 	mux.HandleFunc("POST /v1/login-hints", a.loginHint)
 	mux.HandleFunc("POST /v1/par", a.par)
 	mux.HandleFunc("GET /v1/exchanges/{id}/datasets/{dataset}/content", a.content)
+	mux.HandleFunc("GET /v1/openapi.yaml", a.openAPI)
 	a.srv = &http.Server{Handler: a.auth(mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return a, nil
 }

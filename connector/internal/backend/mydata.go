@@ -16,19 +16,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -83,13 +79,17 @@ type MyDataConfig struct {
 	SigningCert    string   `yaml:"signing_cert"`
 	UserinfoFields []string `yaml:"userinfo_fields"`
 	// API is the listener where the DP-API introspects tokens and asks userinfo.
-	API struct {
-		Listen           string `yaml:"listen"`
-		TLSCert          string `yaml:"tls_cert"`
-		TLSKey           string `yaml:"tls_key"`
-		ClientCAFile     string `yaml:"client_ca_file"`     // mTLS: the DP-API's client certificate must chain to it
-		ClientSecretFile string `yaml:"client_secret_file"` // HTTP Basic resource:secret on introspection
-	} `yaml:"api"`
+	API MyDataAPIConfig `yaml:"api"`
+}
+
+// MyDataAPIConfig is the listener of a mydata backend. Datasets may share an address if they give it the
+// same TLS settings; they are told apart by their resource.
+type MyDataAPIConfig struct {
+	Listen           string `yaml:"listen"`
+	TLSCert          string `yaml:"tls_cert"`
+	TLSKey           string `yaml:"tls_key"`
+	ClientCAFile     string `yaml:"client_ca_file"`     // mTLS: the DP-API's client certificate must chain to it
+	ClientSecretFile string `yaml:"client_secret_file"` // HTTP Basic resource:secret on introspection
 }
 
 func (c MyDataConfig) validate() error {
@@ -215,18 +215,16 @@ type myDataBackend struct {
 	signer    *x509.Certificate // nil: packages passed on unchecked
 	fields    []string
 	secret    []byte // the DP-API's client secret at introspection; nil: mTLS only
-	subKey    []byte // keys the sub pseudonym; random per process
-	tokens    *tokenStore
 	now       func() time.Time
 
-	ln  net.Listener
-	srv *http.Server
+	api *apiListener // where the DP-API introspects, shared with other mydata backends on the same address
+	res *apiResource // this backend's resource there: its live tokens
 }
 
 func newMyData(c MyDataConfig) (*myDataBackend, error) {
 	b := &myDataBackend{
 		method: c.Method, url: c.URL, resource: c.Resource, timeout: c.Timeout, maxBytes: c.MaxBytes, ttl: c.TokenTTL,
-		fields: c.UserinfoFields, tokens: newTokenStore(), now: time.Now, subKey: make([]byte, 32),
+		fields: c.UserinfoFields, now: time.Now,
 	}
 	if b.method == "" {
 		b.method = http.MethodGet
@@ -246,7 +244,6 @@ func newMyData(c MyDataConfig) (*myDataBackend, error) {
 	if b.fields == nil {
 		b.fields = DefaultUserinfoFields
 	}
-	rand.Read(b.subKey)
 	if c.SigningCert != "" {
 		cert, err := readCert(c.SigningCert)
 		if err != nil {
@@ -275,7 +272,7 @@ func newMyData(c MyDataConfig) (*myDataBackend, error) {
 		// No redirects: the token must not travel to a host the agency's config did not name.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	if err := b.listen(c); err != nil {
+	if b.api, b.res, err = attachAPI(c.API, b); err != nil {
 		b.transport.CloseIdleConnections()
 		return nil, err
 	}
@@ -294,57 +291,12 @@ func readCert(path string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(blk.Bytes)
 }
 
-// listen opens the introspection and userinfo listener now, so a taken port shows at start.
-func (b *myDataBackend) listen(c MyDataConfig) error {
-	a := c.API
-	ln, err := net.Listen("tcp", a.Listen)
-	if err != nil {
-		return fmt.Errorf("%w: mydata.api.listen: %w", ErrBackend, err)
-	}
-	if a.TLSCert != "" {
-		conf := &tls.Config{MinVersion: tls.VersionTLS12}
-		kp := &keyPair{certFile: a.TLSCert, keyFile: a.TLSKey}
-		if _, err := kp.get(nil); err != nil {
-			ln.Close()
-			return fmt.Errorf("%w: mydata.api.tls_cert: %w", ErrBackend, err)
-		}
-		conf.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get(nil) }
-		if a.ClientCAFile != "" {
-			data, err := os.ReadFile(a.ClientCAFile)
-			pool := x509.NewCertPool()
-			if err != nil || !pool.AppendCertsFromPEM(data) {
-				ln.Close()
-				return fmt.Errorf("%w: mydata.api.client_ca_file: no PEM certificate in %s (%v)", ErrBackend, a.ClientCAFile, err)
-			}
-			conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
-		}
-		ln = tls.NewListener(ln, conf)
-	}
-	b.ln = ln
-	b.srv = &http.Server{
-		Handler:           b.apiHandler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		// Handshake failures of unknown clients are not the DP's business to log line by line.
-		ErrorLog: log.New(io.Discard, "", 0),
-	}
-	go b.srv.Serve(ln) //nolint:errcheck // ends with ErrServerClosed at Close
-	return nil
-}
-
 // Addr is where the introspection and userinfo listener is (tests ask for port 0).
-func (b *myDataBackend) Addr() net.Addr { return b.ln.Addr() }
+func (b *myDataBackend) Addr() net.Addr { return b.api.ln.Addr() }
 
 func (b *myDataBackend) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := b.srv.Shutdown(ctx)
 	b.transport.CloseIdleConnections()
-	b.tokens.clear()
-	return err
+	return b.api.detach(b)
 }
 
 func (b *myDataBackend) Fetch(ctx context.Context, subject string) (*Result, error) {
@@ -364,9 +316,10 @@ func (b *myDataBackend) Fetch(ctx context.Context, subject string) (*Result, err
 	if !exp.After(now) {
 		return nil, failf("mydata: the transfer's ticket has expired")
 	}
-	tok, hash := b.tokens.issue(tokenRecord{transfer: t.ID, subject: subject, client: t.Client, issued: now, expires: exp})
+	tok, hash := b.res.tokens.issue(tokenRecord{transfer: t.ID, subject: subject, sub: b.res.sub(subject), client: t.Client,
+		scope: b.resource, fields: b.fields, issued: now, expires: exp})
 	// Single use: whatever the DP-API answers, the token is of no more use once it has.
-	defer b.tokens.revoke(hash)
+	defer b.res.tokens.revoke(hash)
 
 	ctx, cancel := context.WithCancel(ctx)
 	var body io.Reader
@@ -391,7 +344,7 @@ func (b *myDataBackend) Fetch(ctx context.Context, subject string) (*Result, err
 		}
 		return nil, failf("mydata: %s %s: %w", b.method, b.host, stripURL(err))
 	}
-	b.tokens.revoke(hash)
+	b.res.tokens.revoke(hash)
 	done := func() {
 		wd.arm()
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -467,7 +420,10 @@ type tokenRecord struct {
 	hash     [sha256.Size]byte
 	transfer string
 	subject  string
-	client   string
+	sub      string   // the subject's pseudonym
+	client   string   // who receives the data
+	scope    string   // the resource
+	fields   []string // what userinfo may tell: the dataset's setting when the token was issued
 	issued   time.Time
 	expires  time.Time
 }
@@ -545,116 +501,6 @@ func (s *tokenStore) lookup(tok string, now time.Time) (tokenRecord, bool) {
 		return tokenRecord{}, false
 	}
 	return *r, true
-}
-
-// The listener's API, as the platform serves it to DP-APIs.
-
-// Introspection is the RFC 7662-style answer at /connect/introspect/{resource}; an inactive token gets
-// {"active": false} and nothing else. The platform's amr, idp, X509type and auth_time are left out: the
-// connector does not learn how the citizen logged in (the hub checked the level the dataset requires).
-type Introspection struct {
-	Active    bool   `json:"active"`
-	Sub       string `json:"sub,omitempty"`
-	ClientID  string `json:"client_id,omitempty"`
-	Scope     string `json:"scope,omitempty"`
-	TokenType string `json:"token_type,omitempty"`
-	IssuedAt  int64  `json:"iat,omitempty"`
-	Expires   int64  `json:"exp,omitempty"`
-}
-
-func (b *myDataBackend) apiHandler() http.Handler {
-	mux := http.NewServeMux()
-	for _, m := range []string{http.MethodGet, http.MethodPost} {
-		mux.HandleFunc(m+" /connect/introspect/{resource}", b.introspect)
-		mux.HandleFunc(m+" /connect/userinfo/{resource}", b.userinfo)
-	}
-	return mux
-}
-
-func noStore(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Type", "application/json")
-}
-
-// clientOK authenticates the DP-API at introspection: mTLS was checked in the handshake when configured;
-// the secret, when configured, comes as HTTP Basic with the resource as user name (RFC 7662 §2.1 with
-// RFC 6749 §2.3.1).
-func (b *myDataBackend) clientOK(r *http.Request) bool {
-	if b.secret == nil {
-		return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
-	}
-	user, pass, ok := r.BasicAuth()
-	// Both compared in full so the time taken does not say which was wrong.
-	u := subtle.ConstantTimeCompare([]byte(user), []byte(b.resource))
-	p := subtle.ConstantTimeCompare([]byte(pass), b.secret)
-	return ok && u&p == 1
-}
-
-func (b *myDataBackend) introspect(w http.ResponseWriter, r *http.Request) {
-	noStore(w)
-	if r.PathValue("resource") != b.resource {
-		http.Error(w, `{"error":"invalid_request"}`, http.StatusNotFound)
-		return
-	}
-	if !b.clientOK(r) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="mydata-connector"`)
-		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
-		return
-	}
-	tok := strings.TrimPrefix(r.Form.Get("token"), MyDataTokenPrefix)
-	rec, ok := b.tokens.lookup(tok, b.now())
-	if !ok || tok == "" {
-		json.NewEncoder(w).Encode(Introspection{Active: false})
-		return
-	}
-	json.NewEncoder(w).Encode(Introspection{
-		Active: true, Sub: b.sub(rec.subject), ClientID: rec.client, Scope: b.resource, TokenType: "Bearer",
-		IssuedAt: rec.issued.Unix(), Expires: rec.expires.Unix(),
-	})
-}
-
-func (b *myDataBackend) userinfo(w http.ResponseWriter, r *http.Request) {
-	noStore(w)
-	if r.PathValue("resource") != b.resource {
-		http.Error(w, `{"error":"invalid_request"}`, http.StatusNotFound)
-		return
-	}
-	// Userinfo is authenticated by the token itself, as OIDC's is; mTLS, when configured, was checked in the
-	// handshake.
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	var rec tokenRecord
-	if ok {
-		rec, ok = b.tokens.lookup(strings.TrimPrefix(tok, MyDataTokenPrefix), b.now())
-	}
-	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		http.Error(w, `{"error":"invalid_token"}`, http.StatusUnauthorized)
-		return
-	}
-	info := map[string]any{}
-	for _, f := range b.fields {
-		switch f {
-		case FieldSub:
-			info[f] = b.sub(rec.subject)
-		case FieldUID:
-			info[f] = rec.subject
-		case FieldIsValidUID:
-			info[f] = validNationalID(rec.subject)
-		}
-	}
-	json.NewEncoder(w).Encode(info)
-}
-
-// sub is the citizen's pseudonym for the DP-API: an HMAC under a key that lives as long as the process.
-func (b *myDataBackend) sub(subject string) string {
-	m := hmac.New(sha256.New, b.subKey)
-	m.Write([]byte(subject))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }
 
 // validNationalID checks a Republic of China national ID (or resident certificate number): a letter, 1, 2,

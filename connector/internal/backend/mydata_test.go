@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -877,4 +878,80 @@ func TestMyDataMutualTLS(t *testing.T) {
 	if !ran {
 		t.Fatal("the DP-API was not called")
 	}
+}
+
+// freeAddr is a loopback address nobody listens on (for tests that need the same address twice).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestMyDataReloadSharesTheListener opens a dataset's backend again while the first still serves a
+// transfer, as a configuration reload does: the second must not fail on the taken address, the first
+// transfer's token stays live until its call ends, and the address is freed only with the last backend.
+func TestMyDataReloadSharesTheListener(t *testing.T) {
+	a := newDPAPI(t, nil)
+	c := myDataConfig(t, a)
+	c.MyData.API.Listen = freeAddr(t)
+	a.connAPI = "http://" + c.MyData.API.Listen
+	old, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next Backend
+	a.respond = func(w http.ResponseWriter) bool {
+		if next != nil {
+			return false
+		}
+		// Mid-call: the reload opens the dataset's new backend, on the same address.
+		if next, err = New(c); err != nil {
+			t.Errorf("reopening on the same address: %v", err)
+			return false
+		}
+		return false // and the DP-API goes on: introspection, userinfo, package
+	}
+	res, err := old.Fetch(transferCtx("t-old", time.Minute), "A123456789")
+	if err != nil || res.Status != Found {
+		t.Fatalf("transfer across the reload: %v %v", res, err)
+	}
+	res.Body.Close()
+	if next == nil {
+		t.Fatal("no second backend")
+	}
+	if len(a.intros) != 1 || !a.intros[0].Active {
+		t.Fatalf("the first backend's token after the reload: %+v", a.intros)
+	}
+	old.Close()
+	// The new backend serves on; another dataset may share the address under another resource.
+	res, err = next.Fetch(transferCtx("t-new", time.Minute), "A123456789")
+	if err != nil || res.Status != Found {
+		t.Fatalf("after the old backend closed: %v %v", res, err)
+	}
+	res.Body.Close()
+	other := c
+	other.MyData.Resource = "moi.vehicle"
+	ob, err := New(other)
+	if err != nil {
+		t.Fatalf("a second resource on the address: %v", err)
+	}
+	if in, err := introspectAt(a.connAPI, a.secret, a.tokens[len(a.tokens)-1]); err != nil || in.Active {
+		t.Errorf("spent token: %+v %v", in, err)
+	}
+	mismatch := c
+	mismatch.MyData.API.TLSCert, mismatch.MyData.API.TLSKey = "/x.crt", "/x.key"
+	if _, err := New(mismatch); err == nil || !strings.Contains(err.Error(), "other tls_cert") {
+		t.Errorf("a sharer with other TLS settings: %v", err)
+	}
+	next.Close()
+	ob.Close()
+	ln, err := net.Listen("tcp", c.MyData.API.Listen)
+	if err != nil {
+		t.Fatalf("the address is still held after the last backend closed: %v", err)
+	}
+	ln.Close()
 }

@@ -450,6 +450,11 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 					m.finish(ex, d, StatusFailed, "the connector could not keep the delivery", 0)
 					return
 				}
+				if file != nil {
+					m.metrics.spills.Inc()
+					m.metrics.spilled.Add(float64(file.sealed))
+					file.onRemove = func() { m.metrics.spilled.Sub(float64(file.sealed)) }
+				}
 			}
 			if sink != nil {
 				content = nil

@@ -6,6 +6,8 @@ type metrics struct {
 	exchanges *prometheus.CounterVec
 	datasets  *prometheus.CounterVec
 	bytes     prometheus.Counter
+	spills    prometheus.Counter
+	spilled   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -22,9 +24,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mydata_connector_sp_bytes_total",
 			Help: "Verified plaintext bytes received as a service provider.",
 		}),
+		spills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mydata_connector_sp_spills_total",
+			Help: "Results of POST /v1/exchanges larger than exchange.spill_threshold, kept sealed in a spill file for the application to read at their content URL.",
+		}),
+		spilled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mydata_connector_sp_spill_bytes",
+			Help: "Bytes of spill files under data_dir/spill waiting to be read (sealed size).",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.exchanges, m.datasets, m.bytes} {
+		for _, c := range []prometheus.Collector{m.exchanges, m.datasets, m.bytes, m.spills, m.spilled} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

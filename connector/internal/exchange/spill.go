@@ -43,7 +43,10 @@ type spillFile struct {
 	path   string
 	aead   cipher.AEAD
 	size   int64 // plaintext bytes
+	sealed int64 // bytes on disk
 	chunks int64
+	// onRemove, if set, is called once, when the file is removed.
+	onRemove func()
 
 	mu      sync.Mutex
 	removed bool
@@ -57,6 +60,9 @@ func (f *spillFile) remove() error {
 		return nil
 	}
 	f.removed = true
+	if f.onRemove != nil {
+		f.onRemove()
+	}
 	if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -199,6 +205,7 @@ func (w *spillWriter) seal(final bool) error {
 		return fmt.Errorf("spill: %w", err)
 	}
 	w.file.chunks++
+	w.file.sealed += int64(len(w.sealed))
 	return nil
 }
 

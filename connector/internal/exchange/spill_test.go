@@ -249,6 +249,8 @@ func TestSpillRemovedAfterKeep(t *testing.T) {
 	dir := t.TempDir()
 	m, _ := testManager(t, dir)
 	ex, f := deliveredExchange(t, m, content(2*spillChunk))
+	removed := 0
+	f.onRemove = func() { removed++ } // what keeps mydata_connector_sp_spill_bytes
 	m.drop()
 	if _, ok := m.Get(ex.ID); !ok || len(spillFiles(t, dir)) != 1 {
 		t.Fatal("dropped before exchange.keep")
@@ -262,6 +264,10 @@ func TestSpillRemovedAfterKeep(t *testing.T) {
 	}
 	if _, err := os.Stat(f.path); !os.IsNotExist(err) {
 		t.Fatalf("spill file kept past exchange.keep: %v", err)
+	}
+	ex.Purge()
+	if removed != 1 {
+		t.Fatalf("onRemove called %d times, want once", removed)
 	}
 
 	ex2, f2 := deliveredExchange(t, m, content(2*spillChunk))

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -267,6 +268,21 @@ func TestMyDataBackendServesSP(t *testing.T) {
 	if st, _, _ := exchange(citizenB).Dataset(t, "moi.household"); st != "no_record" {
 		t.Errorf("unknown citizen: %s", st)
 	}
+	// A configuration reload (SIGHUP) opens the dataset's backend anew while the old one still holds the
+	// listener: it must succeed, and the dataset must still be served.
+	if err := syscall.Kill(moi.proc.Pid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "reload ok", func() error {
+		if !strings.Contains(moi.Metrics(), `mydata_connector_config_reloads_total{result="ok"} 1`+"\n") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if st, reason, _ := exchange(citizenA).Dataset(t, "moi.household"); st != "delivered" {
+		t.Errorf("after a reload: %s %s", st, reason)
+	}
+
 	// The DP's audit log has the transfers and no national ID.
 	out, err := moi.Audit("export")
 	if err != nil || !strings.Contains(out, `"outcome":"delivered"`) || strings.Contains(out, citizenA) {

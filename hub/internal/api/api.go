@@ -119,6 +119,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+hubapi.PathReceipts, s.require(fedid.KindConnector, s.receipts))
 	mux.Handle("POST "+hubapi.PathCounterRedeem, s.require(fedid.KindConnector, s.counterRedeem))
 	mux.Handle("GET "+hubapi.PathDirectory, s.require(anyKind, s.directory))
+	mux.HandleFunc("GET "+PathOpenAPI, s.openAPI)
 	for _, rt := range s.adminRoutes() {
 		mux.Handle(rt.method+" "+rt.path, s.allow(rt.access, rt.handler))
 	}

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -167,6 +168,35 @@ func (c MyDataConfig) validate() error {
 	}
 	if a.ClientCAFile == "" && a.ClientSecretFile == "" {
 		return errors.New("mydata.api.client_secret_file: the DP-API must authenticate at introspection: set it, or mydata.api.client_ca_file, or both")
+	}
+	return nil
+}
+
+// CheckMyDataSet checks what no one dataset's Validate can see: mydata datasets that share an api.listen
+// must give it the same TLS settings, and each its own resource (their tokens and secrets would mix).
+func CheckMyDataSet(backends map[string]Config) error {
+	type seen struct{ id, tls string }
+	addrs := map[string]seen{}
+	resources := map[string]string{}
+	for _, id := range slices.Sorted(maps.Keys(backends)) {
+		c := backends[id]
+		if c.Type != TypeMyData {
+			continue
+		}
+		a := c.MyData.API
+		if _, port, _ := net.SplitHostPort(a.Listen); port == "0" {
+			continue // a listener of its own, as attachAPI does
+		}
+		tlsID := a.TLSCert + "\x00" + a.TLSKey + "\x00" + a.ClientCAFile
+		if s, ok := addrs[a.Listen]; ok && s.tls != tlsID {
+			return fmt.Errorf("datasets.%s.backend.mydata.api: shares %s with dataset %s but not its tls_cert, tls_key and client_ca_file", id, a.Listen, s.id)
+		}
+		addrs[a.Listen] = seen{id, tlsID}
+		key := a.Listen + " " + c.MyData.Resource
+		if other, ok := resources[key]; ok {
+			return fmt.Errorf("datasets.%s.backend.mydata.resource: %q is dataset %s's on %s already", id, c.MyData.Resource, other, a.Listen)
+		}
+		resources[key] = id
 	}
 	return nil
 }

@@ -955,3 +955,34 @@ func TestMyDataReloadSharesTheListener(t *testing.T) {
 	}
 	ln.Close()
 }
+
+func TestCheckMyDataSet(t *testing.T) {
+	mk := func(listen, resource, cert string) Config {
+		var c Config
+		c.Type = TypeMyData
+		c.MyData.API.Listen, c.MyData.Resource = listen, resource
+		c.MyData.API.TLSCert, c.MyData.API.TLSKey = cert, cert
+		return c
+	}
+	var file Config
+	file.Type = TypeFile
+	tests := []struct {
+		name string
+		set  map[string]Config
+		err  string
+	}{
+		{"two resources on one address", map[string]Config{"a.x": mk("10.0.0.5:8460", "a.x", ""), "a.y": mk("10.0.0.5:8460", "a.y", ""), "a.z": file}, ""},
+		{"one resource on two addresses", map[string]Config{"a.x": mk("10.0.0.5:8460", "r", ""), "a.y": mk("10.0.0.5:8461", "r", "")}, ""},
+		{"port 0 is never shared", map[string]Config{"a.x": mk("127.0.0.1:0", "r", ""), "a.y": mk("127.0.0.1:0", "r", "/c")}, ""},
+		{"one resource twice", map[string]Config{"a.x": mk("10.0.0.5:8460", "r", ""), "a.y": mk("10.0.0.5:8460", "r", "")}, `datasets.a.y.backend.mydata.resource: "r" is dataset a.x's`},
+		{"TLS differs", map[string]Config{"a.x": mk("10.0.0.5:8460", "a.x", "/c1"), "a.y": mk("10.0.0.5:8460", "a.y", "/c2")}, "datasets.a.y.backend.mydata.api: shares 10.0.0.5:8460 with dataset a.x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckMyDataSet(tt.set)
+			if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+				t.Errorf("err %v, want %q", err, tt.err)
+			}
+		})
+	}
+}

@@ -219,6 +219,13 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("datasets.%s.backend.%w", id, err)
 		}
 	}
+	backends := map[string]backend.Config{}
+	for id, d := range c.Datasets {
+		backends[id] = d.Backend
+	}
+	if err := backend.CheckMyDataSet(backends); err != nil {
+		return err
+	}
 	return c.Log.Validate()
 }
 

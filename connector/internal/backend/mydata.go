@@ -249,6 +249,9 @@ type myDataBackend struct {
 
 	api *apiListener // where the DP-API introspects, shared with other mydata backends on the same address
 	res *apiResource // this backend's resource there: its live tokens
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func newMyData(c MyDataConfig) (*myDataBackend, error) {
@@ -325,8 +328,11 @@ func readCert(path string) (*x509.Certificate, error) {
 func (b *myDataBackend) Addr() net.Addr { return b.api.ln.Addr() }
 
 func (b *myDataBackend) Close() error {
-	b.transport.CloseIdleConnections()
-	return b.api.detach(b)
+	b.closeOnce.Do(func() {
+		b.transport.CloseIdleConnections()
+		b.closeErr = b.api.detach(b)
+	})
+	return b.closeErr
 }
 
 func (b *myDataBackend) Fetch(ctx context.Context, subject string) (*Result, error) {

@@ -949,6 +949,7 @@ func TestMyDataReloadSharesTheListener(t *testing.T) {
 	}
 	next.Close()
 	ob.Close()
+	ob.Close() // twice: must not close the listener of someone else
 	ln, err := net.Listen("tcp", c.MyData.API.Listen)
 	if err != nil {
 		t.Fatalf("the address is still held after the last backend closed: %v", err)

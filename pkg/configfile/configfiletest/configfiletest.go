@@ -113,8 +113,63 @@ func lookup(y []byte, path []string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// Missing lists the keys of defaults, by their paths ("quic.listen"), that the YAML document data does not
+// have: an example file must show every key the binary takes. A section the file has as a whole (marked
+// or not, e.g. a map of examples) counts for the keys under it only if the default has none of its own.
+func Missing(data []byte, defaults any) ([]string, error) {
+	var file yaml.Node
+	if err := yaml.Unmarshal(data, &file); err != nil {
+		return nil, err
+	}
+	want, err := yaml.Marshal(defaults)
+	if err != nil {
+		return nil, err
+	}
+	var def yaml.Node
+	if err := yaml.Unmarshal(want, &def); err != nil {
+		return nil, err
+	}
+	var fileRoot *yaml.Node
+	if len(file.Content) > 0 {
+		fileRoot = file.Content[0]
+	}
+	var missing []string
+	var walk func(d, f *yaml.Node, path []string)
+	walk = func(d, f *yaml.Node, path []string) {
+		for i := 0; i+1 < len(d.Content); i += 2 {
+			k, v := d.Content[i].Value, d.Content[i+1]
+			p := append(append([]string(nil), path...), k)
+			fv := child(f, k)
+			switch {
+			case fv == nil:
+				missing = append(missing, strings.Join(p, "."))
+			case v.Kind == yaml.MappingNode && len(v.Content) > 0:
+				walk(v, fv, p)
+			}
+		}
+	}
+	if len(def.Content) > 0 {
+		walk(def.Content[0], fileRoot, nil)
+	}
+	return missing, nil
+}
+
+// child is the value under key in the mapping n, or nil.
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
 // CheckDefaults fails t for every value of the example file at path that differs from defaults and is not
-// marked with Marker, and if the file does not explain the convention.
+// marked with Marker, for every key of defaults the file does not show, and if the file does not explain
+// the convention.
 func CheckDefaults(t testing.TB, path string, defaults any) {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -130,5 +185,12 @@ func CheckDefaults(t testing.TB, path string, defaults any) {
 	}
 	for _, d := range diffs {
 		t.Errorf("%s: %s", path, d)
+	}
+	missing, err := Missing(data, defaults)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	for _, k := range missing {
+		t.Errorf("%s: the binary takes %s, which the file does not show (with its default, or an example marked %q)", path, k, Marker)
 	}
 }

@@ -63,3 +63,28 @@ func TestDifferenceSaysWhatToDo(t *testing.T) {
 		t.Fatalf("%s, want %s… and the marker", s, want)
 	}
 }
+
+func TestMissing(t *testing.T) {
+	var def sample
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"every key", "name: x\ninner:\n  listen: a\n  wait: 1s\n  hosts: []\nsets: {}\n", nil},
+		{"every key, some marked", "name: y  " + Marker + "\ninner:\n  listen: a\n  wait: 1s\n  hosts: []\nsets:  " + Marker + "\n  a: 1\n", nil},
+		{"keys left out", "name: x\ninner:\n  listen: a\n", []string{"inner.wait", "inner.hosts", "sets"}},
+		{"a section left out", "name: x\nsets: {}\n", []string{"inner"}},
+		{"empty", "", []string{"name", "inner", "sets"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Missing([]byte(tt.yaml), def)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Fatalf("missing %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

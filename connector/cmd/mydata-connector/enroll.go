@@ -64,9 +64,13 @@ func enroll(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(out, "enrolled %s; SVID valid until %s, stored in %s\n", svid.ID, svid.Certificates[0].NotAfter.Format(time.RFC3339), cfg.IdentityDir())
+	_, err = fmt.Fprintf(out, enrolledFormat, svid.ID, svid.Certificates[0].NotAfter.Format(time.RFC3339), cfg.IdentityDir())
 	return err
 }
+
+// enrolledFormat is what enroll prints: the SPIFFE ID, the SVID's expiry and the identity directory. The
+// operator guide shows it (a test holds the guide to it).
+const enrolledFormat = "enrolled %s; SVID valid until %s, stored in %s\n"
 
 // hubURLsFlag is --hub: one URL, a comma-separated list, or the flag given again for each.
 type hubURLsFlag []string

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -64,6 +65,60 @@ func killDPMidStream(tb testing.TB, f *benchFed, subject string) (cut, failed ti
 	}
 }
 
+// killDPMidExchange posts a code to the SP's POST /v1/exchanges and kills the DP with SIGKILL once the
+// result has begun to arrive (the SP has opened a spill file for it: more than exchange.spill_threshold is
+// in). The answer must say failed, within deadPeerBound of the kill, and the spill file must be gone. It
+// returns the time from the kill to the answer. The DP is left dead.
+func killDPMidExchange(tb testing.TB, f *benchFed, subject string) (time.Duration, error) {
+	code, p := f.approve(tb, subject)
+	body, _ := json.Marshal(map[string]string{"code": code, "code_verifier": p.Verifier, "redirect_uri": benchRedirect})
+	type answer struct {
+		res ExchangeResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		var a answer
+		resp, err := (&http.Client{Timeout: 2 * time.Minute}).Post("http://"+f.sp.API+"/v1/exchanges", "application/json", bytes.NewReader(body))
+		if err != nil {
+			a.err = err
+		} else {
+			a.err = json.NewDecoder(resp.Body).Decode(&a.res)
+			resp.Body.Close()
+		}
+		done <- a
+	}()
+	spill := filepath.Join(f.sp.DataDir(), "spill", "spill-*")
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		if files, _ := filepath.Glob(spill); len(files) > 0 {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			return 0, errors.New("no spill file after a minute: the transfer did not start")
+		}
+	}
+	f.dp.proc.Kill()
+	killed := time.Now()
+	var a answer
+	select {
+	case a = <-done:
+	case <-time.After(deadPeerBound):
+		return 0, fmt.Errorf("no answer %s after the kill", deadPeerBound)
+	}
+	took := time.Since(killed)
+	if a.err != nil {
+		return took, a.err
+	}
+	if len(a.res.Datasets) != 1 || a.res.Datasets[0].Status != "failed" || a.res.Datasets[0].ContentURL != "" {
+		return took, fmt.Errorf("the answer after the kill: %+v", a.res)
+	}
+	if files, _ := filepath.Glob(spill); len(files) != 0 {
+		return took, fmt.Errorf("spill files left by the failed delivery: %v", files)
+	}
+	tb.Logf("POST /v1/exchanges answered failed %s after the DP was killed: %s", took.Round(time.Millisecond), a.res.Datasets[0].Reason)
+	return took, nil
+}
+
 // exchangeStatus is the status of benchDataset in the SP's exchange id, or the error reading it.
 func exchangeStatus(sp *Connector, id string) (status, reason string) {
 	resp, err := http.Get("http://" + sp.API + "/v1/exchanges/" + id)
@@ -85,8 +140,9 @@ func exchangeStatus(sp *Connector, id string) (status, reason string) {
 
 // TestDeadDPFailsTransfer kills the DP connector (SIGKILL) in the middle of a 256 MiB transfer streamed to
 // the SP's application: the application's body read must fail (not end as if whole), and the SP must report
-// the dataset failed, within deadPeerBound; the log says how long it took. Then the DP is started again and
-// serves the next transfer whole.
+// the dataset failed, within deadPeerBound; the log says how long it took. Then the same in the middle of a
+// POST /v1/exchanges, whose answer must say failed and whose spill file must go. Then the DP is started
+// again and serves the next transfer whole.
 func TestDeadDPFailsTransfer(t *testing.T) {
 	t.Parallel()
 	subject := benchSubjects(t, 1)[0]
@@ -100,6 +156,12 @@ func TestDeadDPFailsTransfer(t *testing.T) {
 		t.Fatalf("the body broke off %s after the kill", cut)
 	}
 	t.Logf("kill to failed: %s", failed.Round(time.Millisecond))
+
+	// The same through POST /v1/exchanges, whose partial result was going to a spill file.
+	f.dp.Start()
+	if _, err := killDPMidExchange(t, f, subject); err != nil {
+		t.Fatal("POST /v1/exchanges: ", err)
+	}
 
 	f.dp.Start()
 	code, p := f.approve(t, subject)

@@ -100,9 +100,10 @@ func Default() Config {
 	c.Identity.Source = SourceLocal
 	c.Identity.SPIRESocket = "unix:///run/spire/agent/public/api.sock"
 	c.QUIC.Listen = "0.0.0.0:7443"
-	// A peer gone without a word (killed, unplugged) is noticed after this much silence; keep-alives every
-	// third of it keep a live but quiet connection open. 10 s lets the SP report a transfer from a killed DP
-	// failed well within 15 s, and still rides out a few lost keep-alives or a long pause on a loaded host.
+	// A peer gone without a word (killed, unplugged) is noticed after this much silence (up to a fifth more:
+	// peer's keep-alives, every fifth of it, keep a live but quiet connection open). 10 s lets the SP report
+	// a transfer from a killed DP failed within 12 s, under the 15 s asked, and still rides out a few lost
+	// keep-alives or a long pause on a loaded host.
 	c.QUIC.IdleTimeout = 10 * time.Second
 	c.Directory.SyncInterval = 10 * time.Second
 	c.Directory.MaxBackoff = 10 * time.Second

@@ -209,6 +209,8 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	// The other datasets wait for a GET as POST /v1/exchanges's do: the large ones in spill files.
+	ex.spill = true
 	var target *Dataset
 	for _, d := range ex.Datasets {
 		if d.Dataset == want && d.Status == StatusFetching {

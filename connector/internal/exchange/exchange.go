@@ -411,7 +411,7 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 		var buf wipingBuffer
 		var spill *spillWriter
 		held := io.Writer(&buf)
-		if ex.spill && m.cfg.SpillDir != "" {
+		if ex.spill && m.cfg.SpillDir != "" && sink == nil {
 			spill = &spillWriter{dir: m.cfg.SpillDir, threshold: m.cfg.SpillThreshold}
 			held = spill
 		}

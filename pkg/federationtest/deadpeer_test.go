@@ -138,15 +138,19 @@ func exchangeStatus(sp *Connector, id string) (status, reason string) {
 	return "", "no such dataset"
 }
 
-// TestDeadDPFailsTransfer kills the DP connector (SIGKILL) in the middle of a 256 MiB transfer streamed to
+// TestDeadDPFailsTransfer kills the DP connector (SIGKILL) in the middle of a 64 MiB transfer streamed to
 // the SP's application: the application's body read must fail (not end as if whole), and the SP must report
 // the dataset failed, within deadPeerBound; the log says how long it took. Then the same in the middle of a
 // POST /v1/exchanges, whose answer must say failed and whose spill file must go. Then the DP is started
 // again and serves the next transfer whole.
 func TestDeadDPFailsTransfer(t *testing.T) {
 	t.Parallel()
+	// 64 MiB: more than the QUIC windows and the HTTP hop hold, so the DP is still sending at the kill.
+	const size = 64 << 20
 	subject := benchSubjects(t, 1)[0]
-	dir, path := bulkFile(t, subject)
+	dir := t.TempDir()
+	path := filepath.Join(dir, subject+".json")
+	writeBulkFile(t, path, size)
 	f := startBenchFed(t, dir)
 	cut, failed, err := killDPMidStream(t, f, subject)
 	if err != nil {
@@ -169,7 +173,7 @@ func TestDeadDPFailsTransfer(t *testing.T) {
 	if err != nil {
 		t.Fatal("after the DP's restart: ", err)
 	}
-	if want := fileSHA256(t, path); n != bulkSize || sum != want {
-		t.Fatalf("after the DP's restart: %d bytes with digest %s, want %d bytes with %s", n, sum, bulkSize, want)
+	if want := fileSHA256(t, path); n != size || sum != want {
+		t.Fatalf("after the DP's restart: %d bytes with digest %s, want %d bytes with %s", n, sum, size, want)
 	}
 }

@@ -1,7 +1,10 @@
 package federationtest
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,5 +119,66 @@ func TestReloadDatasets(t *testing.T) {
 		if st, reason, _ := res.Dataset(t, ds); st != "delivered" {
 			t.Fatalf("%s after a refused reload: %s %s", ds, st, reason)
 		}
+	}
+
+	// A transfer in flight when a reload removes its dataset finishes whole, on the backend it started
+	// with; the next one is refused.
+	bigDir := t.TempDir()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 96<<20/16) // 96 MiB: more than the buffers on the way hold
+	if err := os.WriteFile(filepath.Join(bigDir, citizenA+".bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bigEntry := fmt.Sprintf("  moi.big:\n    backend:\n      type: file\n      file:\n        dir: %s\n        pattern: \"{subject}.bin\"\n", bigDir)
+	h.Admin("dataset", "add", "--id", "moi.big", "--name-zh", "大檔", "--name-en", "A large file", "--dp", "moi/dp1")
+	h.Admin("service", "add", "--id", "bank.big", "--name-zh", "大檔", "--name-en", "Large file", "--sp", "bank/sp1",
+		"--datasets", "moi.big", "--purpose", "Read a large file", "--terms", "Terms", "--terms-version", "1", "--redirect-uri", redirect)
+	if err := os.WriteFile(dp.ConfigPath, []byte(good+bigEntry), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	reloads("ok", 2)
+	stream := func() *http.Response {
+		t.Helper()
+		c := h.NewCitizen()
+		c.Login(citizenA, "nhi-card")
+		p := NewPKCE()
+		code := c.Approve(h.AuthorizeURL("bank.big", redirect, "moi.big", "st", p, nil))
+		body := fmt.Sprintf(`{"code":%q,"code_verifier":%q,"redirect_uri":%q}`, code, p.Verifier, redirect)
+		resp, err := http.Post("http://"+sp.API+"/v1/exchanges/stream?dataset=moi.big", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := stream()
+	first := make([]byte, 1<<20)
+	if _, err := io.ReadFull(resp.Body, first); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the start of the large dataset: %d %v", resp.StatusCode, err)
+	}
+	if err := os.WriteFile(dp.ConfigPath, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	reloads("ok", 3)
+	delivered := `mydata_connector_dp_transfers_total{dataset="moi.big",outcome="delivered"} 1`
+	if strings.Contains(dp.Metrics(), delivered) {
+		t.Fatal("the DP finished the large transfer before the reload: it proves nothing about one in flight")
+	}
+	rest, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(append(first, rest...), big) || resp.Trailer.Get("X-Mydata-Status") != "delivered" {
+		t.Fatalf("the transfer in flight across the reload: %d bytes, %v, status %q", len(first)+len(rest), err, resp.Trailer.Get("X-Mydata-Status"))
+	}
+	Eventually(t, 10*time.Second, "the DP counts the transfer delivered", func() error {
+		if !strings.Contains(dp.Metrics(), delivered) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	resp = stream()
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == 200 && resp.Trailer.Get("X-Mydata-Status") == "delivered" {
+		t.Fatalf("a dataset removed by the reload was still served: %d bytes", len(b))
 	}
 }

@@ -202,6 +202,8 @@ func (b *Browser) close() {
 type Tab struct {
 	b       *Browser
 	session string
+	// context is the tab's own browser context (profile): cookies and downloads are per tab.
+	context string
 	// t is the test the tab reports to; the browser's when nil.
 	t testing.TB
 }
@@ -245,10 +247,16 @@ func (b *Browser) NewTab() *Tab {
 		SessionID string `json:"sessionId"`
 	}
 	b.call("", "Target.attachToTarget", map[string]any{"targetId": target.TargetID, "flatten": true}, &att)
-	tab := &Tab{b: b, session: att.SessionID}
+	tab := &Tab{b: b, session: att.SessionID, context: ctx.BrowserContextID}
 	b.call(tab.session, "Page.enable", nil, nil)
 	b.call(tab.session, "Runtime.enable", nil, nil)
 	return tab
+}
+
+// AllowDownloads saves what the tab's pages download into dir, as a browser asked "save" would.
+func (tab *Tab) AllowDownloads(dir string) {
+	tab.tb().Helper()
+	tab.b.call("", "Browser.setDownloadBehavior", map[string]any{"behavior": "allow", "downloadPath": dir, "browserContextId": tab.context}, nil)
 }
 
 // Navigate loads url and waits until the page has loaded.

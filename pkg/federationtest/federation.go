@@ -76,7 +76,7 @@ func touchSources(root string) error {
 			}
 			return nil
 		}
-		if strings.HasSuffix(path, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum" || strings.Contains(path, "templates") {
+		if strings.HasSuffix(path, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum" || strings.Contains(path, "templates") || strings.Contains(path, "static") {
 			_, err = os.Stat(path)
 		}
 		return err

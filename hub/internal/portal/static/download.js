@@ -325,4 +325,7 @@ async function resume() {
   button.disabled = rec.items.every((i) => i.done);
 }
 
-document.getElementById("start").addEventListener("click", () => (root.dataset.consent ? resume() : start()));
+// The button stays disabled until this script is ready: without it the page can do nothing.
+const button = document.getElementById("start");
+button.addEventListener("click", () => (root.dataset.consent ? resume() : start()));
+button.disabled = false;

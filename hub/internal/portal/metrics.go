@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mydata_hub_consent_decisions_total",
-			Help: "Citizens' consent decisions (approve, deny).",
+			Help: "Citizens' decisions: approve, deny (consent pages), counter (counter codes taken), download (downloads made).",
 		}, []string{"decision"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mydata_hub_logins_total",

@@ -636,11 +636,11 @@ done
 # ---- 6. the catalogue: datasets and the bank's online service ----------------------------------------------
 
 step "Registering the datasets and the bank's online service"
-admin dataset add --id moi.household --name-zh 戶籍資料 --name-en "Household registration" --dp moi/moi-dp --min-aal 2 \
+admin dataset add --id moi.household --name-zh 戶籍資料 --name-en "Household registration" --dp moi/moi-dp --min-aal 2 --download \
 	--description "Address, head of household, and every member with relation and date of birth"
-admin dataset add --id fia.income --name-zh 個人所得資料 --name-en "Income" --dp fia/fia-dp --min-aal 2 --async \
+admin dataset add --id fia.income --name-zh 個人所得資料 --name-en "Income" --dp fia/fia-dp --min-aal 2 --async --download \
 	--description "Income of the last two tax years, by item and payer"
-admin dataset add --id fia.property --name-zh 個人財產資料 --name-en "Property" --dp fia/fia-dp --min-aal 2 \
+admin dataset add --id fia.property --name-zh 個人財產資料 --name-en "Property" --dp fia/fia-dp --min-aal 2 --download \
 	--description "Land, buildings and vehicles, with share and assessed value"
 admin service add --id "$client_id" --name-zh 示範銀行線上信用卡申辦 --name-en "Demo Bank online credit-card application" \
 	--sp demobank/bank-sp --datasets moi.household,fia.income,fia.property \
@@ -793,6 +793,12 @@ ${bold}Sample bank${reset} (示範銀行 Demo Bank, pid $bank_pid)
   web application       http://$bank_app        service $client_id, returns to http://$bank_app/callback
   log                   $(r "$bank_log")
 
+
+${bold}Download your own data${reset} (個人化資料下載): at $portal_url/download a citizen picks datasets, logs in, and
+  presses Download. The browser makes a key only it holds; the hub relays each agency's answer sealed to it and
+  cannot read it. The page checks each agency's signature and saves one zip package, which anyone can check:
+    bin/mydata-connector verify --config $(r "$demo/bank-sp.yaml") ~/Downloads/mydata-<id>.zip
+  For $slow_citizen the income is "being prepared": fetch it later from the history (same browser).
 
 ${bold}Counter verification${reset} (臨櫃核驗): at $portal_url/counter a citizen picks "Demo Bank account opening at the
   counter", agrees, and gets an 8-character code and its QR code (valid 20 minutes, once). A teller logs in to

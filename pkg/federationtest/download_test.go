@@ -211,6 +211,33 @@ func TestDownload(t *testing.T) {
 	if consentID == "" {
 		t.Fatal("no link to the download's page in the history")
 	}
+	// Every download page, in both languages, on a phone's screen: no sideways scrolling, no serious
+	// accessibility violation.
+	for _, lang := range []string{"zh-TW", "en"} {
+		t.Run("pages-"+lang, func(t *testing.T) {
+			pt := b.NewTab().For(t)
+			pt.setLang(lang)
+			pt.phone()
+			pt.Navigate(h.PortalURL() + "/download")
+			pt.checkPhonePage("download list", lang)
+			pt.Navigate(h.PortalURL() + "/download/confirm?ds=moi.household&ds=moi.records")
+			pt.Type("subject", citizenA)
+			pt.Select("method", "nhi-card")
+			pt.clickNav("login")
+			pt.WaitFor("the confirmation page", `document.getElementById("start") !== null`, 15*time.Second)
+			pt.checkPhonePage("download confirmation", lang)
+			pt.Navigate(h.PortalURL() + "/history")
+			pt.checkPhonePage("history with a download", lang)
+			pt.Navigate(h.PortalURL() + "/download/" + consentID)
+			pt.WaitFor("the page's script", `!document.getElementById("start").disabled || !document.getElementById("error").hidden`, 15*time.Second)
+			pt.checkPhonePage("a download's page in another browser", lang)
+			// This browser does not hold the download's key: the page says so instead of failing.
+			if e := pt.Text("#error"); e == "" {
+				t.Error("a download's page in a browser without its key says nothing")
+			}
+		})
+	}
+
 	tab.Navigate(h.PortalURL() + "/download/" + consentID)
 	tab.WaitFor("the download's page, its script ready", `document.getElementById("start") !== null && !document.getElementById("start").disabled`, 15*time.Second)
 	tab.Click("start")

@@ -532,26 +532,7 @@ func TestIdentityPages(t *testing.T) {
 			tab.phone()
 			check := func(page string) {
 				t.Helper()
-				var htmlLang string
-				tab.Eval(`document.documentElement.lang`, &htmlLang)
-				if htmlLang != lang {
-					t.Errorf("%s (%s): the page is in %q", page, tab.URL(), htmlLang)
-				}
-				var width int
-				tab.Eval(`document.documentElement.scrollWidth`, &width)
-				if width > 360 {
-					var wide []string
-					tab.Eval(`[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > 360.5).slice(-5)
-						.map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "") + " right=" + Math.round(e.getBoundingClientRect().right))`, &wide)
-					t.Errorf("%s (%s): %d px wide at a 360-px viewport; too wide: %v", page, tab.URL(), width, wide)
-				}
-				for _, v := range tab.axe() {
-					if v.Impact == "serious" || v.Impact == "critical" {
-						t.Errorf("%s (%s): axe: %s", page, tab.URL(), v)
-					} else {
-						t.Logf("%s: axe (not failing): %s", page, v)
-					}
-				}
+				tab.checkPhonePage(page, lang)
 			}
 			visit := func(page, path string) {
 				t.Helper()

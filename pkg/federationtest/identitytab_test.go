@@ -25,6 +25,33 @@ func (tab *Tab) phone() {
 	tab.Call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 360, "height": 780, "deviceScaleFactor": 1, "mobile": true}, nil)
 }
 
+// checkPhonePage checks the page shown, on a phone's screen (phone), in lang: it is in that language, does
+// not scroll sideways at 360 px, and axe-core finds no serious or critical accessibility violation on it.
+func (tab *Tab) checkPhonePage(page, lang string) {
+	t := tab.tb()
+	t.Helper()
+	var htmlLang string
+	tab.Eval(`document.documentElement.lang`, &htmlLang)
+	if htmlLang != lang {
+		t.Errorf("%s (%s): the page is in %q", page, tab.URL(), htmlLang)
+	}
+	var width int
+	tab.Eval(`document.documentElement.scrollWidth`, &width)
+	if width > 360 {
+		var wide []string
+		tab.Eval(`[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > 360.5).slice(-5)
+			.map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "") + " right=" + Math.round(e.getBoundingClientRect().right))`, &wide)
+		t.Errorf("%s (%s): %d px wide at a 360-px viewport; too wide: %v", page, tab.URL(), width, wide)
+	}
+	for _, v := range tab.axe() {
+		if v.Impact == "serious" || v.Impact == "critical" {
+			t.Errorf("%s (%s): axe: %s", page, tab.URL(), v)
+		} else {
+			t.Logf("%s: axe (not failing): %s", page, v)
+		}
+	}
+}
+
 // addAuthenticator gives the tab a platform authenticator (Chromium's virtual one) that holds passkeys and
 // verifies its user.
 func (tab *Tab) addAuthenticator() {

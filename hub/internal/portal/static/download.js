@@ -328,4 +328,12 @@ async function resume() {
 // The button stays disabled until this script is ready: without it the page can do nothing.
 const button = document.getElementById("start");
 button.addEventListener("click", () => (root.dataset.consent ? resume() : start()));
-button.disabled = false;
+if (root.dataset.consent) {
+  // A download's own page can fetch only in the browser that holds its key: say so at once elsewhere.
+  store("get", root.dataset.consent).then(
+    (rec) => (rec ? (button.disabled = false) : showError(text("nokey"))),
+    () => showError(text("nokey")),
+  );
+} else {
+  button.disabled = false;
+}

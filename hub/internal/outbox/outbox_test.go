@@ -26,6 +26,7 @@ import (
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/keyring"
 	"github.com/mydatafed/mydata/hub/internal/notify"
+	"github.com/mydatafed/mydata/pkg/hubapi"
 )
 
 const alice = "A123456789"
@@ -336,5 +337,32 @@ func TestCounterUseSaysCounter(t *testing.T) {
 	w.outbox().Once(context.Background())
 	if m, _ := w.counts(); m != 1 || !strings.Contains(strings.ToLower(w.bodies[0]), "counter") {
 		t.Fatalf("%d mails; the notice of a counter use:\n%s", m, w.bodies)
+	}
+}
+
+// A download is notified as the citizen's own download; a dataset its agency prepares later gets a "ready"
+// notice when the agency said it would be ready, not before, and once.
+func TestDownloadNotices(t *testing.T) {
+	w := newWorld(t)
+	w.contact("en", true, false)
+	h, _ := w.keys.LookupHash(alice)
+	if err := w.apply(&fsm.DownloadRecord{Consent: fsm.Consent{ID: "d1", Subject: h, Datasets: []string{"moi.household"}, AAL: 2, LoginMethod: "nhi-card",
+		Mode: hubapi.ModeDownload}, Now: w.now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.apply(&fsm.DownloadPending{ConsentID: "d1", Dataset: "moi.household", ReadyAt: w.now.Add(10 * time.Minute), Now: w.now}); err != nil {
+		t.Fatal(err)
+	}
+	o := w.outbox()
+	o.Once(context.Background())
+	if m, _ := w.counts(); m != 1 || !strings.Contains(w.bodies[0], "you downloaded the following personal data") {
+		t.Fatalf("%d mails; the notice of a download:\n%s", m, w.bodies)
+	}
+	w.now = w.now.Add(11 * time.Minute)
+	o.Once(context.Background())
+	o.Once(context.Background())
+	if m, _ := w.counts(); m != 2 || !strings.Contains(w.bodies[1], "ready") || !strings.Contains(w.bodies[1], "https://mydata.test/download/d1") ||
+		!strings.Contains(w.bodies[1], "Household registration") {
+		t.Fatalf("%d mails; the ready notice:\n%s", m, w.bodies)
 	}
 }

@@ -67,6 +67,8 @@ type Dataset struct {
 	Download  bool      `json:"download,omitempty"`
 	Status    string    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
+	// Stage is sandbox, pilot or production (StageOf: empty is production); approved applications move it.
+	Stage string `json:"stage,omitempty"`
 }
 
 // MaxAAL bounds the levels a hub may configure.
@@ -149,6 +151,8 @@ type Service struct {
 	CounterOTP bool      `json:"counter_otp,omitempty"`
 	Status     string    `json:"status"`
 	CreatedAt  time.Time `json:"created_at"`
+	// Stage is sandbox, pilot or production (StageOf: empty is production); approved applications move it.
+	Stage string `json:"stage,omitempty"`
 }
 
 var serviceID = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)

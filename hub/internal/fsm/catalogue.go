@@ -125,7 +125,7 @@ func (f *FSM) Dataset(id string) (*hubapi.Dataset, error) {
 }
 
 func (f *FSM) datasets(where string, args ...any) ([]hubapi.Dataset, error) {
-	rows, err := f.db.Query(`SELECT id, name_zh, name_en, description, dp_org, dp_connector, min_aal, methods, content_type, async, status, created_at, download FROM datasets `+where, args...)
+	rows, err := f.db.Query(`SELECT id, name_zh, name_en, description, dp_org, dp_connector, min_aal, methods, content_type, async, status, created_at, download, stage FROM datasets `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func (f *FSM) datasets(where string, args ...any) ([]hubapi.Dataset, error) {
 		var d hubapi.Dataset
 		var created int64
 		var methods string
-		if err := rows.Scan(&d.ID, &d.NameZh, &d.NameEn, &d.Description, &d.DPOrg, &d.DPConnector, &d.MinAAL, &methods, &d.ContentType, &d.Async, &d.Status, &created, &d.Download); err != nil {
+		if err := rows.Scan(&d.ID, &d.NameZh, &d.NameEn, &d.Description, &d.DPOrg, &d.DPConnector, &d.MinAAL, &methods, &d.ContentType, &d.Async, &d.Status, &created, &d.Download, &d.Stage); err != nil {
 			return nil, err
 		}
 		if methods != "" {

@@ -64,6 +64,9 @@ const (
 	TypeCounterForget
 	TypeDownloadRecord
 	TypeDownloadPending
+	TypeApplicationSubmit
+	TypeApplicationReview
+	TypeApplicationDecide
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

@@ -114,6 +114,10 @@ var registry = map[Type]entry{
 	TypeCounterForget:   command(applyCounterForget, keepsLookups),
 	TypeDownloadRecord:  command(applyDownloadRecord, keepsLookups),
 	TypeDownloadPending: command(applyDownloadPending, keepsLookups),
+	// An approved application may add or change an organisation, a service or a dataset.
+	TypeApplicationSubmit: command(applyApplicationSubmit, keepsLookups),
+	TypeApplicationReview: command(applyApplicationReview, keepsLookups),
+	TypeApplicationDecide: command(applyApplicationDecide, dropsLookups),
 }
 
 // typeOf finds a payload's command type.

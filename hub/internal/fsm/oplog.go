@@ -96,6 +96,15 @@ var wrappable = map[Type]admin{
 		return rowJSON(tx, `SELECT * FROM operators WHERE name = ?`, c.Name)
 	}),
 	TypeOperatorTokenCreate: adminCommand(applyOperatorTokenCreate, nil),
+	TypeApplicationSubmit: adminCommand(applyApplicationSubmit, func(tx *sql.Tx, c *ApplicationSubmit) (string, error) {
+		return rowJSON(tx, `SELECT id, kind, target, org, sector, stage, status FROM applications WHERE id = ?`, c.Application.ID)
+	}),
+	TypeApplicationReview: adminCommand(applyApplicationReview, func(tx *sql.Tx, c *ApplicationReview) (string, error) {
+		return rowJSON(tx, `SELECT id, kind, target, org, sector, stage, status FROM applications WHERE id = ?`, c.ID)
+	}),
+	TypeApplicationDecide: adminCommand(applyApplicationDecide, func(tx *sql.Tx, c *ApplicationDecide) (string, error) {
+		return rowJSON(tx, `SELECT id, kind, target, org, sector, stage, status FROM applications WHERE id = ?`, c.ID)
+	}),
 }
 
 // wrapsKeyring says whether an entry is an operator action that adds a keyring key, which the keyring's

@@ -248,6 +248,26 @@ CREATE TABLE IF NOT EXISTS counter_codes (
 	terminal      TEXT NOT NULL DEFAULT '',
 	redeemer      TEXT NOT NULL DEFAULT '' -- the SP connector's SPIFFE ID
 );
+CREATE TABLE IF NOT EXISTS applications (
+	id           TEXT PRIMARY KEY,
+	kind         TEXT NOT NULL, -- org, service or dataset
+	target       TEXT NOT NULL, -- the organisation's code, the service's or the dataset's id
+	org          TEXT NOT NULL, -- the applying organisation
+	sector       TEXT NOT NULL, -- the supervising authority's, '' if none
+	stage        TEXT NOT NULL,
+	status       TEXT NOT NULL,
+	submitted_by TEXT NOT NULL,
+	submitted_at INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL,
+	body         TEXT NOT NULL -- the fsm.Application as JSON, its decisions included
+);
+CREATE INDEX IF NOT EXISTS applications_by_target ON applications(kind, target, status);
+CREATE TABLE IF NOT EXISTS pilot_subjects (
+	kind   TEXT NOT NULL, -- service or dataset
+	target TEXT NOT NULL,
+	hash   TEXT NOT NULL, -- a test subject's keyed lookup hash
+	PRIMARY KEY (kind, target, hash)
+);
 `
 
 // columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT
@@ -258,6 +278,7 @@ var columnsAdded = []struct{ table, column, decl string }{
 	{"datasets", "methods", "TEXT NOT NULL DEFAULT ''"},
 	{"consents", "mode", "TEXT NOT NULL DEFAULT ''"},
 	{"datasets", "download", "INTEGER NOT NULL DEFAULT 0"},
+	{"datasets", "stage", "TEXT NOT NULL DEFAULT ''"},
 }
 
 func migrate(db *sql.DB) error {

@@ -170,6 +170,11 @@ func (s *Server) adminRoutes() []route {
 		{"POST", PathOperators + "/{name}/tokens", accessAdmin, s.createOperatorToken},
 		{"GET", PathAudit, accessRead, s.exportAudit},
 		{"GET", PathAuditVerify, accessRead, s.verifyAudit},
+		{"POST", PathApplications, accessApply, s.submitApplication},
+		{"GET", PathApplications, accessCatalogue, s.listApplications},
+		{"GET", PathApplications + "/{id}", accessCatalogue, s.showApplication},
+		{"POST", PathApplications + "/{id}/review", accessReview, s.reviewApplication},
+		{"POST", PathApplications + "/{id}/decide", accessAdmin, s.decideApplicationAdmin},
 	}
 }
 

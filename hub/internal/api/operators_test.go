@@ -128,12 +128,23 @@ func TestRoles(t *testing.T) {
 }
 
 // TestEveryAdminRouteNeedsARole holds the table to its rule: only the federation administrator changes
-// anything, and an auditor reads everything but the backup.
+// anything, but for filing an application (an applicant, for its organisation) and an authority's review
+// (a reviewer, of its sector), whose scope apply checks; and an auditor reads everything but the backup.
 func TestEveryAdminRouteNeedsARole(t *testing.T) {
 	s := testServer(t)
+	scoped := map[string][]string{
+		"POST " + PathApplications:                  accessApply,
+		"POST " + PathApplications + "/{id}/review": accessReview,
+	}
 	for _, rt := range s.adminRoutes() {
 		if len(rt.access) == 0 {
 			t.Errorf("%s %s has no roles", rt.method, rt.path)
+		}
+		if want, ok := scoped[rt.method+" "+rt.path]; ok {
+			if !slices.Equal(rt.access, want) {
+				t.Errorf("%s %s is open to %v, want %v", rt.method, rt.path, rt.access, want)
+			}
+			continue
 		}
 		if rt.method != "GET" && !slices.Equal(rt.access, accessAdmin) {
 			t.Errorf("%s %s changes state but is open to %v", rt.method, rt.path, rt.access)

@@ -65,9 +65,11 @@ Commands:
   audit verify                                         check the operator log's hash chain on the hub node
   audit export [--since T] [--format json|csv]         the operator log from T (RFC 3339, a date, or a
                                                        duration ago such as 24h)
-
+` + applicationUsage + `
 Every command needs a role: changes need federation-admin; reads of connectors, certificates, the cluster,
 operators and the operator log also allow auditor; orgs, datasets and services allow every operator.
+Applications: an applicant:<org> (or federation-admin) submits for its organisation, reviewer:<sector>
+reviews its sector's, federation-admin decides; each operator lists and shows those its roles cover.
 
 The operator credential defaults to the one the hub made under its data_dir/operator on first start (a
 federation-admin). --credentials DIR uses one enrolled with 'mydata-hub operator enroll' (and its hub URL),
@@ -220,6 +222,8 @@ func admin(args []string, out io.Writer) error {
 		return a.auditVerify(ctx)
 	case "audit export":
 		return a.auditExport(ctx, args)
+	case "application submit", "application list", "application show", "application review", "application decide":
+		return a.application(ctx, sub, args)
 	}
 	fmt.Fprint(out, adminUsage)
 	return fmt.Errorf("admin: unknown command %q", cmd+" "+sub)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -29,6 +28,25 @@ func splitPair(flagName, v string) (string, string, error) {
 
 func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dataset add", flag.ContinueOnError)
+	dataset := datasetFlags(fs)
+	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "dp"); err != nil {
+		return err
+	}
+	d, err := dataset()
+	if err != nil {
+		return err
+	}
+	var saved hubapi.Dataset
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathDatasets, d, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *table) {
+		fmt.Fprintf(w, "added dataset %s served by %s/%s\n", saved.ID, saved.DPOrg, saved.DPConnector)
+	})
+}
+
+// datasetFlags defines a dataset's flags on fs; the function it returns reads them once fs is parsed.
+func datasetFlags(fs *flag.FlagSet) func() (hubapi.Dataset, error) {
 	var d hubapi.Dataset
 	var dp string
 	fs.StringVar(&d.ID, "id", "", "dataset id, <org>.<name> (e.g. moi.household)")
@@ -42,23 +60,14 @@ func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
 	fs.BoolVar(&d.Download, "download", false, "citizens may download it themselves on the portal")
 	var methods string
 	fs.StringVar(&methods, "methods", "", "comma-separated login method ids, the only ones the agency accepts for this dataset (default: any of --min-aal or higher)")
-	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "dp"); err != nil {
-		return err
+	return func() (hubapi.Dataset, error) {
+		if methods != "" {
+			d.Methods = strings.Split(methods, ",")
+		}
+		var err error
+		d.DPOrg, d.DPConnector, err = splitPair("dp", dp)
+		return d, err
 	}
-	if methods != "" {
-		d.Methods = strings.Split(methods, ",")
-	}
-	var err error
-	if d.DPOrg, d.DPConnector, err = splitPair("dp", dp); err != nil {
-		return err
-	}
-	var saved hubapi.Dataset
-	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathDatasets, d, &saved); err != nil {
-		return err
-	}
-	return a.print(saved, func(w *table) {
-		fmt.Fprintf(w, "added dataset %s served by %s/%s\n", saved.ID, saved.DPOrg, saved.DPConnector)
-	})
 }
 
 func (a *adminCtx) datasetList(ctx context.Context) error {
@@ -94,6 +103,25 @@ func (a *adminCtx) datasetStatus(ctx context.Context, verb string, args []string
 
 func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("service add", flag.ContinueOnError)
+	service := serviceFlags(fs)
+	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
+		return err
+	}
+	s, err := service()
+	if err != nil {
+		return err
+	}
+	var saved hubapi.Service
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathServices, s, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *table) {
+		fmt.Fprintf(w, "added service %s (%s) for %s/%s: %s\n", saved.ID, saved.NameEn, saved.SPOrg, saved.SPConnector, strings.Join(saved.Datasets, ", "))
+	})
+}
+
+// serviceFlags defines a service's flags on fs; the function it returns reads them once fs is parsed.
+func serviceFlags(fs *flag.FlagSet) func() (hubapi.Service, error) {
 	var s hubapi.Service
 	var sp, modes, datasets, termsFile string
 	var redirects stringList
@@ -111,33 +139,26 @@ func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
 	fs.StringVar(&s.LegalBasis, "legal-basis", "", "the law that allows more than 5 datasets")
 	fs.BoolVar(&s.RequirePAR, "require-par", false, "accept authorization requests only when pushed by the SP connector (RFC 9126, FAPI 2.0)")
 	fs.BoolVar(&s.CounterOTP, "counter-otp", false, "counter mode: send the citizen a one-time code at redemption, which they read to counter staff")
-	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
-		return err
-	}
-	if termsFile != "" {
-		b, err := os.ReadFile(termsFile)
-		if err != nil {
-			return err
+	return func() (hubapi.Service, error) {
+		if termsFile != "" {
+			b, err := os.ReadFile(termsFile)
+			if err != nil {
+				return s, err
+			}
+			s.Terms = string(b)
 		}
-		s.Terms = string(b)
+		if s.Terms == "" {
+			return s, fmt.Errorf("%s: --terms or --terms-file is required", fs.Name())
+		}
+		var err error
+		if s.SPOrg, s.SPConnector, err = splitPair("sp", sp); err != nil {
+			return s, err
+		}
+		s.Modes = strings.Split(modes, ",")
+		s.Datasets = strings.Split(datasets, ",")
+		s.RedirectURIs = redirects
+		return s, nil
 	}
-	if s.Terms == "" {
-		return errors.New("service add: --terms or --terms-file is required")
-	}
-	var err error
-	if s.SPOrg, s.SPConnector, err = splitPair("sp", sp); err != nil {
-		return err
-	}
-	s.Modes = strings.Split(modes, ",")
-	s.Datasets = strings.Split(datasets, ",")
-	s.RedirectURIs = redirects
-	var saved hubapi.Service
-	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathServices, s, &saved); err != nil {
-		return err
-	}
-	return a.print(saved, func(w *table) {
-		fmt.Fprintf(w, "added service %s (%s) for %s/%s: %s\n", saved.ID, saved.NameEn, saved.SPOrg, saved.SPConnector, strings.Join(saved.Datasets, ", "))
-	})
 }
 
 func (a *adminCtx) serviceList(ctx context.Context) error {

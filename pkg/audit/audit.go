@@ -553,6 +553,20 @@ func validate(e Entry) error {
 	return nil
 }
 
+// WithTransport adds to a transfer's detail the transport that carried it: "transport=tcp", after the
+// reason if there is one ("…; transport=tcp"); nothing if transport is empty (no connection was made). It is
+// in Detail, not a field of its own, because a field would need a column in every existing log (a schema
+// migration) and a second canonical encoding for the hash chain, while Detail is already hashed and shown.
+func WithTransport(detail, transport string) string {
+	switch {
+	case transport == "":
+		return detail
+	case detail == "":
+		return "transport=" + transport
+	}
+	return detail + "; transport=" + transport
+}
+
 // CleanDetail makes s fit an entry's detail: valid UTF-8 without control characters, at most 512 bytes.
 // A detail may quote what a peer sent (a refused ticket's key id, a provider's message), and a peer must
 // not be able to keep its presentation out of the log with an overlong or odd string.

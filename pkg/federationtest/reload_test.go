@@ -160,7 +160,7 @@ func TestReloadDatasets(t *testing.T) {
 	}
 	hup()
 	reloads("ok", 3)
-	delivered := `mydata_connector_dp_transfers_total{dataset="moi.big",outcome="delivered"} 1`
+	delivered := `mydata_connector_dp_transfers_total{dataset="moi.big",outcome="delivered",transport="quic"} 1`
 	if strings.Contains(dp.Metrics(), delivered) {
 		t.Fatal("the DP finished the large transfer before the reload: it proves nothing about one in flight")
 	}

@@ -98,14 +98,17 @@ func (o Org) Validate() error {
 
 // Connector is a connector of an organisation.
 type Connector struct {
-	Org       string    `json:"org"`
-	Name      string    `json:"name"`
-	Roles     []string  `json:"roles"`
-	Address   string    `json:"address"`
-	Status    string    `json:"status"`
-	SPIFFEID  string    `json:"spiffe_id,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Org     string   `json:"org"`
+	Name    string   `json:"name"`
+	Roles   []string `json:"roles"`
+	Address string   `json:"address"`
+	// TCPAddress is where the connector takes TLS over TCP, for peers whose UDP is blocked; empty if
+	// it has none.
+	TCPAddress string    `json:"tcp_address,omitempty"`
+	Status     string    `json:"status"`
+	SPIFFEID   string    `json:"spiffe_id,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 	// HPKEKEM and HPKEKey are the connector's published HPKE key: hub-sealed subjects are sealed to it.
 	HPKEKEM uint16 `json:"hpke_kem,omitempty"`
 	HPKEKey []byte `json:"hpke_key,omitempty"`
@@ -154,10 +157,15 @@ func (c Connector) Validate() error {
 	if err := ValidAddress(c.Address); err != nil {
 		return fmt.Errorf("address: %w", err)
 	}
+	if c.TCPAddress != "" {
+		if err := ValidAddress(c.TCPAddress); err != nil {
+			return fmt.Errorf("tcp_address: %w", err)
+		}
+	}
 	return nil
 }
 
-// ValidAddress checks a QUIC address host:port.
+// ValidAddress checks a QUIC or TCP address host:port.
 func ValidAddress(a string) error {
 	if len(a) == 0 || len(a) > 255 {
 		return errors.New("want host:port")

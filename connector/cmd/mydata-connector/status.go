@@ -85,7 +85,7 @@ func status(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	node, err := peer.Listen(peer.Config{Listen: "127.0.0.1:0", TD: cfg.TD(), SVID: src, Bundles: src, IdleTimeout: 10 * time.Second,
+	node, err := peer.Listen(peer.Config{Listen: "127.0.0.1:0", QUICOff: !cfg.QUIC.Enabled, TCPOff: !cfg.TCP.Enabled, TD: cfg.TD(), SVID: src, Bundles: src, IdleTimeout: 10 * time.Second,
 		Authorize: dir.Authorize, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
@@ -94,7 +94,7 @@ func status(args []string, out io.Writer) error {
 	defer ncancel()
 	go node.Run(nctx)
 	id, _ := fedid.Connector(cfg.TD(), target.Org, target.Name)
-	conn, err := node.Dial(ctx, target.Address, id)
+	conn, err := node.Connect(ctx, peer.Addrs{QUIC: target.Address, TCP: target.TCPAddress}, id)
 	if err != nil {
 		return fmt.Errorf("peer %s: %w", id, err)
 	}
@@ -102,8 +102,12 @@ func status(args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("peer %s: ping: %w", id, err)
 	}
-	conn.CloseWithError(peer.CodeNoError, "done")
-	fmt.Fprintf(out, "peer:            %s at %s answered ping in %s\n", id, target.Address, rtt.Round(time.Microsecond))
+	conn.Close()
+	addr := target.Address
+	if conn.Transport() == peer.TransportTCP {
+		addr = target.TCPAddress
+	}
+	fmt.Fprintf(out, "peer:            %s at %s answered ping over %s in %s\n", id, addr, conn.Transport(), rtt.Round(time.Microsecond))
 	return nil
 }
 

@@ -124,8 +124,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *Agent, er
 		return nil, err
 	}
 	a.node, err = peer.Listen(peer.Config{
-		Listen: cfg.QUIC.Listen, TD: cfg.TD(), SVID: a.id, Bundles: a.id, IdleTimeout: cfg.QUIC.IdleTimeout,
-		Authorize: a.dir.Authorize, Transfer: a.serveTransfer, Log: log.With(telemetry.KeyComponent, "quic"), Registerer: reg,
+		Listen: cfg.QUIC.Listen, QUICOff: !cfg.QUIC.Enabled, TCPOff: !cfg.TCP.Enabled, TCPListen: cfg.TCP.Listen, TD: cfg.TD(), SVID: a.id, Bundles: a.id, IdleTimeout: cfg.QUIC.IdleTimeout,
+		Authorize: a.dir.Authorize, Transfer: a.serveTransfer, Log: log.With(telemetry.KeyComponent, "peer"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err

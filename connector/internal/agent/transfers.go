@@ -10,6 +10,7 @@ import (
 
 	"github.com/mydatafed/mydata/connector/internal/config"
 	"github.com/mydatafed/mydata/connector/internal/exchange"
+	"github.com/mydatafed/mydata/connector/internal/peer"
 	"github.com/mydatafed/mydata/connector/internal/provider"
 	"github.com/mydatafed/mydata/connector/internal/receipts"
 	"github.com/mydatafed/mydata/connector/internal/tickets"
@@ -17,7 +18,6 @@ import (
 	"github.com/mydatafed/mydata/pkg/hubapi"
 	"github.com/mydatafed/mydata/pkg/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/quic-go/quic-go"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -67,7 +67,7 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 		return err
 	}
 	if a.exchanges, err = exchange.New(exchange.Config{
-		Hub: a.hub, Node: a.node, Bundles: a.id, Audit: a.audit, AuditKey: key, Receipts: a.receipts,
+		Hub: a.hub, Node: a.node, TCPAddress: a.tcpAddress, Bundles: a.id, Audit: a.audit, AuditKey: key, Receipts: a.receipts,
 		MaxBytes: cfg.Exchange.MaxBytes, Keep: cfg.Exchange.Keep, SpillDir: filepath.Join(cfg.DataDir, "spill"), SpillThreshold: cfg.Exchange.SpillThreshold,
 		HubKeys: a.hubKeys, Log: log.With(telemetry.KeyComponent, "exchange"), Registerer: reg,
 	}); err != nil {
@@ -91,8 +91,18 @@ func (a *Agent) hubKeys() []hubapi.HubKey {
 	return nil
 }
 
-func (a *Agent) serveTransfer(st *quic.Stream, peer spiffeid.ID, ticket string) {
+func (a *Agent) serveTransfer(st peer.Stream, peer spiffeid.ID, ticket string) {
 	a.provider.Serve(st, peer, ticket)
+}
+
+// tcpAddress is dp's TCP address in the directory, "" if it has none or the directory does not know it.
+func (a *Agent) tcpAddress(dp spiffeid.ID) string {
+	doc := a.dir.Document()
+	if doc == nil {
+		return ""
+	}
+	c, _ := doc.Lookup(dp)
+	return c.TCPAddress
 }
 
 // verifyAudit checks the audit log's chain now and sets mydata_connector_audit_verify_ok.

@@ -45,9 +45,16 @@ type Config struct {
 	} `yaml:"identity"`
 
 	QUIC struct {
+		Enabled     bool          `yaml:"enabled"`
 		Listen      string        `yaml:"listen"`
 		IdleTimeout time.Duration `yaml:"idle_timeout"`
 	} `yaml:"quic"`
+
+	// TCP is the fallback transport, TLS 1.3 over TCP, for peers whose UDP is blocked.
+	TCP struct {
+		Enabled bool   `yaml:"enabled"`
+		Listen  string `yaml:"listen"`
+	} `yaml:"tcp"`
 
 	Directory struct {
 		SyncInterval  time.Duration `yaml:"sync_interval"`
@@ -99,7 +106,10 @@ func Default() Config {
 	c.Hub.URLs = HubURLs{"https://127.0.0.1:8443"}
 	c.Identity.Source = SourceLocal
 	c.Identity.SPIRESocket = "unix:///run/spire/agent/public/api.sock"
+	c.QUIC.Enabled = true
 	c.QUIC.Listen = "0.0.0.0:7443"
+	c.TCP.Enabled = true
+	c.TCP.Listen = "0.0.0.0:7443"
 	// A peer gone without a word (killed, unplugged) is noticed after this much silence (up to a fifth more:
 	// peer's keep-alives, every fifth of it, keep a live but quiet connection open). 10 s lets the SP report
 	// a transfer from a killed DP failed within 12 s, under the 15 s asked, and still rides out a few lost
@@ -164,8 +174,18 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("identity.source: %q is neither local nor spire", c.Identity.Source)
 	}
-	if err := configfile.CheckListen("quic.listen", c.QUIC.Listen); err != nil {
-		return err
+	if !c.QUIC.Enabled && !c.TCP.Enabled {
+		return errors.New("quic.enabled, tcp.enabled: both are false, so no peer could reach this connector: turn one on")
+	}
+	if c.QUIC.Enabled {
+		if err := configfile.CheckListen("quic.listen", c.QUIC.Listen); err != nil {
+			return err
+		}
+	}
+	if c.TCP.Enabled {
+		if err := configfile.CheckListen("tcp.listen", c.TCP.Listen); err != nil {
+			return err
+		}
 	}
 	if err := configfile.CheckListen("telemetry.listen", c.Telemetry.Listen); err != nil {
 		return err

@@ -45,13 +45,16 @@ const (
 
 // Config wires the manager.
 type Config struct {
-	Hub      *hubapi.Client
-	Node     *peer.Node
-	Bundles  x509bundle.Source
-	Audit    *audit.Log
-	AuditKey []byte
-	Receipts *receipts.Outbox
-	MaxBytes int64
+	Hub  *hubapi.Client
+	Node *peer.Node
+	// TCPAddress is the DP's TCP address in the directory ("" if it has none); the hub's redeemed ticket
+	// carries only its QUIC address. Nil: TCP is not tried.
+	TCPAddress func(dp spiffeid.ID) string
+	Bundles    x509bundle.Source
+	Audit      *audit.Log
+	AuditKey   []byte
+	Receipts   *receipts.Outbox
+	MaxBytes   int64
 	// Keep is how long a finished exchange's results stay available.
 	Keep time.Duration
 	// SpillDir, if set, is where POST /v1/exchanges keeps results larger than SpillThreshold bytes, sealed
@@ -160,6 +163,8 @@ type Dataset struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 
 	ticket hubapi.RedeemedTicket
+	// transport carried the last attempt (peer.TransportQUIC or TransportTCP), "" before a connection.
+	transport string
 	// file holds the content when ContentURL is set; read is set once it has been read and removed.
 	file *spillFile
 	read bool
@@ -419,7 +424,11 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 		if sink != nil {
 			dst = sink
 		}
-		res, err := m.fetchOnce(ctx, t, dp, key, dst)
+		var transport string
+		res, err := m.fetchOnce(ctx, t, dp, key, dst, &transport)
+		if transport != "" {
+			ex.set(d, func(d *Dataset) { d.transport = transport })
+		}
 		if err != nil || res.Header.Status != transfer.OK {
 			clear(buf.b) // part of a delivery that failed
 			if spill != nil {
@@ -477,7 +486,7 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 				return
 			}
 			ex.set(d, func(d *Dataset) { d.Status, d.RetryAfter, d.Reason = StatusPending, h.RetryAfter, h.Message })
-			m.metrics.datasets.WithLabelValues(StatusPending).Inc()
+			m.metrics.datasets.WithLabelValues(StatusPending, transport).Inc()
 			select {
 			case <-time.After(retry):
 			case <-ctx.Done():
@@ -491,21 +500,28 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 	}
 }
 
-func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spiffeid.ID, key hpke.PrivateKey, dst io.Writer) (*transfer.Result, error) {
+// fetchOnce sets *transport to the transport of the connection it got.
+func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spiffeid.ID, key hpke.PrivateKey, dst io.Writer, transport *string) (*transfer.Result, error) {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	conn, err := m.cfg.Node.Conn(dctx, t.Address, dp)
+	addrs := peer.Addrs{QUIC: t.Address}
+	if m.cfg.TCPAddress != nil {
+		addrs.TCP = m.cfg.TCPAddress(dp)
+	}
+	conn, err := m.cfg.Node.Connect(dctx, addrs, dp)
 	cancel()
 	if err != nil {
 		return nil, &unreachableError{err}
 	}
-	st, err := conn.OpenStreamSync(ctx)
+	*transport = conn.Transport()
+	st, err := conn.OpenStream(ctx)
 	if err != nil {
 		return nil, &unreachableError{err}
 	}
-	defer st.CancelRead(0)
+	defer st.CancelRead()
 	// Reads on the stream do not watch ctx: without this a transfer outlives its ticket's deadline and a
-	// streaming client that went away. A DP that dies is QUIC's to notice (quic.idle_timeout).
-	stop := context.AfterFunc(ctx, func() { st.CancelRead(0) })
+	// streaming client that went away. A DP that dies is the transport's to notice (quic.idle_timeout,
+	// TCP keep-alives).
+	stop := context.AfterFunc(ctx, st.CancelRead)
 	defer stop()
 	if err := transfer.WriteTicket(st, t.Ticket); err != nil {
 		return nil, fmt.Errorf("send ticket: %v", err)
@@ -526,14 +542,17 @@ func (m *Manager) finish(ex *Exchange, d *Dataset, status, reason string, size i
 			d.RetryAfter = 0
 		}
 	})
-	m.metrics.datasets.WithLabelValues(status).Inc()
+	ex.mu.Lock()
+	transport := d.transport
+	ex.mu.Unlock()
+	m.metrics.datasets.WithLabelValues(status, transport).Inc()
 	if status == StatusDelivered {
 		m.metrics.bytes.Add(float64(size))
 	}
 	outcome := map[string]string{StatusDelivered: audit.OutcomeDelivered, StatusNoRecord: audit.OutcomeNoRecord, StatusFailed: audit.OutcomeFailed}[status]
 	ctx := context.Background()
 	e := audit.Entry{Time: m.cfg.Now(), Role: audit.RoleSP, Dataset: d.Dataset, Counterpart: d.DP, ConsentID: ex.ConsentID,
-		TicketID: d.ticket.TicketID, Bytes: size, Outcome: outcome, Detail: audit.CleanDetail(reason)}
+		TicketID: d.ticket.TicketID, Bytes: size, Outcome: outcome, Detail: audit.CleanDetail(audit.WithTransport(reason, transport))}
 	if ex.subject != "" {
 		e.Subject = audit.SubjectHash(m.cfg.AuditKey, ex.subject)
 	}

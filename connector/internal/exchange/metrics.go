@@ -18,8 +18,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		datasets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mydata_connector_sp_datasets_total",
-			Help: "Datasets fetched as a service provider by status (delivered, no_record, pending, unavailable, failed).",
-		}, []string{"status"}),
+			Help: "Datasets fetched as a service provider by status (delivered, no_record, pending, unavailable, failed) and the transport that carried the last attempt (quic, tcp; empty if none connected).",
+		}, []string{"status", "transport"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mydata_connector_sp_bytes_total",
 			Help: "Verified plaintext bytes received as a service provider.",

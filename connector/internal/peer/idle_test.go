@@ -47,7 +47,7 @@ func TestIdleTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Ping(ctx, conn); err != nil {
+	if _, err := Ping(ctx, QUIC(conn)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -55,7 +55,7 @@ func TestIdleTimeout(t *testing.T) {
 	if err := conn.Context().Err(); err != nil {
 		t.Fatalf("a quiet connection to a live peer was closed after 4 idle timeouts: %v", context.Cause(conn.Context()))
 	}
-	if _, err := Ping(ctx, conn); err != nil {
+	if _, err := Ping(ctx, QUIC(conn)); err != nil {
 		t.Fatalf("ping on the kept connection: %v", err)
 	}
 

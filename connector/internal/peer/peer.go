@@ -1,6 +1,7 @@
-// Package peer is the connector's QUIC endpoint: it accepts and dials connections to other connectors with
-// mutual TLS on SPIFFE SVIDs (ALPN mydata/1), authorises every peer against the directory, drops
-// connections of peers that stop being active, and serves the stream protocol.
+// Package peer is the connector's endpoint for other connectors: it accepts and dials connections with
+// mutual TLS on SPIFFE SVIDs (ALPN mydata/1) over QUIC and, where UDP is blocked, over TCP with TLS 1.3
+// (transport.go), authorises every peer against the directory, drops connections of peers that stop being
+// active, and serves the stream protocol.
 package peer
 
 import (
@@ -35,7 +36,17 @@ const (
 
 // Config configures the endpoint.
 type Config struct {
-	Listen      string
+	// Listen is the QUIC (UDP) address; QUICOff turns QUIC off both ways (no listener, no QUIC dials).
+	Listen  string
+	QUICOff bool
+	// TCPOff turns TLS over TCP off both ways; with it on, TCPListen is the TCP address to serve on
+	// (empty: this node only dials by TCP).
+	TCPOff    bool
+	TCPListen string
+	// FallbackDelay is how long a dial waits for a QUIC handshake before it also tries TCP; 300 ms if zero.
+	FallbackDelay time.Duration
+	// Now is the clock of the QUIC failure memory; time.Now if nil.
+	Now         func() time.Time
 	TD          spiffeid.TrustDomain
 	SVID        x509svid.Source
 	Bundles     x509bundle.Source
@@ -45,22 +56,28 @@ type Config struct {
 	Authorize func(spiffeid.ID) error
 	// Transfer serves a stream that opened with a ticket frame; nil refuses transfers (an SP-only
 	// connector).
-	Transfer   func(st *quic.Stream, peer spiffeid.ID, ticket string)
+	Transfer   func(st Stream, peer spiffeid.ID, ticket string)
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
 }
 
-// Node is a listening QUIC endpoint.
+// Node is a listening endpoint, QUIC or TCP or both.
 type Node struct {
 	cfg     Config
-	ln      *quic.Listener
+	ln      *quic.Listener // nil with QUIC off
 	tr      *quic.Transport
+	tcpLn   net.Listener // nil with TCP off
 	metrics *metrics
+	memory  *memory
 
 	mu    sync.Mutex
 	conns map[*quic.Conn]spiffeid.ID
 	// out keeps one outgoing connection per peer for reuse: a QUIC connection carries many streams.
 	out map[spiffeid.ID]*quic.Conn
+	// tcp are the TLS-over-TCP connections open, both directions: each carries one request.
+	tcp map[*tls.Conn]spiffeid.ID
+	// attempts are the QUIC dials in flight, one per peer at most (transport.go).
+	attempts map[spiffeid.ID]*quicAttempt
 }
 
 // Listen binds the QUIC listener.
@@ -69,7 +86,17 @@ func Listen(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, metrics: m, conns: map[*quic.Conn]spiffeid.ID{}, out: map[spiffeid.ID]*quic.Conn{}}
+	if cfg.QUICOff && cfg.TCPOff {
+		return nil, errors.New("peer: both transports are off")
+	}
+	if cfg.FallbackDelay <= 0 {
+		cfg.FallbackDelay = DefaultFallbackDelay
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n := &Node{cfg: cfg, metrics: m, conns: map[*quic.Conn]spiffeid.ID{}, out: map[spiffeid.ID]*quic.Conn{},
+		tcp: map[*tls.Conn]spiffeid.ID{}, attempts: map[spiffeid.ID]*quicAttempt{}, memory: newMemory(cfg.Now)}
 	m.open = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "mydata_connector_quic_connections_open",
 		Help: "Open QUIC connections with peers, both directions.",
@@ -83,26 +110,69 @@ func Listen(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mydata_connector_tcp_connections_open",
+			Help: "Open TLS-over-TCP connections with peers, both directions (one per request).",
+		}, func() float64 {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			return float64(len(n.tcp))
+		})); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.TCPOff && cfg.TCPListen != "" {
+		lc := net.ListenConfig{KeepAliveConfig: n.keepAlive()}
+		if n.tcpLn, err = lc.Listen(context.Background(), "tcp", cfg.TCPListen); err != nil {
+			return nil, fmt.Errorf("tcp.listen %s: %w", cfg.TCPListen, err)
+		}
+	}
+	if cfg.QUICOff {
+		return n, nil
+	}
 	udpAddr, err := net.ResolveUDPAddr("udp", cfg.Listen)
 	if err != nil {
+		n.closeTCP()
 		return nil, fmt.Errorf("quic.listen %s: %w", cfg.Listen, err)
 	}
 	udp, err := net.ListenUDP("udp", udpAddr)
 	if err != nil {
+		n.closeTCP()
 		return nil, fmt.Errorf("quic.listen %s: %w", cfg.Listen, err)
 	}
 	n.tr = &quic.Transport{Conn: udp}
-	ln, err := n.tr.Listen(n.serverTLS(), n.quicConfig())
+	ln, err := n.tr.Listen(n.serverTLS(n.metrics.handshakes), n.quicConfig())
 	if err != nil {
 		udp.Close()
+		n.closeTCP()
 		return nil, err
 	}
 	n.ln = ln
 	return n, nil
 }
 
-// Addr is the bound UDP address.
-func (n *Node) Addr() net.Addr { return n.ln.Addr() }
+func (n *Node) closeTCP() {
+	if n.tcpLn != nil {
+		n.tcpLn.Close()
+	}
+}
+
+// Addr is the bound UDP address, nil with QUIC off.
+func (n *Node) Addr() net.Addr {
+	if n.ln == nil {
+		return nil
+	}
+	return n.ln.Addr()
+}
+
+// TCPAddr is the bound TCP address, nil if TCP is off or not served.
+func (n *Node) TCPAddr() net.Addr {
+	if n.tcpLn == nil {
+		return nil
+	}
+	return n.tcpLn.Addr()
+}
 
 func (n *Node) quicConfig() *quic.Config {
 	return &quic.Config{
@@ -120,7 +190,7 @@ func (n *Node) quicConfig() *quic.Config {
 
 // serverTLS authorises clients per handshake; the certificate is taken from the source per handshake too,
 // so a renewed SVID is used without a restart.
-func (n *Node) serverTLS() *tls.Config {
+func (n *Node) serverTLS(handshakes *prometheus.CounterVec) *tls.Config {
 	// Connectors, and hub nodes relaying downloads: Authorize says which of either kind are welcome.
 	authorize := fedid.Authorizer(n.cfg.TD, fedid.KindUnknown, func(id spiffeid.ID) error {
 		p, err := fedid.Parse(id)
@@ -136,8 +206,8 @@ func (n *Node) serverTLS() *tls.Config {
 	verify := c.VerifyPeerCertificate
 	c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
 		if err := verify(raw, chains); err != nil {
-			n.metrics.handshakes.WithLabelValues("in", "refused").Inc()
-			n.cfg.Log.Warn("refused a QUIC peer", "err", err)
+			handshakes.WithLabelValues("in", "refused").Inc()
+			n.cfg.Log.Warn("refused a peer", "err", err)
 			return err
 		}
 		return nil
@@ -164,16 +234,29 @@ func (n *Node) clientTLS(want spiffeid.ID) *tls.Config {
 
 // Run accepts connections until ctx ends, then closes them all.
 func (n *Node) Run(ctx context.Context) error {
+	tcpDone := make(chan error, 1)
+	go func() { tcpDone <- n.runTCP(ctx) }()
 	go func() {
 		<-ctx.Done()
-		n.ln.Close()
+		if n.ln != nil {
+			n.ln.Close()
+		}
+		n.closeTCP()
 		n.mu.Lock()
 		for c := range n.conns {
 			c.CloseWithError(CodeNoError, "shutting down")
 		}
+		for c := range n.tcp {
+			c.Close()
+		}
 		n.mu.Unlock()
-		n.tr.Close()
+		if n.tr != nil {
+			n.tr.Close()
+		}
 	}()
+	if n.ln == nil {
+		return <-tcpDone
+	}
 	for {
 		conn, err := n.ln.Accept(ctx)
 		if err != nil {
@@ -226,6 +309,12 @@ func (n *Node) Recheck() {
 			c.CloseWithError(CodeRevoked, "peer no longer authorised: "+err.Error())
 		}
 	}
+	for c, id := range n.tcp {
+		if err := n.cfg.Authorize(id); err != nil {
+			n.cfg.Log.Info("closing TCP connection of a peer no longer authorised", "peer", id.String(), "reason", err)
+			c.Close()
+		}
+	}
 }
 
 func (n *Node) serveConn(ctx context.Context, conn *quic.Conn, id spiffeid.ID) {
@@ -238,7 +327,7 @@ func (n *Node) serveConn(ctx context.Context, conn *quic.Conn, id spiffeid.ID) {
 	}
 }
 
-// serveStream answers one request on a stream.
+// serveStream answers one request on a QUIC stream.
 func (n *Node) serveStream(st *quic.Stream, id spiffeid.ID) {
 	defer st.Close()
 	// A request is one frame and we read nothing after it. QUIC frees the stream's slot, so that the peer
@@ -247,6 +336,11 @@ func (n *Node) serveStream(st *quic.Stream, id spiffeid.ID) {
 	// without this the slots of MaxIncomingStreams such requests never come back and the peer can open no
 	// more streams.
 	defer st.CancelRead(quic.StreamErrorCode(CodeNoError))
+	n.serve(quicStream{st}, id)
+}
+
+// serve answers the request on st, on either transport.
+func (n *Node) serve(st Stream, id spiffeid.ID) {
 	st.SetDeadline(time.Now().Add(30 * time.Second))
 	f, err := wire.Read(st)
 	if err != nil {
@@ -255,7 +349,7 @@ func (n *Node) serveStream(st *quic.Stream, id spiffeid.ID) {
 		return
 	}
 	// The first frame must come quickly; a transfer then runs as long as it keeps moving, which QUIC's idle
-	// timeout watches.
+	// timeout, or TCP's keep-alives, watch.
 	st.SetDeadline(time.Time{})
 	switch f.Type {
 	case wire.TypePing:
@@ -284,6 +378,9 @@ func (n *Node) Dial(ctx context.Context, addr string, want spiffeid.ID) (*quic.C
 	if err != nil {
 		return nil, err
 	}
+	if n.tr == nil {
+		return nil, errors.New("QUIC is off (quic.enabled: false)")
+	}
 	conn, err := n.tr.Dial(ctx, udpAddr, n.clientTLS(want), n.quicConfig())
 	if err != nil {
 		n.metrics.handshakes.WithLabelValues("out", "error").Inc()
@@ -295,7 +392,7 @@ func (n *Node) Dial(ctx context.Context, addr string, want spiffeid.ID) (*quic.C
 	return conn, nil
 }
 
-// Conn returns the open connection to want, or dials one.
+// Conn returns the open QUIC connection to want, or dials one.
 func (n *Node) Conn(ctx context.Context, addr string, want spiffeid.ID) (*quic.Conn, error) {
 	n.mu.Lock()
 	c := n.out[want]
@@ -320,12 +417,13 @@ func (n *Node) Conn(ctx context.Context, addr string, want spiffeid.ID) (*quic.C
 }
 
 // Ping sends a ping on a new stream of conn and waits for the pong.
-func Ping(ctx context.Context, conn *quic.Conn) (time.Duration, error) {
+func Ping(ctx context.Context, conn Conn) (time.Duration, error) {
 	start := time.Now()
-	st, err := conn.OpenStreamSync(ctx)
+	st, err := conn.OpenStream(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("open stream: %w", err)
 	}
+	defer st.CancelRead()
 	defer st.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetDeadline(dl)

@@ -85,7 +85,7 @@ func TestDialAndPing(t *testing.T) {
 			b.allow.set(a.id, tt.bAllowsA)
 			conn, err := a.Dial(ctx, b.Addr().String(), tt.want)
 			if err == nil {
-				_, err = Ping(ctx, conn)
+				_, err = Ping(ctx, QUIC(conn))
 			}
 			switch {
 			case tt.wantErr != "":
@@ -117,7 +117,7 @@ func TestRecheckClosesRevokedPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Ping(ctx, conn); err != nil {
+	if _, err := Ping(ctx, QUIC(conn)); err != nil {
 		t.Fatal(err)
 	}
 	b.allow.set(a.id, false)
@@ -143,7 +143,7 @@ func TestRotationKeepsConnection(t *testing.T) {
 	}
 	first := conn.ConnectionState().TLS.PeerCertificates[0].SerialNumber
 	b.src.Set(ca.SVID(t, b.id.String(), time.Hour))
-	if _, err := Ping(ctx, conn); err != nil {
+	if _, err := Ping(ctx, QUIC(conn)); err != nil {
 		t.Fatalf("after rotation: %v", err)
 	}
 	conn2, err := a.Dial(ctx, b.Addr().String(), b.id)
@@ -166,7 +166,7 @@ func TestForeignTrustDomain(t *testing.T) {
 	defer cancel()
 	conn, err := a.Dial(ctx, b.Addr().String(), b.id)
 	if err == nil {
-		_, err = Ping(ctx, conn)
+		_, err = Ping(ctx, QUIC(conn))
 	}
 	if err == nil {
 		t.Fatal("a peer of another trust domain was served")
@@ -191,7 +191,7 @@ func TestServedStreamsAreReleased(t *testing.T) {
 	}
 	limit := b.quicConfig().MaxIncomingStreams
 	for i := range 2*limit + 10 {
-		if _, err := Ping(ctx, conn); err != nil {
+		if _, err := Ping(ctx, QUIC(conn)); err != nil {
 			t.Fatalf("ping %d on one connection (the server allows %d streams at once): %v", i+1, limit, err)
 		}
 	}

@@ -68,8 +68,8 @@ func New(cfg Config) (*Provider, error) {
 	p := &Provider{cfg: cfg, recipients: seal.NewPublicKeys(),
 		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mydata_connector_dp_transfers_total",
-			Help: "Tickets served as a data provider, by dataset and outcome (delivered, no_record, pending, refused, failed).",
-		}, []string{"dataset", "outcome"}),
+			Help: "Tickets served as a data provider, by dataset, outcome (delivered, no_record, pending, refused, failed) and transport (quic, tcp).",
+		}, []string{"dataset", "outcome", "transport"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mydata_connector_dp_bytes_total",
 			Help: "Plaintext bytes delivered as a data provider.",
@@ -93,6 +93,8 @@ type outcome struct {
 	status  string // an audit outcome
 	detail  string
 	bytes   int64
+	// transport carried the request (quic, tcp).
+	transport string
 	// notTheTransfer marks a refusal that says nothing of the ticket's own transfer (a replay, a
 	// presentation by someone other than its redeemer): audited, but not reported to the hub, where it
 	// would replace the receipt of the real transfer.
@@ -104,6 +106,7 @@ func (p *Provider) Serve(st io.ReadWriteCloser, peer spiffeid.ID, token string) 
 	defer st.Close()
 	ctx := context.Background()
 	o := p.serve(ctx, st, peer, token)
+	o.transport = transportOf(st)
 	p.record(ctx, peer, o)
 }
 
@@ -203,7 +206,8 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 // only.
 func (p *Provider) record(ctx context.Context, peer spiffeid.ID, o *outcome) {
 	dataset := "unknown"
-	e := audit.Entry{Time: p.cfg.Now(), Role: audit.RoleDP, Counterpart: peer.String(), Outcome: o.status, Detail: audit.CleanDetail(o.detail), Bytes: o.bytes}
+	e := audit.Entry{Time: p.cfg.Now(), Role: audit.RoleDP, Counterpart: peer.String(), Outcome: o.status,
+		Detail: audit.CleanDetail(audit.WithTransport(o.detail, o.transport)), Bytes: o.bytes}
 	if o.claims != nil {
 		dataset = o.claims.Dataset
 		e.Dataset, e.ConsentID, e.TicketID = o.claims.Dataset, o.claims.ConsentID, o.claims.ID
@@ -213,7 +217,7 @@ func (p *Provider) record(ctx context.Context, peer spiffeid.ID, o *outcome) {
 	if o.subject != "" {
 		e.Subject = audit.SubjectHash(p.cfg.AuditKey, o.subject)
 	}
-	p.transfers.WithLabelValues(dataset, o.status).Inc()
+	p.transfers.WithLabelValues(dataset, o.status, o.transport).Inc()
 	if _, err := p.cfg.Audit.Append(ctx, e); err != nil {
 		p.cfg.Log.Error("audit append failed", "ticket", e.TicketID, "err", err)
 	}
@@ -224,6 +228,15 @@ func (p *Provider) record(ctx context.Context, peer spiffeid.ID, o *outcome) {
 		Role: hubapi.RoleSender, Counterpart: peer.String(), Outcome: o.status, Bytes: o.bytes, At: e.Time}); err != nil {
 		p.cfg.Log.Error("queue receipt failed", "ticket", o.claims.ID, "err", err)
 	}
+}
+
+// transportOf is the transport carrying st, as peer.Stream says (the provider does not import peer, which
+// serves it): "" for a stream that does not say.
+func transportOf(st io.ReadWriteCloser) string {
+	if t, ok := st.(interface{ Transport() string }); ok {
+		return t.Transport()
+	}
+	return ""
 }
 
 // redeemerMayPresent says whether peer may present c. A connector may present a ticket that names it as

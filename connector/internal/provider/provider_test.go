@@ -560,7 +560,7 @@ func TestServe(t *testing.T) {
 			if got := e.pending(t) == 1; got != w.receipt {
 				t.Errorf("receipt queued = %v, want %v", got, w.receipt)
 			}
-			if got := e.counter(t, "mydata_connector_dp_transfers_total", map[string]string{"dataset": w.dataset, "outcome": w.outcome}); got != 1 {
+			if got := e.counter(t, "mydata_connector_dp_transfers_total", map[string]string{"dataset": w.dataset, "outcome": w.outcome, "transport": ""}); got != 1 {
 				t.Errorf("transfers_total{%s,%s} = %v, want 1", w.dataset, w.outcome, got)
 			}
 			if w.outcome == audit.OutcomeDelivered {

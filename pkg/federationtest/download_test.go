@@ -91,6 +91,7 @@ func TestDownload(t *testing.T) {
 	f := startDownload(t)
 	h := f.h
 	b := StartBrowser(t)
+	shot := screenshots(t)
 	saveDir := t.TempDir()
 	tab := englishTab(t, b)
 	tab.AllowDownloads(saveDir)
@@ -122,6 +123,7 @@ func TestDownload(t *testing.T) {
 	if e := tab.Text("#error"); e != "" {
 		t.Fatalf("the page reports: %s", e)
 	}
+	shot(tab, "download-done-en")
 	took := time.Since(started)
 	peak := procStatusMiB(t, h.Pid(), "VmHWM:")
 	t.Logf("downloaded %d MiB through the hub in %s; hub RSS %.0f MiB before, peak %.0f MiB", len(f.records)>>20, took.Round(time.Millisecond), rssBefore, peak)
@@ -220,12 +222,14 @@ func TestDownload(t *testing.T) {
 			pt.phone()
 			pt.Navigate(h.PortalURL() + "/download")
 			pt.checkPhonePage("download list", lang)
+			shot(pt, "download-list-"+lang)
 			pt.Navigate(h.PortalURL() + "/download/confirm?ds=moi.household&ds=moi.records")
 			pt.Type("subject", citizenA)
 			pt.Select("method", "nhi-card")
 			pt.clickNav("login")
 			pt.WaitFor("the confirmation page", `document.getElementById("start") !== null`, 15*time.Second)
 			pt.checkPhonePage("download confirmation", lang)
+			shot(pt, "download-confirm-"+lang)
 			pt.Navigate(h.PortalURL() + "/history")
 			pt.checkPhonePage("history with a download", lang)
 			pt.Navigate(h.PortalURL() + "/download/" + consentID)

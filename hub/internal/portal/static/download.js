@@ -299,6 +299,8 @@ async function start() {
     showError(body.error || text("failed"));
     return;
   }
+  // The download is made: there is nothing left to cancel or to start again.
+  button.closest(".buttons").hidden = true;
   for (const u of body.unavailable || []) setStatus(u.dataset, "unavailable", u.reason);
   const rec = { consent_id: body.consent_id, key: keyPair, items: body.items, created_at: Date.now() };
   try {

@@ -8,7 +8,7 @@ type metrics struct {
 	// fallbacks counts dials that went to TCP, by why: the QUIC handshake was late (race) or had failed
 	// lately (memory).
 	fallbacks *prometheus.CounterVec
-	open       prometheus.GaugeFunc
+	open      prometheus.GaugeFunc
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -34,7 +34,9 @@ Commands:
   org add --code C --name-zh N --name-en N --type T    register an organisation
       types: central-agency, local-government, university, state-owned-enterprise, financial-institution, other
   org list
-  connector add --org O --name N --roles dp,sp --address HOST:PORT
+  connector add --org O --name N --roles dp,sp --address HOST:PORT [--tcp-address HOST:PORT]
+                                                       QUIC (UDP) address and, for peers whose UDP is blocked,
+                                                       TCP address (the connector's tcp.listen)
   connector list
   connector suspend|activate|revoke --org O --name N
   token create --org O --connector C [--ttl D]         print a single-use join token, alone, on stdout
@@ -292,6 +294,7 @@ func (a *adminCtx) connectorAdd(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Name, "name", "", "connector name")
 	fs.StringVar(&roles, "roles", "", "dp, sp or dp,sp")
 	fs.StringVar(&c.Address, "address", "", "QUIC address host:port that peers dial")
+	fs.StringVar(&c.TCPAddress, "tcp-address", "", "TCP address host:port that peers dial when QUIC does not get through (optional)")
 	if err := parseFlags(fs, args, "org", "name", "roles", "address"); err != nil {
 		return err
 	}

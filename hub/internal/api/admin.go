@@ -83,7 +83,8 @@ func (s *Server) addConnector(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.act(r, "connector add", map[string]string{"org": c.Org, "name": c.Name, "roles": strings.Join(c.Roles, ","), "address": c.Address}, &fsm.ConnectorAdd{Org: c.Org, Name: c.Name, Roles: c.Roles, Address: c.Address, Now: s.now()}); err != nil {
+	if err := s.act(r, "connector add", map[string]string{"org": c.Org, "name": c.Name, "roles": strings.Join(c.Roles, ","), "address": c.Address, "tcp_address": c.TCPAddress},
+		&fsm.ConnectorAdd{Org: c.Org, Name: c.Name, Roles: c.Roles, Address: c.Address, TCPAddress: c.TCPAddress, Now: s.now()}); err != nil {
 		s.fail(w, r, err)
 		return
 	}

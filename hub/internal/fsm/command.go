@@ -84,11 +84,13 @@ type OrgAdd struct {
 
 // ConnectorAdd registers a connector of an organisation.
 type ConnectorAdd struct {
-	Org     string    `json:"org"`
-	Name    string    `json:"name"`
-	Roles   []string  `json:"roles"`
-	Address string    `json:"address"`
-	Now     time.Time `json:"now"`
+	Org     string   `json:"org"`
+	Name    string   `json:"name"`
+	Roles   []string `json:"roles"`
+	Address string   `json:"address"`
+	// TCPAddress is omitted by releases before the TCP fallback, whose logged payloads decode to "".
+	TCPAddress string    `json:"tcp_address,omitempty"`
+	Now        time.Time `json:"now"`
 }
 
 // ConnectorStatus suspends, reactivates or revokes a connector.

@@ -42,8 +42,8 @@ func applyConnectorAdd(tx *sql.Tx, c *ConnectorAdd) (Result, bool, error) {
 	if n > 0 {
 		return refuse(Conflict, "connector %s/%s already exists", c.Org, c.Name), false, nil
 	}
-	_, err := tx.Exec(`INSERT INTO connectors(org, name, roles, address, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		c.Org, c.Name, joinRoles(c.Roles), c.Address, hubapi.StatusActive, ms(c.Now), ms(c.Now))
+	_, err := tx.Exec(`INSERT INTO connectors(org, name, roles, address, tcp_address, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.Org, c.Name, joinRoles(c.Roles), c.Address, c.TCPAddress, hubapi.StatusActive, ms(c.Now), ms(c.Now))
 	return Result{}, err == nil, err
 }
 
@@ -242,7 +242,7 @@ func (f *FSM) Connector(org, name string) (*hubapi.Connector, error) {
 }
 
 func (f *FSM) connectors(where string, args ...any) ([]hubapi.Connector, error) {
-	rows, err := f.db.Query(`SELECT org, name, roles, address, status, created_at, updated_at, hpke_kem, hpke_key FROM connectors `+where, args...)
+	rows, err := f.db.Query(`SELECT org, name, roles, address, tcp_address, status, created_at, updated_at, hpke_kem, hpke_key FROM connectors `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (f *FSM) connectors(where string, args ...any) ([]hubapi.Connector, error) 
 		var c hubapi.Connector
 		var roles string
 		var created, updated int64
-		if err := rows.Scan(&c.Org, &c.Name, &roles, &c.Address, &c.Status, &created, &updated, &c.HPKEKEM, &c.HPKEKey); err != nil {
+		if err := rows.Scan(&c.Org, &c.Name, &roles, &c.Address, &c.TCPAddress, &c.Status, &created, &updated, &c.HPKEKEM, &c.HPKEKey); err != nil {
 			return nil, err
 		}
 		c.Roles = splitRoles(roles)

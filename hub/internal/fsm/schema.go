@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS connectors (
 	name       TEXT NOT NULL,
 	roles      TEXT NOT NULL,
 	address    TEXT NOT NULL,
+	tcp_address TEXT NOT NULL DEFAULT '', -- TLS over TCP, for peers whose UDP is blocked; '' for none
 	status     TEXT NOT NULL,
 	created_at INTEGER NOT NULL,
 	updated_at INTEGER NOT NULL,
@@ -279,6 +280,7 @@ var columnsAdded = []struct{ table, column, decl string }{
 	{"consents", "mode", "TEXT NOT NULL DEFAULT ''"},
 	{"datasets", "download", "INTEGER NOT NULL DEFAULT 0"},
 	{"datasets", "stage", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "tcp_address", "TEXT NOT NULL DEFAULT ''"},
 }
 
 func migrate(db *sql.DB) error {

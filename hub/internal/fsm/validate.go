@@ -87,7 +87,7 @@ func (c *OrgAdd) Validate() error {
 }
 
 func (c *ConnectorAdd) Validate() error {
-	conn := hubapi.Connector{Org: c.Org, Name: c.Name, Roles: c.Roles, Address: c.Address}
+	conn := hubapi.Connector{Org: c.Org, Name: c.Name, Roles: c.Roles, Address: c.Address, TCPAddress: c.TCPAddress}
 	return conn.Validate()
 }
 

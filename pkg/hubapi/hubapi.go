@@ -3,6 +3,8 @@
 package hubapi
 
 import (
+	"crypto/ecdsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -128,6 +130,23 @@ type HubKey struct {
 	KEM       uint16    `json:"kem,omitempty"`
 	PublicKey []byte    `json:"public_key"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// TicketKey finds the ticket signing key kid among keys: what verifying a ticket offline needs, on a
+// connector (from its directory) and on the hub (from its state).
+func TicketKey(keys []HubKey, kid string) (*ecdsa.PublicKey, bool) {
+	for _, k := range keys {
+		if k.KID != kid || k.Kind != HubKeyTicket {
+			continue
+		}
+		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
+		if err != nil {
+			return nil, false
+		}
+		ec, ok := pub.(*ecdsa.PublicKey)
+		return ec, ok
+	}
+	return nil, false
 }
 
 // Kinds of hub keys.

@@ -6,7 +6,6 @@ package dirsync
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,18 +216,7 @@ func (s *Sync) TicketKey(kid string) (*ecdsa.PublicKey, bool) {
 	if doc == nil {
 		return nil, false
 	}
-	for _, k := range doc.HubKeys {
-		if k.KID != kid || k.Kind != hubapi.HubKeyTicket {
-			continue
-		}
-		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
-		if err != nil {
-			return nil, false
-		}
-		ec, ok := pub.(*ecdsa.PublicKey)
-		return ec, ok
-	}
-	return nil, false
+	return hubapi.TicketKey(doc.HubKeys, kid)
 }
 
 // Lookup finds a connector by organisation and name.

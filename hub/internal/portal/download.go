@@ -70,15 +70,7 @@ func (s *Server) downloadList(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "list downloadable datasets", err)
 		return
 	}
-	rows := make([]catalogueRow, 0, len(ds))
-	for _, d := range ds {
-		row := catalogueRow{Dataset: d, Holder: s.orgName(r, d.DPOrg)}
-		if len(d.Methods) > 0 {
-			row.Accepts = s.sufficient(requirementsOf([]hubapi.Dataset{d}))
-		}
-		rows = append(rows, row)
-	}
-	s.render(w, r, http.StatusOK, "download.html", "download.title", map[string]any{"Datasets": rows, "Max": maxDownloadDatasets})
+	s.render(w, r, http.StatusOK, "download.html", "download.title", map[string]any{"Datasets": s.catalogueRows(r, ds), "Max": maxDownloadDatasets})
 }
 
 // downloadLoginContext is the login page's context for a download's confirmation page: the datasets'
@@ -114,10 +106,7 @@ func (s *Server) downloadConfirm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login?next="+url.QueryEscape("/download/confirm?"+url.Values{"ds": ids}.Encode()), http.StatusSeeOther)
 		return
 	}
-	rows := make([]catalogueRow, 0, len(ds))
-	for _, d := range ds {
-		rows = append(rows, catalogueRow{Dataset: d, Holder: s.orgName(r, d.DPOrg)})
-	}
+	rows := s.catalogueRows(r, ds)
 	pending := randomID(16)
 	s.render(w, r, http.StatusOK, "download_confirm.html", "download.confirm.title", map[string]any{
 		"Datasets": rows, "Pending": pending, "IDs": strings.Join(ids, ","), "CSRF": s.csrf(r, downloadObject(pending, ids)),

@@ -72,6 +72,12 @@ func (s *Server) catalogue(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "list datasets", err)
 		return
 	}
+	s.render(w, r, http.StatusOK, "catalogue.html", "catalogue.title", map[string]any{"Datasets": s.catalogueRows(r, ds)})
+}
+
+// catalogueRows are datasets as the catalogue and the download page list them: with their holder and, for
+// a dataset whose agency names the methods it accepts, those methods.
+func (s *Server) catalogueRows(r *http.Request, ds []hubapi.Dataset) []catalogueRow {
 	rows := make([]catalogueRow, 0, len(ds))
 	for _, d := range ds {
 		row := catalogueRow{Dataset: d, Holder: s.orgName(r, d.DPOrg)}
@@ -80,7 +86,7 @@ func (s *Server) catalogue(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
-	s.render(w, r, http.StatusOK, "catalogue.html", "catalogue.title", map[string]any{"Datasets": rows})
+	return rows
 }
 
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {

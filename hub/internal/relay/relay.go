@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,18 +105,7 @@ func (r *Relay) TicketKey(kid string) (*ecdsa.PublicKey, bool) {
 	if err != nil {
 		return nil, false
 	}
-	for _, k := range keys {
-		if k.KID != kid || k.Kind != hubapi.HubKeyTicket {
-			continue
-		}
-		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
-		if err != nil {
-			return nil, false
-		}
-		ec, ok := pub.(*ecdsa.PublicKey)
-		return ec, ok
-	}
-	return nil, false
+	return hubapi.TicketKey(keys, kid)
 }
 
 // Check verifies a download ticket as the DP will: signature, time, mode and that the hub redeems it.

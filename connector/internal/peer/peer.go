@@ -45,6 +45,8 @@ type Config struct {
 	TCPListen string
 	// FallbackDelay is how long a dial waits for a QUIC handshake before it also tries TCP; 300 ms if zero.
 	FallbackDelay time.Duration
+	// HandshakeTimeout is how long a QUIC handshake may take before it has failed; 10 s if zero.
+	HandshakeTimeout time.Duration
 	// Now is the clock of the QUIC failure memory; time.Now if nil.
 	Now         func() time.Time
 	TD          spiffeid.TrustDomain
@@ -94,6 +96,9 @@ func Listen(cfg Config) (*Node, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
 	}
 	n := &Node{cfg: cfg, metrics: m, conns: map[*quic.Conn]spiffeid.ID{}, out: map[spiffeid.ID]*quic.Conn{},
 		tcp: map[*tls.Conn]spiffeid.ID{}, attempts: map[spiffeid.ID]*quicAttempt{}, memory: newMemory(cfg.Now)}
@@ -183,7 +188,7 @@ func (n *Node) quicConfig() *quic.Config {
 		// is noticed IdleTimeout to 1.2 IdleTimeout after its last packet (10 to 12 s by default). A third
 		// of it, as before, gave up to 13.3 s, too near the 15 s an SP has to report a dead DP.
 		KeepAlivePeriod:      n.cfg.IdleTimeout / 5,
-		HandshakeIdleTimeout: 10 * time.Second,
+		HandshakeIdleTimeout: n.cfg.HandshakeTimeout,
 		MaxIncomingStreams:   256,
 	}
 }

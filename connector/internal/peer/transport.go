@@ -30,9 +30,9 @@ const (
 	// failure in a row doubles it, up to MaxTCPFirst (Chrome's "broken alternative service" rule).
 	TCPFirstFor = 5 * time.Minute
 	MaxTCPFirst = 48 * time.Hour
-	// quicAttemptTimeout bounds a QUIC dial that runs on after its caller went to TCP; quic-go's handshake
-	// idle timeout (10 s) ends a black-holed one first.
-	quicAttemptTimeout = 15 * time.Second
+	// quicAttemptTimeout bounds a QUIC dial that runs on after its caller went to TCP; the handshake
+	// timeout (Config.HandshakeTimeout) ends a black-holed one first.
+	quicAttemptTimeout = 30 * time.Second
 	// tcpHandshakeTimeout bounds an incoming TLS handshake over TCP.
 	tcpHandshakeTimeout = 10 * time.Second
 	// tcpLinger is how long a served TCP connection waits for the peer to finish before it is closed.
@@ -379,6 +379,7 @@ func onOff(b bool) string {
 // is dialled by TCP first, it goes on in the background and its outcome decides how the peer is dialled
 // next.
 type quicAttempt struct {
+	addr    string
 	started time.Time
 	done    chan struct{}
 	conn    *quic.Conn
@@ -404,10 +405,11 @@ func (a *quicAttempt) wait(ctx context.Context, tcpErr error) (Conn, error) {
 func (n *Node) attemptQUIC(addr string, want spiffeid.ID) *quicAttempt {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if a := n.attempts[want]; a != nil {
+	// One attempted at an address the peer has since left (the directory changed) says nothing of the new.
+	if a := n.attempts[want]; a != nil && a.addr == addr {
 		return a
 	}
-	a := &quicAttempt{started: time.Now(), done: make(chan struct{})}
+	a := &quicAttempt{addr: addr, started: time.Now(), done: make(chan struct{})}
 	n.attempts[want] = a
 	probe := n.memory.tcpFirst(want)
 	go func() {
@@ -425,7 +427,9 @@ func (n *Node) attemptQUIC(addr string, want spiffeid.ID) *quicAttempt {
 			n.cfg.Log.Warn("QUIC handshake failed: dialling the peer by TCP first", "peer", want.String(), "for", d, "err", a.err)
 		}
 		n.mu.Lock()
-		delete(n.attempts, want)
+		if n.attempts[want] == a {
+			delete(n.attempts, want)
+		}
 		n.mu.Unlock()
 		close(a.done)
 	}()

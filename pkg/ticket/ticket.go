@@ -54,7 +54,13 @@ type Claims struct {
 	// Mode is ModeDownload for a ticket the hub presents to relay a citizen's own download to their browser;
 	// empty for every other ticket, which only a connector may present.
 	Mode string `json:"mode,omitempty"`
+	// Stage is StageSandbox for a ticket of a service or dataset in its sandbox: the DP answers it from
+	// the dataset's synthetic backend only, never the real one. Empty for real data (pilot, production).
+	Stage string `json:"stage,omitempty"`
 }
+
+// StageSandbox marks a sandbox ticket (hubapi.StageSandbox).
+const StageSandbox = "sandbox"
 
 // ModeDownload marks a download ticket: its redeemer is the hub, its recipient the citizen's browser.
 const ModeDownload = "download"
@@ -136,6 +142,8 @@ func (c *Claims) check() error {
 		return fmt.Errorf("%w: ssub and rkey are required", ErrMalformed)
 	case c.Mode != "" && c.Mode != ModeDownload:
 		return fmt.Errorf("%w: mode %q", ErrMalformed, c.Mode)
+	case c.Stage != "" && c.Stage != StageSandbox:
+		return fmt.Errorf("%w: stage %q", ErrMalformed, c.Stage)
 	}
 	life := time.Duration(c.ExpiresAt-c.IssuedAt) * time.Second
 	limit := MaxLife

@@ -99,6 +99,32 @@ func TestLifetimeLimits(t *testing.T) {
 	}
 }
 
+// TestStageClaim: a sandbox ticket carries its stage through signing and verifying; no other stage is a
+// ticket's (pilot and production tickets are for real data and carry none).
+func TestStageClaim(t *testing.T) {
+	now := time.Now()
+	s, key := newSigner(t)
+	keys := Keys{s.KeyID(): &key.PublicKey}
+	for _, tc := range []struct {
+		stage string
+		err   error
+	}{{"", nil}, {StageSandbox, nil}, {"pilot", ErrMalformed}, {"production", ErrMalformed}} {
+		c := sample(now)
+		c.Stage = tc.stage
+		tok, err := s.Sign(c)
+		if !errors.Is(err, tc.err) {
+			t.Fatalf("stage %q: %v", tc.stage, err)
+		}
+		if err != nil {
+			continue
+		}
+		got, err := Verify(tok, keys, now)
+		if err != nil || got.Stage != tc.stage {
+			t.Fatalf("stage %q verified as %+v %v", tc.stage, got, err)
+		}
+	}
+}
+
 func FuzzVerify(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	s, key := newSigner(f)

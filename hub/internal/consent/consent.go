@@ -38,6 +38,8 @@ type State interface {
 	CounterByCode(hashes []string) (*fsm.CounterCode, error)
 	ThrottleOf(key string) (fsm.Throttle, error)
 	OTP(id string) (*fsm.OTPChallenge, error)
+	// PilotSubject says whether a lookup hash is a test subject of a service's or dataset's pilot.
+	PilotSubject(kind, target, hash string) (bool, error)
 }
 
 // Keys are the keyring's subject keys.
@@ -107,6 +109,11 @@ func randomID(n int) string {
 // authorization code on approval. A refusal is an *fsm.Error.
 func (s *Service) Decide(c fsm.Consent, approve bool, now time.Time) (code string, err error) {
 	id := c.Subject
+	if approve {
+		if err := s.pilotAllows(&c, id); err != nil {
+			return "", err
+		}
+	}
 	if c.Subject, err = s.cfg.Keys.LookupHash(id); err != nil {
 		return "", err
 	}
@@ -122,6 +129,57 @@ func (s *Service) Decide(c fsm.Consent, approve bool, now time.Time) (code strin
 		return "", err
 	}
 	return code, nil
+}
+
+// ErrNotPilotSubject refuses a consent to a service or dataset in its pilot from a citizen its
+// application does not list.
+var ErrNotPilotSubject = &fsm.Error{Code: fsm.Forbidden, Message: "the service is in its pilot and serves only the citizens listed on its application"}
+
+// pilotAllows refuses a citizen (national ID id) who is not a test subject of the pilot the consent's
+// service or any of its datasets is in. The subjects were hashed under the lookup key of the day, so every
+// key's hash is tried.
+func (s *Service) pilotAllows(c *fsm.Consent, id string) error {
+	type target struct{ kind, id string }
+	var pilots []target
+	if c.Service != "" {
+		svc, err := s.cfg.State.Service(c.Service)
+		if err != nil {
+			return err
+		}
+		if svc != nil && hubapi.StageOf(svc.Stage) == hubapi.StagePilot {
+			pilots = append(pilots, target{fsm.ApplyService, svc.ID})
+		}
+	}
+	for _, ds := range c.Datasets {
+		d, err := s.cfg.State.Dataset(ds)
+		if err != nil {
+			return err
+		}
+		if d != nil && hubapi.StageOf(d.Stage) == hubapi.StagePilot {
+			pilots = append(pilots, target{fsm.ApplyDataset, d.ID})
+		}
+	}
+	if len(pilots) == 0 {
+		return nil
+	}
+	hashes, err := s.cfg.Keys.LookupHashes(id)
+	if err != nil {
+		return err
+	}
+	for _, p := range pilots {
+		listed := false
+		for _, h := range hashes {
+			if listed, err = s.cfg.State.PilotSubject(p.kind, p.id, h); err != nil {
+				return err
+			} else if listed {
+				break
+			}
+		}
+		if !listed {
+			return ErrNotPilotSubject
+		}
+	}
+	return nil
 }
 
 // ownedBy finds a consent of the citizen with national ID subject; nil if there is none (or it is
@@ -311,11 +369,15 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, redeemer 
 	if d.Async {
 		life = ticket.MaxAsyncLife
 	}
+	stage, err := s.stageOf(c, d)
+	if err != nil {
+		return nil, nil, err
+	}
 	hubID, _ := fedid.Hub(td, s.cfg.NodeID)
 	claims := &ticket.Claims{
 		ID: tid, ConsentID: c.ID, Dataset: d.ID, DP: dpID.String(), Redeemer: redeemer.String(),
 		SealedSubject: sealed, RecipientKEM: kem, RecipientKey: recipientKey, Issuer: hubID.String(),
-		IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix(), Async: d.Async, Mode: mode,
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix(), Async: d.Async, Mode: mode, Stage: stage,
 	}
 	tok, err := s.cfg.Tickets.Sign(claims)
 	if err != nil {
@@ -323,6 +385,25 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, redeemer 
 	}
 	return &hubapi.RedeemedTicket{Dataset: d.ID, DP: dpID.String(), Address: dp.Address, Ticket: tok, TicketID: tid,
 		ContentType: d.ContentType, Async: d.Async, ExpiresAt: time.Unix(claims.ExpiresAt, 0).UTC()}, nil, nil
+}
+
+// stageOf is a ticket's stage claim: sandbox when the consent's service or the dataset is in its
+// sandbox, so that the DP answers from synthetic data only; empty for real data.
+func (s *Service) stageOf(c *fsm.Consent, d *hubapi.Dataset) (string, error) {
+	if hubapi.StageOf(d.Stage) == hubapi.StageSandbox {
+		return ticket.StageSandbox, nil
+	}
+	if c.Service == "" {
+		return "", nil
+	}
+	svc, err := s.cfg.State.Service(c.Service)
+	if err != nil || svc == nil {
+		return "", err
+	}
+	if hubapi.StageOf(svc.Stage) == hubapi.StageSandbox {
+		return ticket.StageSandbox, nil
+	}
+	return "", nil
 }
 
 // pkceVerifier checks RFC 7636's code_verifier: 43 to 128 unreserved characters.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mydatafed/mydata/hub/internal/consent"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 	"github.com/mydatafed/mydata/hub/internal/identity"
 	"github.com/mydatafed/mydata/pkg/hubapi"
@@ -310,6 +311,10 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	code, err := s.cfg.Consent.Decide(c, approve, s.now())
 	if err != nil {
 		var fe *fsm.Error
+		if errors.Is(err, consent.ErrNotPilotSubject) {
+			s.errorPage(w, r, http.StatusForbidden, "consent.pilot.title", message("consent.pilot"))
+			return
+		}
 		if errors.As(err, &fe) {
 			status := http.StatusConflict
 			if fe.Code == fsm.Gone {

@@ -160,6 +160,8 @@ var messages = bilingual.Catalogue{
 	"consent.level":         {"申請的資料需要更高的驗證等級，請回到服務重新申請並再次驗證。", "The data requested needs a stronger login. Please start again from the service and confirm who you are."},
 	"consent.final.title":   {"此同意已無法變更", "This consent can no longer be changed"},
 	"consent.final":         {"此同意已決定、已過期或已撤回。", "This consent was already decided, has expired or was revoked."},
+	"consent.pilot.title":   {"此服務尚在試辦階段", "This service is in its pilot"},
+	"consent.pilot":         {"此服務試辦期間僅開放申請時登錄的測試對象使用，正式上線後即可申請。", "During its pilot this service is open only to the test users it registered. You can use it once it goes into production."},
 	"consent.unavailable":   {"目前無法記錄您的決定，請稍後再試。", "The hub cannot record your decision right now. Please try again shortly."},
 
 	"dataset.holder":      {"提供機關", "Held by"},

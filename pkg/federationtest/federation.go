@@ -471,6 +471,11 @@ func (h *Hub) AddOrg(code string) {
 type ConnectorOptions struct {
 	Roles string
 	Extra string
+	// RegisteredQUIC is the QUIC address registered at the hub, which peers dial, if not the one the
+	// connector listens on (a relay in front of it, say).
+	RegisteredQUIC string
+	// TCPOff leaves out tcp.listen and the registered TCP address (Extra may then set tcp.*).
+	TCPOff bool
 }
 
 // Connector is a connector run as a process.
@@ -480,7 +485,9 @@ type Connector struct {
 	Dir        string
 	ConfigPath string
 	QUIC       string
-	Telem      string
+	// TCP is the connector's tcp.listen and registered TCP address, empty with TCPOff.
+	TCP   string
+	Telem string
 	// API is the local exchange API's address.
 	API  string
 	proc *Process
@@ -499,10 +506,21 @@ func (h *Hub) AddConnector(org, name string, opts ConnectorOptions) *Connector {
 		h.t.Fatal(err)
 	}
 	h.AddOrg(org)
-	h.Admin("connector", "add", "--org", org, "--name", name, "--roles", opts.Roles, "--address", c.QUIC)
+	registered := c.QUIC
+	if opts.RegisteredQUIC != "" {
+		registered = opts.RegisteredQUIC
+	}
+	add := []string{"connector", "add", "--org", org, "--name", name, "--roles", opts.Roles, "--address", registered}
+	tcp := ""
+	if !opts.TCPOff {
+		c.TCP = FreeTCP(h.t)
+		add = append(add, "--tcp-address", c.TCP)
+		tcp = "tcp:\n  listen: " + c.TCP + "\n"
+	}
+	h.Admin(add...)
 	c.ConfigPath = filepath.Join(c.Dir, "connector.yaml")
-	yaml := fmt.Sprintf("trust_domain: %s\norg: %s\nname: %s\ndata_dir: %s\nhub:\n  url: [%s]\nquic:\n  listen: %s\ntelemetry:\n  listen: %s\nexchange:\n  listen: %s\nlog:\n  level: debug\n%s",
-		TrustDomain, org, name, filepath.Join(c.Dir, "data"), strings.Join(h.URLs(), ", "), c.QUIC, c.Telem, c.API, opts.Extra)
+	yaml := fmt.Sprintf("trust_domain: %s\norg: %s\nname: %s\ndata_dir: %s\nhub:\n  url: [%s]\nquic:\n  listen: %s\n%stelemetry:\n  listen: %s\nexchange:\n  listen: %s\nlog:\n  level: debug\n%s",
+		TrustDomain, org, name, filepath.Join(c.Dir, "data"), strings.Join(h.URLs(), ", "), c.QUIC, tcp, c.Telem, c.API, opts.Extra)
 	if err := os.WriteFile(c.ConfigPath, []byte(yaml), 0o644); err != nil {
 		h.t.Fatal(err)
 	}

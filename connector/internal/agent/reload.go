@@ -134,6 +134,16 @@ func openDatasets(ds map[string]config.Dataset) (map[string]provider.Dataset, er
 			return nil, fmt.Errorf("datasets.%s.backend: %w", id, err)
 		}
 		out[id] = provider.Dataset{Backend: b, MaxBytes: d.MaxBytes}
+		if d.Sandbox != nil {
+			sb, err := backend.New(*d.Sandbox)
+			if err != nil {
+				for _, o := range out {
+					o.Backend.Close()
+				}
+				return nil, fmt.Errorf("datasets.%s.sandbox: %w", id, err)
+			}
+			out[provider.SandboxKey(id)] = provider.Dataset{Backend: sb, MaxBytes: d.MaxBytes}
+		}
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -239,6 +240,14 @@ func (c *Config) Validate() error {
 		if err := d.Backend.Validate(); err != nil {
 			return fmt.Errorf("datasets.%s.backend.%w", id, err)
 		}
+		if d.Sandbox != nil {
+			if err := d.Sandbox.Validate(); err != nil {
+				return fmt.Errorf("datasets.%s.sandbox.%w", id, err)
+			}
+			if reflect.DeepEqual(*d.Sandbox, d.Backend) {
+				return fmt.Errorf("datasets.%s.sandbox: the same backend as datasets.%s.backend; a sandbox answers from synthetic data only", id, id)
+			}
+		}
 	}
 	backends := map[string]backend.Config{}
 	for id, d := range c.Datasets {
@@ -341,6 +350,9 @@ type Dataset struct {
 	// MaxBytes bounds one delivery; default exchange.max_bytes.
 	MaxBytes int64          `yaml:"max_bytes"`
 	Backend  backend.Config `yaml:"backend"`
+	// Sandbox is the synthetic backend that answers the dataset's sandbox tickets (a service or dataset
+	// in its sandbox stage); without one they are refused. It is never the real backend.
+	Sandbox *backend.Config `yaml:"sandbox"`
 }
 
 // TD is the parsed trust domain; call after Validate.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,15 @@ func (p *Provider) SetDatasets(m map[string]Dataset) {
 	}
 }
 
-// Datasets lists the IDs of the datasets served now, sorted.
+// sandboxSuffix marks the key of a dataset's sandbox backend in the set: kept beside the real one, it is
+// swapped, retired and closed with it on reload and at shutdown.
+const sandboxSuffix = "#sandbox"
+
+// SandboxKey is the key under which a dataset's synthetic backend (datasets.<id>.sandbox) is served to
+// sandbox tickets.
+func SandboxKey(id string) string { return id + sandboxSuffix }
+
+// Datasets lists the IDs of the datasets served now, sorted; their sandbox backends are not datasets.
 func (p *Provider) Datasets() []string {
 	m := p.datasets.cur.Load()
 	if m == nil {
@@ -84,6 +93,9 @@ func (p *Provider) Datasets() []string {
 	}
 	ids := make([]string, 0, len(*m))
 	for id := range *m {
+		if strings.HasSuffix(id, sandboxSuffix) {
+			continue
+		}
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)

@@ -130,7 +130,15 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 	if c.DP != p.cfg.Self.String() {
 		return p.refuse(st, o, "this ticket is for %s, not this connector", c.DP)
 	}
-	ds, ok := p.datasets.lookup(c.Dataset)
+	key := c.Dataset
+	if c.Stage == ticket.StageSandbox {
+		// A sandbox ticket is answered from the dataset's synthetic backend only, never the real one.
+		key = SandboxKey(c.Dataset)
+	}
+	ds, ok := p.datasets.lookup(key)
+	if !ok && key != c.Dataset {
+		return p.refuse(st, o, "this connector has no sandbox backend for dataset %s, and a sandbox ticket is never answered from real data", c.Dataset)
+	}
 	if !ok {
 		return p.refuse(st, o, "this connector does not serve dataset %s", c.Dataset)
 	}

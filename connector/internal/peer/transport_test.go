@@ -18,7 +18,7 @@ import (
 )
 
 // startNodeWith is startNode with TCP served on a loopback port and the config changed by edit.
-func startNodeWith(t *testing.T, ca *spiffetest.CA, id string, edit func(*Config)) *node {
+func startNodeWith(t testing.TB, ca *spiffetest.CA, id string, edit func(*Config)) *node {
 	t.Helper()
 	svid := ca.SVID(t, id, time.Hour)
 	n := &node{id: svid.ID, src: ca.NewSource(svid), allow: &allowList{allowed: map[spiffeid.ID]bool{}}}
@@ -58,7 +58,7 @@ func blackHole(t *testing.T) string {
 	return c.LocalAddr().String()
 }
 
-func pair(t *testing.T, ca *spiffetest.CA, editB func(*Config)) (a, b *node) {
+func pair(t testing.TB, ca *spiffetest.CA, editB func(*Config)) (a, b *node) {
 	// A black-holed QUIC handshake fails sooner than the default 10 s, for a shorter test.
 	a = startNodeWith(t, ca, "spiffe://mydata.test/org/moi/connector/a", func(c *Config) { c.HandshakeTimeout = 2 * time.Second })
 	b = startNodeWith(t, ca, "spiffe://mydata.test/org/moi/connector/b", editB)
@@ -312,5 +312,32 @@ func TestMemoryBackoff(t *testing.T) {
 	}
 	if got := m.failed(id); got != TCPFirstFor {
 		t.Errorf("first failure after a success: %s, want %s", got, TCPFirstFor)
+	}
+}
+
+// BenchmarkPing measures a request's fixed cost on each transport: over QUIC a new stream on the kept
+// connection, over TCP a new TLS 1.3 connection (TCP handshake, TLS handshake with both SVIDs verified),
+// which is what one connection per transfer costs.
+func BenchmarkPing(b *testing.B) {
+	ca := spiffetest.New(b, "mydata.test")
+	for _, transport := range []string{TransportQUIC, TransportTCP} {
+		b.Run(transport, func(b *testing.B) {
+			x, y := pair(b, ca, nil)
+			ctx := context.Background()
+			addrs := Addrs{QUIC: y.Addr().String()}
+			if transport == TransportTCP {
+				addrs = Addrs{TCP: y.TCPAddr().String()}
+			}
+			conn, err := x.Connect(ctx, addrs, y.id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := Ping(ctx, conn); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -269,7 +269,11 @@ func TestRemoveNode(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	f := tc.follower()
 	// A member asking to be added again (it lost its disk and joined again) becomes a non-voter until it
-	// has caught up, then the autopilot promotes it.
+	// has caught up, then the autopilot promotes it. The autopilots pause meanwhile: on a loaded machine
+	// the promotion (200 ms of stabilisation) could come before the look that must see the demotion.
+	for _, n := range tc.nodes {
+		n.cancel()
+	}
 	if err := tc.nodes[0].c.AddNonvoter(context.Background(), f.id, f.c.Addr()); err != nil {
 		t.Fatal(err)
 	}
@@ -278,6 +282,11 @@ func TestRemoveNode(t *testing.T) {
 		if s.ID == f.id && s.Suffrage != "nonvoter" {
 			t.Errorf("%s rejoined as a %s", f.id, s.Suffrage)
 		}
+	}
+	for _, n := range tc.nodes {
+		ctx, cancel := context.WithCancel(context.Background())
+		n.cancel = cancel
+		go n.c.RunAutopilot(ctx)
 	}
 	tc.waitVoters(3)
 	other := tc.nodes[0]

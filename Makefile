@@ -63,7 +63,7 @@ bench: build ## run the benchmarks (product rounds: BENCH_COUNT) into BENCH_OUT;
 	@cd pkg/federationtest; run() { $(BIN)/federationtest.test -test.run '^$$' -test.timeout 15m "$$@" | tee -a "$(BENCH_OUT)"; }; \
 	for round in $$(seq 1 $(BENCH_COUNT)); do \
 		echo "== product benchmarks, round $$round of $(BENCH_COUNT)"; \
-		run -test.bench '^Benchmark(BulkTransfer|BareQUIC|TLSTCP|BareQUICSameWork|TLSTCPSameWork)$$' -test.benchtime 3x; \
+		run -test.bench '^Benchmark(BulkTransfer|BulkTransferTCP|BareQUIC|TLSTCP|BareQUICSameWork|TLSTCPSameWork)$$' -test.benchtime 3x; \
 		run -test.bench '^BenchmarkSmallExchanges$$' -test.benchtime $(BENCH_SMALL)x; \
 		run -test.bench '^BenchmarkSmallExchangesCluster$$' -test.benchtime $(BENCH_SMALL)x; \
 	done; \
@@ -128,6 +128,7 @@ END {
 	rq = ratio("BulkTransfer", "BareQUIC"); rt = ratio("BulkTransfer", "TLSTCP")
 	qw = med("BareQUICSameWork", "MB/s"); tw = med("TLSTCPSameWork", "MB/s")
 	rqw = ratio("BulkTransfer", "BareQUICSameWork"); rtw = ratio("BulkTransfer", "TLSTCPSameWork")
+	btcp = med("BulkTransferTCP", "MB/s"); rtcp = ratio("BulkTransferTCP", "TLSTCPSameWork"); rtcpb = ratio("BulkTransferTCP", "TLSTCP")
 	lx = med("LargeExchangeRSS", "sp-peak-RSS-MiB"); dk = med("DeadPeer", "kill-to-failed-ms")
 	xs = med("SmallExchanges", "exchanges/s"); p50 = med("SmallExchanges", "p50-ms"); p99 = med("SmallExchanges", "p99-ms")
 	rss = med("IdleConnector", "RSS-MiB")
@@ -143,6 +144,9 @@ END {
 	show("product / TLS over TCP", rt, "%7.2f", "")
 	show("product / quic-go same work", rqw, "%7.3f", rqw < 0 ? "" : "        target >= 0.90: " verdict(rqw >= 0.9))
 	show("product (QUIC) / TLS same work", rtw, "%7.2f", "")
+	show("bulk 256 MiB DP->SP, product over TCP", btcp, "%7.1f MB/s", sprintf("   (QUIC off at the SP; CPU per transfer: DP %.2f s, SP %.2f s)", med("BulkTransferTCP", "dp-cpu-ms/op")/1000, med("BulkTransferTCP", "sp-cpu-ms/op")/1000))
+	show("product over TCP / TLS over TCP", rtcpb, "%7.2f", "")
+	show("product over TCP / TLS same work", rtcp, "%7.3f", rtcp < 0 ? "" : "        target >= 0.90: " verdict(rtcp >= 0.9))
 	show("small exchanges, 32 clients", xs, "%7.1f /s", xs < 0 ? "" : sprintf("   target >= 500/s: %s   (CPU per exchange: hub %.2f, DP %.2f, SP %.2f, clients %.2f ms)", verdict(xs >= 500), med("SmallExchanges", "hub-cpu-ms/op"), med("SmallExchanges", "dp-cpu-ms/op"), med("SmallExchanges", "sp-cpu-ms/op"), med("SmallExchanges", "app-cpu-ms/op")))
 	show("  latency p50", p50, "%7.1f ms", "")
 	show("  latency p99", p99, "%7.1f ms", p99 < 0 ? "" : "     target < 100 ms: " verdict(p99 < 100))

@@ -639,7 +639,7 @@ func TestImages(t *testing.T) {
 		ports           []string
 	}{
 		{"hub", "9443", []string{"8443/tcp", "8300/tcp", "8080/tcp", "9443/tcp"}},
-		{"connector", "9444", []string{"7443/udp", "9444/tcp", "8442/tcp"}},
+		{"connector", "9444", []string{"7443/udp", "7443/tcp", "9444/tcp", "8442/tcp"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -1171,7 +1171,7 @@ func TestDockerfile(t *testing.T) {
 	}
 	for _, c := range []struct{ name, telemetry, ports string }{
 		{"hub", "9443", "8443/tcp 8300/tcp 8080/tcp 9443/tcp"},
-		{"connector", "9444", "7443/udp 9444/tcp 8442/tcp"},
+		{"connector", "9444", "7443/udp 7443/tcp 9444/tcp 8442/tcp"},
 	} {
 		st := strings.Join(d.stages[c.name], "\n")
 		for _, want := range []string{

@@ -530,6 +530,9 @@ hub:
   url: $hub_url
 quic:
   listen: $quic
+tcp:
+  # The fallback where UDP is blocked: the same port number, over TCP.
+  listen: $quic
 telemetry:
   listen: $tel
 exchange:
@@ -596,7 +599,7 @@ admin org list
 step "Registering their connectors"
 for c in "${connectors[@]}"; do
 	read -r name org roles quic _ _ <<<"$c"
-	admin connector add --org "$org" --name "$name" --roles "$roles" --address "$quic"
+	admin connector add --org "$org" --name "$name" --roles "$roles" --address "$quic" --tcp-address "$quic"
 done
 admin connector list
 

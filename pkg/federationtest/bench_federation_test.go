@@ -64,9 +64,33 @@ func startBenchFed(tb testing.TB, dataDir string) *benchFed {
 	return setupBenchFed(tb, h, dataDir)
 }
 
+// startBenchFedTCP is startBenchFed with QUIC off at the SP (quic.enabled: false), so that every transfer
+// goes over the TCP fallback.
+func startBenchFedTCP(tb testing.TB, dataDir string) *benchFed {
+	tb.Helper()
+	h := NewHub(tb, HubOptions{})
+	quietLogs(tb, h.ConfigPath)
+	h.Start()
+	return setupBenchFedSP(tb, h, dataDir, func(path string) {
+		cfg, err := os.ReadFile(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(path, bytes.Replace(cfg, []byte("quic:\n"), []byte("quic:\n  enabled: false\n"), 1), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	})
+}
+
 // setupBenchFed registers and starts the benchmark's DP and SP connectors, dataset and service at the
 // running hub h (and its cluster: the connectors get every node's URL).
 func setupBenchFed(tb testing.TB, h *Hub, dataDir string) *benchFed {
+	tb.Helper()
+	return setupBenchFedSP(tb, h, dataDir, nil)
+}
+
+// setupBenchFedSP is setupBenchFed with editSP, if not nil, given the SP's config file before it starts.
+func setupBenchFedSP(tb testing.TB, h *Hub, dataDir string, editSP func(path string)) *benchFed {
 	tb.Helper()
 	f := &benchFed{h: h}
 	f.dp = f.h.AddConnector("agency", "dp1", ConnectorOptions{Roles: "dp",
@@ -74,6 +98,9 @@ func setupBenchFed(tb testing.TB, h *Hub, dataDir string) *benchFed {
 	f.sp = f.h.AddConnector("bank", "sp1", ConnectorOptions{Roles: "sp"})
 	for _, c := range []*Connector{f.dp, f.sp} {
 		quietLogs(tb, c.ConfigPath)
+		if c == f.sp && editSP != nil {
+			editSP(c.ConfigPath)
+		}
 		if _, err := c.Enroll(f.h.Token(c.Org, c.Name)); err != nil {
 			tb.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +79,40 @@ func BenchmarkBulkTransfer(b *testing.B) {
 		}
 	}
 	cpu.report(b, b.N)
+}
+
+// BenchmarkBulkTransferTCP is BenchmarkBulkTransfer over the TCP fallback (QUIC off at the SP): TLS 1.3 on
+// TCP, one connection per transfer. Its same-work baseline is BenchmarkTLSTCPSameWork.
+func BenchmarkBulkTransferTCP(b *testing.B) {
+	subject := benchSubjects(b, 1)[0]
+	dir, path := bulkFile(b, subject)
+	want := fileSHA256(b, path)
+	f := startBenchFedTCP(b, dir)
+	client := &http.Client{Timeout: 5 * time.Minute}
+	buf := make([]byte, copyBuf)
+	var cpu cpuMeter
+	cpu.add("dp", f.dp.proc.cmd.Process.Pid)
+	cpu.add("sp", f.sp.proc.cmd.Process.Pid)
+	cpu.add("hub", f.h.proc.cmd.Process.Pid)
+	cpu.add("app", 0)
+	cpu.begin(b)
+	b.SetBytes(bulkSize)
+	for b.Loop() {
+		b.StopTimer()
+		code, p := f.approve(b, subject)
+		b.StartTimer()
+		n, sum, err := f.streamExchange(client, code, p, buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n != bulkSize || sum != want {
+			b.Fatalf("received %d bytes with digest %s, want %d bytes with %s", n, sum, bulkSize, want)
+		}
+	}
+	cpu.report(b, b.N)
+	if m := f.sp.Metrics(); !strings.Contains(m, `mydata_connector_sp_datasets_total{status="delivered",transport="tcp"}`) || strings.Contains(m, `transport="quic"`) {
+		b.Fatalf("the transfers did not all go over TCP:\n%s", grepLines(m, "sp_datasets_total"))
+	}
 }
 
 // BenchmarkBareQUIC is the transport's ceiling for BenchmarkBulkTransfer: the same file read and sent in

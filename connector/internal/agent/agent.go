@@ -196,7 +196,14 @@ func (a *Agent) recheck(ctx context.Context) error {
 	}
 }
 
-// Node is the QUIC endpoint.
+func addrOrOff(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	return a.String()
+}
+
+// Node is the endpoint for other connectors, QUIC and TCP.
 func (a *Agent) Node() *peer.Node { return a.node }
 
 // Directory is the directory copy.
@@ -225,7 +232,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.reloadSig != nil {
 		g.Go(func() error { return a.reloader.run(gctx, a.reloadSig) })
 	}
-	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", a.node.Addr().String(),
+	a.log.Info("connector serving", telemetry.KeySPIFFEID, a.cfg.ID().String(), "quic", addrOrOff(a.node.Addr()), "tcp", addrOrOff(a.node.TCPAddr()),
 		"telemetry", a.tel.Addr().String(), "hub", a.hub.Current(), "hub_nodes", len(a.cfg.Hub.URLs), "datasets", len(a.provider.Datasets()))
 	err := g.Wait()
 	a.log.Info("connector stopped", telemetry.KeyError, err)

@@ -25,7 +25,7 @@ connectors=("moi-dp moi dp" "fia-dp fia dp" "bank-sp demobank sp")
 listed=$(admin connector list)
 for c in "${connectors[@]}"; do
 	read -r name org roles <<<"$c"
-	exists "$listed" "$name" || admin connector add --org "$org" --name "$name" --roles "$roles" --address "$name:7443"
+	exists "$listed" "$name" || admin connector add --org "$org" --name "$name" --roles "$roles" --address "$name:7443" --tcp-address "$name:7443"
 done
 
 datasets=$(admin dataset list)

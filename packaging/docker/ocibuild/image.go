@@ -52,8 +52,8 @@ var components = map[string]component{
 	"connector": {
 		title:       "mydata-connector",
 		description: "MyData Federation connector of a data or service provider: QUIC with mutual TLS, sealed transfers, audit log",
-		// QUIC, telemetry, exchange API
-		ports:     []string{"7443/udp", "9444/tcp", "8442/tcp"},
+		// QUIC, its TCP fallback, telemetry, exchange API
+		ports:     []string{"7443/udp", "7443/tcp", "9444/tcp", "8442/tcp"},
 		telemetry: "9444",
 	},
 }

@@ -35,3 +35,7 @@ func NextStage(stage string, exists bool) string {
 	}
 	return ""
 }
+
+// StatusTerminated is a service or dataset that left the federation on an approved termination; it
+// comes back on an approved resumption.
+const StatusTerminated = "terminated"

@@ -89,6 +89,12 @@ type Application struct {
 	OrgInfo *OrgAdd  `json:"org_info,omitempty"`
 	Service *Service `json:"service,omitempty"`
 	Dataset *Dataset `json:"dataset,omitempty"`
+	// On says what a change, suspension, resumption or termination is about: service or dataset.
+	On string `json:"on,omitempty"`
+	// EffectiveOn is the day (YYYY-MM-DD, in Taipei) a lifecycle application takes effect; EffectedAt
+	// when it did.
+	EffectiveOn string    `json:"effective_on,omitempty"`
+	EffectedAt  time.Time `json:"effected_at,omitzero"`
 	// TestSubjects are a pilot's citizens, as keyed lookup hashes; never the national IDs.
 	TestSubjects []string   `json:"test_subjects,omitempty"`
 	Note         string     `json:"note,omitempty"`
@@ -146,6 +152,9 @@ func (c *ApplicationSubmit) Validate() error {
 	}
 	if len(a.Authority) > 200 || len(a.Note) > 2000 {
 		return errors.New("application: authority at most 200 bytes, note at most 2000")
+	}
+	if isLifecycle(a.Kind) {
+		return a.validateLifecycle()
 	}
 	given := 0
 	for _, p := range []bool{a.OrgInfo != nil, a.Service != nil, a.Dataset != nil} {
@@ -277,6 +286,7 @@ func currentStage(tx *sql.Tx, kind, id string) (stage, owner string, exists bool
 
 func applyApplicationSubmit(tx *sql.Tx, c *ApplicationSubmit) (Result, bool, error) {
 	a := c.Application
+	lifecycleStatus := ""
 	switch a.Kind {
 	case ApplyOrg:
 		a.Org, a.Target = a.OrgInfo.Code, a.OrgInfo.Code
@@ -284,6 +294,18 @@ func applyApplicationSubmit(tx *sql.Tx, c *ApplicationSubmit) (Result, bool, err
 		a.Org, a.Target = a.Service.SPOrg, a.Service.ID
 	case ApplyDataset:
 		a.Org, a.Target = a.Dataset.DPOrg, a.Dataset.ID
+	default:
+		if a.Kind == ApplyChange {
+			a.Target = a.Service.ID
+		}
+		owner, status, exists, err := lifecycleTarget(tx, a.On, a.Target)
+		if err != nil {
+			return Result{}, false, err
+		}
+		if !exists {
+			return refuse(NotFound, "%s %q does not exist", a.On, a.Target), false, nil
+		}
+		a.Org, lifecycleStatus = owner, status
 	}
 	if !Holds(c.Actor.Roles, RoleFederationAdmin) && !Holds(c.Actor.Roles, RoleApplicant+":"+a.Org) {
 		return refuse(Forbidden, "operator %s (roles %s) may not apply for %s: it needs the role %s:%s or %s",
@@ -307,7 +329,20 @@ func applyApplicationSubmit(tx *sql.Tx, c *ApplicationSubmit) (Result, bool, err
 	if err != nil {
 		return Result{}, false, err
 	}
-	if a.Kind == ApplyOrg {
+	if isLifecycle(a.Kind) {
+		if !exists {
+			return refuse(NotFound, "organisation %q does not exist", a.Org), false, nil
+		}
+		if why := lifecycleAllowed(a.Kind, a.On, a.Target, lifecycleStatus); why != "" {
+			return refuse(Conflict, "%s", why), false, nil
+		}
+		if a.Kind == ApplyChange && a.Service.SPOrg != a.Org {
+			return refuse(Forbidden, "service %q belongs to %s, not %s", a.Target, a.Org, a.Service.SPOrg), false, nil
+		}
+		if res, err := checkNotice(tx, &a, c.Now); err != nil || res.Code != OK {
+			return res, false, err
+		}
+	} else if a.Kind == ApplyOrg {
 		if exists {
 			return refuse(Conflict, "organisation %q already exists", a.Org), false, nil
 		}
@@ -357,7 +392,11 @@ func putApplication(tx *sql.Tx, a *Application, insert bool) error {
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.ID, a.Kind, a.Target, a.Org, a.Sector, a.Stage, a.Status, a.SubmittedBy, ms(a.SubmittedAt), ms(a.UpdatedAt), string(body))
 		return err
 	}
-	_, err = tx.Exec(`UPDATE applications SET status = ?, updated_at = ?, body = ? WHERE id = ?`, a.Status, ms(a.UpdatedAt), string(body), a.ID)
+	var effective int64
+	if day, ok := Day(a.EffectiveOn); ok {
+		effective = ms(day)
+	}
+	_, err = tx.Exec(`UPDATE applications SET status = ?, updated_at = ?, body = ?, effective_at = ? WHERE id = ?`, a.Status, ms(a.UpdatedAt), string(body), effective, a.ID)
 	return err
 }
 
@@ -417,7 +456,21 @@ func applyApplicationDecide(tx *sql.Tx, c *ApplicationDecide) (Result, bool, err
 	}
 	changed := false
 	a.Status = AppRefused
-	if c.Approve {
+	if c.Approve && isLifecycle(a.Kind) {
+		a.Status = AppApproved
+		if day, ok := Day(a.EffectiveOn); ok && day.After(c.Now) {
+			a.Status = AppScheduled
+		} else {
+			res, ch, err := lifecycleEffect(tx, a)
+			if err != nil || res.Code != OK {
+				if err == nil {
+					res.Message = fmt.Sprintf("application %s cannot take effect: %s", c.ID, res.Message)
+				}
+				return res, false, err
+			}
+			changed, a.EffectedAt = ch, c.Now.UTC()
+		}
+	} else if c.Approve {
 		var res Result
 		if res, changed, err = effect(tx, a, c.Now); err != nil || res.Code != OK {
 			if err == nil {

@@ -67,6 +67,9 @@ const (
 	TypeApplicationSubmit
 	TypeApplicationReview
 	TypeApplicationDecide
+	TypeCalendarLoad
+	TypeLifecycleTick
+	TypeSuspend
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

@@ -118,6 +118,9 @@ var registry = map[Type]entry{
 	TypeApplicationSubmit: command(applyApplicationSubmit, keepsLookups),
 	TypeApplicationReview: command(applyApplicationReview, keepsLookups),
 	TypeApplicationDecide: command(applyApplicationDecide, dropsLookups),
+	TypeCalendarLoad:      command(applyCalendarLoad, keepsLookups),
+	TypeLifecycleTick:     command(applyLifecycleTick, dropsLookups),
+	TypeSuspend:           command(applySuspend, dropsLookups),
 }
 
 // typeOf finds a payload's command type.

@@ -105,6 +105,13 @@ var wrappable = map[Type]admin{
 	TypeApplicationDecide: adminCommand(applyApplicationDecide, func(tx *sql.Tx, c *ApplicationDecide) (string, error) {
 		return rowJSON(tx, `SELECT id, kind, target, org, sector, stage, status FROM applications WHERE id = ?`, c.ID)
 	}),
+	TypeCalendarLoad: adminCommand(applyCalendarLoad, nil),
+	TypeSuspend: adminCommand(applySuspend, func(tx *sql.Tx, c *Suspend) (string, error) {
+		if c.On == OnDataset {
+			return rowJSON(tx, `SELECT id, status FROM datasets WHERE id = ?`, c.Target)
+		}
+		return rowJSON(tx, `SELECT id, json_extract(body, '$.status') AS status FROM services WHERE id = ?`, c.Target)
+	}),
 }
 
 // wrapsKeyring says whether an entry is an operator action that adds a keyring key, which the keyring's

@@ -269,6 +269,16 @@ CREATE TABLE IF NOT EXISTS pilot_subjects (
 	hash   TEXT NOT NULL, -- a test subject's keyed lookup hash
 	PRIMARY KEY (kind, target, hash)
 );
+CREATE TABLE IF NOT EXISTS calendar_years (
+	year      INTEGER PRIMARY KEY,
+	loaded_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calendar_days (
+	date TEXT PRIMARY KEY, -- YYYY-MM-DD
+	year INTEGER NOT NULL,
+	kind TEXT NOT NULL, -- holiday (a weekday off) or workday (a weekend day worked)
+	note TEXT NOT NULL
+);
 `
 
 // columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT
@@ -280,6 +290,7 @@ var columnsAdded = []struct{ table, column, decl string }{
 	{"consents", "mode", "TEXT NOT NULL DEFAULT ''"},
 	{"datasets", "download", "INTEGER NOT NULL DEFAULT 0"},
 	{"datasets", "stage", "TEXT NOT NULL DEFAULT ''"},
+	{"applications", "effective_at", "INTEGER NOT NULL DEFAULT 0"},
 	{"connectors", "tcp_address", "TEXT NOT NULL DEFAULT ''"},
 }
 

@@ -226,6 +226,11 @@ func admin(args []string, out io.Writer) error {
 		return a.auditExport(ctx, args)
 	case "application submit", "application list", "application show", "application review", "application decide":
 		return a.application(ctx, sub, args)
+	case "calendar load", "calendar show":
+		return a.calendar(ctx, sub, args)
+	}
+	if cmd == "suspend" {
+		return a.suspend(ctx, rest[1:])
 	}
 	fmt.Fprint(out, adminUsage)
 	return fmt.Errorf("admin: unknown command %q", cmd+" "+sub)

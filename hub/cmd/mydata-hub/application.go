@@ -25,12 +25,25 @@ const applicationUsage = `  application submit org --code C --name-zh N --name-e
                                                        a service applies for its next stage; a pilot lists
                                                        its test subjects (national IDs, kept as keyed hashes)
   application submit dataset --stage sandbox|pilot|production (the flags of dataset add) [--test-subject ID ...]
-  application list [--status S] [--kind K] [--org O]   S: authority-review, admin-review, approved, refused
+  application submit suspend|terminate|resume --service ID|--dataset ID [--effective-on YYYY-MM-DD]
+                                                       on notice: filed at least 7 working days before the
+                                                       day (a resumption needs none); approved, it takes
+                                                       effect by itself at that day's midnight (Taipei)
+  application submit change --effective-on YYYY-MM-DD (the flags of service add)
+                                                       a service as it will be from that day
+  application list [--status S] [--kind K] [--org O]   S: authority-review, admin-review, scheduled,
+                                                       approved, refused
   application show --id ID                             the application, its review items and its decisions
   application review --id ID --approve|--refuse --reason R
                                                        the supervising authority of the sector (reviewer)
   application decide --id ID --approve|--refuse --reason R
                                                        the federation administrator, after the authority
+  suspend --service ID|--dataset ID --reason R         emergency suspension, at once (federation-admin);
+                                                       it resumes on an application
+  calendar load FILE                                   the working-day calendar of a year: one day a line,
+                                                       "YYYY-MM-DD holiday|workday [note]" (holidays on
+                                                       weekdays, make-up workdays on weekends; # comments)
+  calendar show --year Y
 `
 
 // application runs `admin application SUB`.
@@ -70,6 +83,27 @@ func (a *adminCtx) applicationSubmit(ctx context.Context, args []string) error {
 			return err
 		}
 		req.Org = &o
+	case fsm.ApplySuspend, fsm.ApplyTerminate, fsm.ApplyResume:
+		svc := fs.String("service", "", "the service's id")
+		ds := fs.String("dataset", "", "the dataset's id")
+		fs.StringVar(&req.EffectiveOn, "effective-on", "", "the day it takes effect, YYYY-MM-DD (Taipei)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if req.On, req.Target = onTarget(*svc, *ds); req.On == "" {
+			return fmt.Errorf("%s: give --service or --dataset", fs.Name())
+		}
+	case fsm.ApplyChange:
+		fs.StringVar(&req.EffectiveOn, "effective-on", "", "the day it takes effect, YYYY-MM-DD (Taipei)")
+		service := serviceFlags(fs)
+		if err := parseFlags(fs, args[1:], "effective-on", "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
+			return err
+		}
+		s, err := service()
+		if err != nil {
+			return err
+		}
+		req.Service, req.On, req.Target = &s, fsm.OnService, s.ID
 	case fsm.ApplyService, fsm.ApplyDataset:
 		fs.StringVar(&req.Stage, "stage", "", "the stage applied for: sandbox, pilot or production")
 		fs.Var(&subjects, "test-subject", "a pilot's test subject, by national ID (repeat for several)")
@@ -96,7 +130,7 @@ func (a *adminCtx) applicationSubmit(ctx context.Context, args []string) error {
 			req.Dataset = &d
 		}
 	default:
-		return fmt.Errorf("application submit: %q is not org, service or dataset", kind)
+		return fmt.Errorf("application submit: %q is not org, service, dataset, change, suspend, terminate or resume", kind)
 	}
 	req.TestSubjects = subjects
 	if subjectsFile != "" {
@@ -124,6 +158,75 @@ func (a *adminCtx) applicationSubmit(ctx context.Context, args []string) error {
 	})
 }
 
+// onTarget reads --service or --dataset: what a lifecycle application or a suspension is about.
+func onTarget(service, dataset string) (on, target string) {
+	switch {
+	case service != "" && dataset == "":
+		return fsm.OnService, service
+	case dataset != "" && service == "":
+		return fsm.OnDataset, dataset
+	}
+	return "", ""
+}
+
+func (a *adminCtx) suspend(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("suspend", flag.ContinueOnError)
+	svc := fs.String("service", "", "the service's id")
+	ds := fs.String("dataset", "", "the dataset's id")
+	reason := fs.String("reason", "", "why, recorded in the operator log")
+	if err := parseFlags(fs, args, "reason"); err != nil {
+		return err
+	}
+	req := api.SuspendRequest{Reason: *reason}
+	if req.On, req.Target = onTarget(*svc, *ds); req.On == "" {
+		return errors.New("suspend: give --service or --dataset")
+	}
+	if err := a.client.Do(ctx, http.MethodPost, api.PathSuspend, req, nil); err != nil {
+		return err
+	}
+	return a.print(req, func(w *table) { fmt.Fprintf(w, "%s %s is suspended from now\n", req.On, req.Target) })
+}
+
+func (a *adminCtx) calendar(ctx context.Context, sub string, args []string) error {
+	var c fsm.CalendarLoad
+	switch sub {
+	case "load":
+		if len(args) != 1 {
+			return errors.New("calendar load: give the file")
+		}
+		f, err := os.Open(args[0])
+		if err != nil {
+			return err
+		}
+		parsed, err := fsm.ParseCalendar(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", args[0], err)
+		}
+		if err := a.client.Do(ctx, http.MethodPost, api.PathCalendar, parsed, &c); err != nil {
+			return err
+		}
+	case "show":
+		fs := flag.NewFlagSet("calendar show", flag.ContinueOnError)
+		year := fs.String("year", "", "the year")
+		if err := parseFlags(fs, args, "year"); err != nil {
+			return err
+		}
+		if err := a.client.Do(ctx, http.MethodGet, api.PathCalendar+"?year="+url.QueryEscape(*year), nil, &c); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("admin calendar: unknown command %q", sub)
+	}
+	return a.print(c, func(w *table) {
+		fmt.Fprintf(w, "calendar %d: %d days named\n", c.Year, len(c.Days))
+		for _, d := range c.Days {
+			t, _ := time.Parse(time.DateOnly, d.Date)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Date, t.Weekday().String()[:3], d.Kind, d.Note)
+		}
+	})
+}
+
 func stageSuffix(stage string) string {
 	if stage == "" {
 		return ""
@@ -138,6 +241,8 @@ func waitsFor(a fsm.Application) string {
 		return "waiting for " + fsm.RoleReviewer + ":" + a.Sector
 	case fsm.AppAdminReview:
 		return "waiting for " + fsm.RoleFederationAdmin
+	case fsm.AppScheduled:
+		return "scheduled for " + a.EffectiveOn
 	}
 	return a.Status
 }
@@ -206,6 +311,9 @@ func (a *adminCtx) applicationShow(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "application\t%s\n", x.ID)
 		fmt.Fprintf(w, "for\t%s %s%s\n", x.Kind, x.Target, stageSuffix(x.Stage))
 		fmt.Fprintf(w, "organisation\t%s\n", x.Org)
+		if x.EffectiveOn != "" {
+			fmt.Fprintf(w, "takes effect\t%s (Taipei midnight)\n", x.EffectiveOn)
+		}
 		if x.Sector != "" {
 			fmt.Fprintf(w, "supervising authority\t%s:%s %s\n", fsm.RoleReviewer, x.Sector, x.Authority)
 		}

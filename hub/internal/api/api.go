@@ -175,6 +175,9 @@ func (s *Server) adminRoutes() []route {
 		{"GET", PathApplications + "/{id}", accessCatalogue, s.showApplication},
 		{"POST", PathApplications + "/{id}/review", accessReview, s.reviewApplication},
 		{"POST", PathApplications + "/{id}/decide", accessAdmin, s.decideApplicationAdmin},
+		{"POST", PathCalendar, accessAdmin, s.loadCalendar},
+		{"GET", PathCalendar, accessCatalogue, s.getCalendar},
+		{"POST", PathSuspend, accessAdmin, s.suspendNow},
 	}
 }
 

@@ -32,6 +32,11 @@ type ApplicationRequest struct {
 	Service      *hubapi.Service `json:"service,omitempty"`
 	Dataset      *hubapi.Dataset `json:"dataset,omitempty"`
 	TestSubjects []string        `json:"test_subjects,omitempty"`
+	// On, Target and EffectiveOn are a change's, suspension's, resumption's or termination's: service or
+	// dataset, its id, and the day (YYYY-MM-DD, Taipei) it takes effect.
+	On          string `json:"on,omitempty"`
+	Target      string `json:"target,omitempty"`
+	EffectiveOn string `json:"effective_on,omitempty"`
 }
 
 // DecisionRequest is a reviewer's or the administrator's decision.
@@ -78,7 +83,8 @@ func (s *Server) submitApplication(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	app := fsm.Application{ID: newApplicationID(), Kind: req.Kind, Stage: req.Stage, Authority: req.Authority, Note: req.Note}
+	app := fsm.Application{ID: newApplicationID(), Kind: req.Kind, Stage: req.Stage, Authority: req.Authority, Note: req.Note,
+		On: req.On, Target: req.Target, EffectiveOn: req.EffectiveOn}
 	if req.Org != nil {
 		app.OrgInfo = &fsm.OrgAdd{Code: req.Org.Code, NameZh: req.Org.NameZh, NameEn: req.Org.NameEn, Type: req.Org.Type}
 	}
@@ -105,7 +111,7 @@ func (s *Server) submitApplication(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cmd := &fsm.ApplicationSubmit{Application: app, Actor: actorOf(r), Now: s.now()}
-	target := ""
+	target := req.Target
 	switch {
 	case req.Org != nil:
 		target = req.Org.Code
@@ -114,7 +120,7 @@ func (s *Server) submitApplication(w http.ResponseWriter, r *http.Request) {
 	case req.Dataset != nil:
 		target = req.Dataset.ID
 	}
-	params := map[string]string{"id": app.ID, "kind": req.Kind, "target": target, "stage": req.Stage}
+	params := map[string]string{"id": app.ID, "kind": req.Kind, "target": target, "stage": req.Stage, "on": req.On, "effective_on": req.EffectiveOn}
 	if len(app.TestSubjects) > 0 {
 		params["test_subjects"] = fmt.Sprint(len(app.TestSubjects))
 	}
@@ -194,4 +200,65 @@ func (s *Server) decideApplication(w http.ResponseWriter, r *http.Request, op st
 	}
 	s.audit(r, op, "application", id, "approve", req.Approve)
 	s.respondApplication(w, r, http.StatusOK, id)
+}
+
+// Paths of the calendar and of emergency suspensions.
+const (
+	PathCalendar = "/v1/admin/calendar"
+	PathSuspend  = "/v1/admin/suspend"
+)
+
+// SuspendRequest is an emergency suspension of a service or a dataset: at once, without notice.
+type SuspendRequest struct {
+	On     string `json:"on"`
+	Target string `json:"target"`
+	Reason string `json:"reason"`
+}
+
+func (s *Server) loadCalendar(w http.ResponseWriter, r *http.Request) {
+	var c fsm.CalendarLoad
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &c); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c.Now = s.now()
+	if err := s.act(r, "calendar load", map[string]string{"year": fmt.Sprint(c.Year), "days": fmt.Sprint(len(c.Days))}, &c); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "calendar load", "year", c.Year)
+	s.showCalendar(w, r, c.Year)
+}
+
+func (s *Server) getCalendar(w http.ResponseWriter, r *http.Request) {
+	var year int
+	if _, err := fmt.Sscan(r.URL.Query().Get("year"), &year); err != nil {
+		writeError(w, http.StatusBadRequest, "year: required")
+		return
+	}
+	s.showCalendar(w, r, year)
+}
+
+func (s *Server) showCalendar(w http.ResponseWriter, r *http.Request, year int) {
+	days, err := s.cfg.State.CalendarDays(year)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, fsm.CalendarLoad{Year: year, Days: days})
+}
+
+func (s *Server) suspendNow(w http.ResponseWriter, r *http.Request) {
+	var req SuspendRequest
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	cmd := &fsm.Suspend{On: req.On, Target: req.Target, Reason: req.Reason, Now: s.now()}
+	if err := s.act(r, req.On+" suspend", map[string]string{"on": req.On, "target": req.Target, "reason": req.Reason, "emergency": "true"}, cmd); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "emergency suspend", "on", req.On, "target", req.Target)
+	writeJSON(w, http.StatusOK, req)
 }

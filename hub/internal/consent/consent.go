@@ -262,6 +262,10 @@ func (s *Service) Redeem(ctx context.Context, caller fedid.Parsed, req hubapi.Re
 	if err != nil || svc == nil {
 		return nil, fmt.Errorf("service of consent %s: %v", c.ID, err)
 	}
+	if svc.Status != hubapi.StatusActive {
+		// Suspended or terminated since the citizen agreed: no ticket leaves the hub for it.
+		return nil, grantError(403, "invalid_client", "service %s is %s", svc.ID, svc.Status)
+	}
 	if caller.Org != svc.SPOrg || caller.Name != svc.SPConnector || (req.ClientID != "" && req.ClientID != svc.ID) {
 		return nil, grantError(403, "invalid_client", "the code was issued to service %s, whose connector is %s/%s", svc.ID, svc.SPOrg, svc.SPConnector)
 	}
@@ -343,6 +347,9 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, redeemer 
 	}
 	if d.Status == hubapi.DatasetMaintenance {
 		return unavailable("unavailable", "the dataset is under maintenance")
+	}
+	if d.Status != hubapi.DatasetActive {
+		return unavailable("unavailable", "the dataset is "+d.Status)
 	}
 	dp, err := s.cfg.State.Connector(d.DPOrg, d.DPConnector)
 	if err != nil {

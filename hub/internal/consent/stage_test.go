@@ -86,8 +86,18 @@ func TestStagesOfAService(t *testing.T) {
 	}
 	// A service in production is open to everyone again.
 	step("app-3", "production")
-	if _, err := w.svc.Decide(consent("c-bob-2", bob), true, time.Now()); err != nil {
+	code, err = w.svc.Decide(consent("c-bob-2", bob), true, time.Now())
+	if err != nil {
 		t.Fatalf("bob in production: %v", err)
+	}
+	// Suspended after the citizen agreed: the hub issues no ticket for it.
+	if err := w.apply(&fsm.Suspend{On: fsm.OnService, Target: "bank.card", Reason: "incident", Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	rk, _ := seal.GenerateKey(seal.KEMHybrid)
+	if _, err := w.svc.Redeem(context.Background(), sp, hubapi.RedeemRequest{ClientID: "bank.card", Code: code, CodeVerifier: verifier,
+		RedirectURI: "https://bank.example/cb", RecipientKEM: seal.KEMHybrid, RecipientKey: rk.PublicKey().Bytes()}, time.Now()); err == nil || !strings.Contains(err.Error(), "suspended") {
+		t.Fatalf("redeem for a suspended service: %v", err)
 	}
 }
 

@@ -335,6 +335,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.refreshOperator(gctx) })
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "notices", s.notices.Run) })
+	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "lifecycle", s.lifecycle) })
 	for _, run := range s.loginRunners {
 		g.Go(func() error { return run(gctx) })
 	}

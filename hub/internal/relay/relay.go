@@ -1,5 +1,5 @@
 // Package relay is the hub's side of a citizen's download: it presents a download ticket to the data
-// provider's connector over QUIC, with the hub node's SVID in mutual TLS as any connector would, and hands the
+// provider's connector over QUIC (or TLS over TCP where QUIC does not get through: dial.go), with the hub node's SVID in mutual TLS as any connector would, and hands the
 // answer on to the citizen's browser as it arrives. Everything after the DP's header is sealed to a key only
 // the browser holds; the relay copies it through one fixed buffer and writes none of it anywhere.
 package relay
@@ -22,7 +22,6 @@ import (
 	"github.com/mydatafed/mydata/pkg/transfer"
 	"github.com/mydatafed/mydata/pkg/wire"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/quic-go/quic-go"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -126,10 +125,12 @@ type Answer struct {
 	Header transfer.Header
 	// HeaderFrame is the header frame's bytes exactly as the DP sent them.
 	HeaderFrame []byte
-	rest        io.Reader
-	conn        *quic.Conn
-	r           *Relay
-	outcome     string
+	// Transport carried it: quic or tcp.
+	Transport string
+	rest      io.Reader
+	conn      *peerStream
+	r         *Relay
+	outcome   string
 }
 
 // Open presents the ticket c (token) to the DP connector it names and reads the DP's header.
@@ -152,16 +153,14 @@ func (r *Relay) Open(ctx context.Context, token string, c *ticket.Claims) (*Answ
 	}
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	defer cancel()
-	qc, err := quic.DialAddr(dctx, conn.Address, r.clientTLS(dp), &quic.Config{
-		MaxIdleTimeout: r.cfg.IdleTimeout, KeepAlivePeriod: r.cfg.IdleTimeout / 3, HandshakeIdleTimeout: r.cfg.DialTimeout,
-	})
+	ps, err := r.dial(dctx, conn, dp)
 	if err != nil {
 		r.relays.WithLabelValues("unreachable").Inc()
 		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
 	}
-	a, err := r.present(ctx, qc, token)
+	a, err := r.present(ctx, ps, token)
 	if err != nil {
-		_ = qc.CloseWithError(0, "")
+		_ = ps.close()
 		r.relays.WithLabelValues("broken").Inc()
 		return nil, err
 	}
@@ -169,16 +168,15 @@ func (r *Relay) Open(ctx context.Context, token string, c *ticket.Claims) (*Answ
 	return a, nil
 }
 
-func (r *Relay) present(ctx context.Context, qc *quic.Conn, token string) (*Answer, error) {
-	st, err := qc.OpenStreamSync(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
-	}
+func (r *Relay) present(ctx context.Context, st *peerStream, token string) (*Answer, error) {
+	// Reads do not watch ctx: cut the stream when it ends before the header has come.
+	stop := context.AfterFunc(ctx, func() { _ = st.close() })
+	defer stop()
 	if err := transfer.WriteTicket(st, token); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
 	}
 	// The DP reads the ticket frame and answers; nothing more goes its way.
-	_ = st.Close()
+	_ = st.closeWrite()
 	f, err := wire.Read(st)
 	if err != nil {
 		return nil, fmt.Errorf("relay: the DP's header: %w", err)
@@ -200,7 +198,7 @@ func (r *Relay) present(ctx context.Context, qc *quic.Conn, token string) (*Answ
 	if err != nil {
 		return nil, err
 	}
-	return &Answer{Header: h.Header, HeaderFrame: frame, rest: st, conn: qc, r: r, outcome: string(h.Status)}, nil
+	return &Answer{Header: h.Header, HeaderFrame: frame, Transport: st.transport, rest: st, conn: st, r: r, outcome: string(h.Status)}, nil
 }
 
 func frameBytes(f wire.Frame) ([]byte, error) {
@@ -250,7 +248,7 @@ func (a *Answer) CopyTo(w io.Writer, flush func() error) (int64, error) {
 func (a *Answer) Close() error {
 	a.r.open.Dec()
 	a.r.relays.WithLabelValues(a.outcome).Inc()
-	return a.conn.CloseWithError(0, "")
+	return a.conn.close()
 }
 
 // clientTLS accepts exactly the DP connector the ticket names.

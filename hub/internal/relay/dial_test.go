@@ -1,0 +1,118 @@
+package relay
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mydatafed/mydata/pkg/hubapi"
+	"github.com/mydatafed/mydata/pkg/spiffetest"
+	"github.com/mydatafed/mydata/pkg/ticket"
+	"github.com/mydatafed/mydata/pkg/transfer"
+	"github.com/mydatafed/mydata/pkg/wire"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+)
+
+// TestOpenFallsBackToTCP: a DP connector whose QUIC packets vanish is reached over its TCP address after
+// the fallback delay, with the same mutual TLS and ALPN, and its answer is relayed.
+func TestOpenFallsBackToTCP(t *testing.T) {
+	ca := spiffetest.New(t, "mydata.test")
+	dpSrc := ca.NewSource(ca.SVID(t, "spiffe://mydata.test/org/moi/connector/dp1", time.Hour))
+	hubSrc := ca.NewSource(ca.SVID(t, "spiffe://mydata.test/hub/hub-1", time.Hour))
+
+	// The DP: TLS over TCP only, answering a ticket with a header and some sealed bytes.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := tlsconfig.MTLSServerConfig(dpSrc, dpSrc, tlsconfig.AuthorizeMemberOf(spiffeid.RequireTrustDomainFromString("mydata.test")))
+	srv.NextProtos, srv.MinVersion = []string{wire.ALPN}, tls.VersionTLS13
+	go func() {
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c := tls.Server(raw, srv)
+				defer c.Close()
+				if f, err := wire.Read(c); err != nil || f.Type != wire.TypeTicket {
+					return
+				}
+				h, _ := json.Marshal(transfer.Header{Status: transfer.NoRecord, Message: "nothing here"})
+				_ = wire.Write(c, wire.Frame{Type: wire.TypeHeader, Payload: h})
+				_, _ = c.Write([]byte("rest of the answer"))
+				_ = c.CloseWrite()
+				buf := make([]byte, 1)
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, _ = c.Read(buf)
+			}()
+		}
+	}()
+	// Its QUIC address: a UDP socket that reads and drops everything.
+	hole, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := hole.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signer, err := ticket.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	st := &state{keys: []hubapi.HubKey{{KID: signer.KeyID(), Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: der}},
+		connectors: map[string]*hubapi.Connector{
+			"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: hole.LocalAddr().String(), TCPAddress: ln.Addr().String()},
+		}}
+	r, err := New(Config{TD: spiffeid.RequireTrustDomainFromString("mydata.test"), SVID: hubSrc, Bundles: hubSrc, State: st, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := signer.Sign(&ticket.Claims{ID: "t1", ConsentID: "c1", Dataset: "moi.household", DP: "spiffe://mydata.test/org/moi/connector/dp1",
+		Redeemer: "spiffe://mydata.test/hub/hub-1", SealedSubject: []byte("s"), RecipientKEM: 0x20, RecipientKey: []byte("k"),
+		Issuer: "spiffe://mydata.test/hub/hub-1", IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix(), Mode: ticket.ModeDownload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := r.Check(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	a, err := r.Open(ctx, tok, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	t.Logf("QUIC black-holed: the DP answered over %s in %s", a.Transport, time.Since(start))
+	if a.Transport != "tcp" || a.Header.Status != transfer.NoRecord || a.Header.Message != "nothing here" {
+		t.Fatalf("answer over %s: %+v", a.Transport, a.Header)
+	}
+	var rest strings.Builder
+	if _, err := a.CopyTo(&rest, nil); err != nil || rest.String() != "rest of the answer" {
+		t.Fatalf("rest %q, %v", rest.String(), err)
+	}
+}

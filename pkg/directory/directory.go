@@ -35,6 +35,26 @@ type Document struct {
 	// HubKeys are the hub nodes' ticket signing keys and HPKE keys. Connectors verify tickets offline
 	// against them.
 	HubKeys []hubapi.HubKey `json:"hub_keys"`
+	// Withdrawn are the services and datasets suspended or terminated: a DP refuses their tickets, even
+	// one the hub signed before the change took effect.
+	Withdrawn []Withdrawn `json:"withdrawn,omitempty"`
+}
+
+// Withdrawn is a service or dataset that may not be served.
+type Withdrawn struct {
+	On     string `json:"on"` // service or dataset
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// WithdrawnStatus is the status of a withdrawn service or dataset; "" if it is not withdrawn.
+func (d *Document) WithdrawnStatus(on, id string) string {
+	for _, w := range d.Withdrawn {
+		if w.On == on && w.ID == id {
+			return w.Status
+		}
+	}
+	return ""
 }
 
 // Signed is the directory as it travels and rests: the payload as signed, the signature and the signer's

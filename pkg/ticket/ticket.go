@@ -57,6 +57,9 @@ type Claims struct {
 	// Stage is StageSandbox for a ticket of a service or dataset in its sandbox: the DP answers it from
 	// the dataset's synthetic backend only, never the real one. Empty for real data (pilot, production).
 	Stage string `json:"stage,omitempty"`
+	// Service is the SP service the consent was given to, empty for a citizen's own download: a DP
+	// refuses the ticket when its directory lists the service as suspended or terminated.
+	Service string `json:"svc,omitempty"`
 }
 
 // StageSandbox marks a sandbox ticket (hubapi.StageSandbox).
@@ -142,6 +145,8 @@ func (c *Claims) check() error {
 		return fmt.Errorf("%w: ssub and rkey are required", ErrMalformed)
 	case c.Mode != "" && c.Mode != ModeDownload:
 		return fmt.Errorf("%w: mode %q", ErrMalformed, c.Mode)
+	case len(c.Service) > 64:
+		return fmt.Errorf("%w: svc", ErrMalformed)
 	case c.Stage != "" && c.Stage != StageSandbox:
 		return fmt.Errorf("%w: stage %q", ErrMalformed, c.Stage)
 	}

@@ -219,6 +219,16 @@ func (s *Sync) TicketKey(kid string) (*ecdsa.PublicKey, bool) {
 	return hubapi.TicketKey(doc.HubKeys, kid)
 }
 
+// Withdrawn is the status of a service or dataset ("service" or "dataset") the directory lists as
+// suspended or terminated; "" if it may be served.
+func (s *Sync) Withdrawn(on, id string) string {
+	doc := s.Document()
+	if doc == nil {
+		return ""
+	}
+	return doc.WithdrawnStatus(on, id)
+}
+
 // Lookup finds a connector by organisation and name.
 func (s *Sync) Lookup(org, name string) (hubapi.Connector, bool) {
 	doc := s.Document()

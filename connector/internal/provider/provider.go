@@ -130,6 +130,16 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 	if c.DP != p.cfg.Self.String() {
 		return p.refuse(st, o, "this ticket is for %s, not this connector", c.DP)
 	}
+	if w, ok := p.cfg.Keys.(withdrawals); ok {
+		// Suspended or terminated at the hub: its directory says so within seconds, and a ticket signed
+		// before is refused from then on.
+		if status := w.Withdrawn("service", c.Service); c.Service != "" && status != "" {
+			return p.refuse(st, o, "service %s is %s", c.Service, status)
+		}
+		if status := w.Withdrawn("dataset", c.Dataset); status != "" {
+			return p.refuse(st, o, "dataset %s is %s", c.Dataset, status)
+		}
+	}
 	key := c.Dataset
 	if c.Stage == ticket.StageSandbox {
 		// A sandbox ticket is answered from the dataset's synthetic backend only, never the real one.
@@ -236,6 +246,11 @@ func (p *Provider) record(ctx context.Context, peer spiffeid.ID, o *outcome) {
 		Role: hubapi.RoleSender, Counterpart: peer.String(), Outcome: o.status, Bytes: o.bytes, At: e.Time}); err != nil {
 		p.cfg.Log.Error("queue receipt failed", "ticket", o.claims.ID, "err", err)
 	}
+}
+
+// withdrawals is what the directory (Config.Keys) says of suspended and terminated services and datasets.
+type withdrawals interface {
+	Withdrawn(on, id string) string
 }
 
 // transportOf is the transport carrying st, as peer.Stream says (the provider does not import peer, which

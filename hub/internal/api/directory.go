@@ -47,7 +47,12 @@ func (d *directoryCache) get(version uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	withdrawn, err := d.s.withdrawn()
+	if err != nil {
+		return nil, err
+	}
 	doc := &directory.Document{
+		Withdrawn:   withdrawn,
 		HubKeys:     hubKeys,
 		Version:     version,
 		TrustDomain: d.s.td.Name(),
@@ -137,4 +142,28 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+}
+
+// withdrawn lists the services and datasets suspended or terminated, for the directory.
+func (s *Server) withdrawn() ([]directory.Withdrawn, error) {
+	var out []directory.Withdrawn
+	svcs, err := s.cfg.State.Services()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range svcs {
+		if v.Status != hubapi.StatusActive {
+			out = append(out, directory.Withdrawn{On: "service", ID: v.ID, Status: v.Status})
+		}
+	}
+	ds, err := s.cfg.State.Datasets()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range ds {
+		if v.Status == hubapi.StatusSuspended || v.Status == hubapi.StatusTerminated {
+			out = append(out, directory.Withdrawn{On: "dataset", ID: v.ID, Status: v.Status})
+		}
+	}
+	return out, nil
 }

@@ -384,7 +384,7 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, redeemer 
 	claims := &ticket.Claims{
 		ID: tid, ConsentID: c.ID, Dataset: d.ID, DP: dpID.String(), Redeemer: redeemer.String(),
 		SealedSubject: sealed, RecipientKEM: kem, RecipientKey: recipientKey, Issuer: hubID.String(),
-		IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix(), Async: d.Async, Mode: mode, Stage: stage,
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix(), Async: d.Async, Mode: mode, Stage: stage, Service: c.Service,
 	}
 	tok, err := s.cfg.Tickets.Sign(claims)
 	if err != nil {

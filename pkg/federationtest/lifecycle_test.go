@@ -1,0 +1,172 @@
+package federationtest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// taipei is the federation's calendar zone (UTC+8, no daylight saving time).
+var taipei = time.FixedZone("Asia/Taipei", 8*60*60)
+
+// noticeCalendar makes calendar files for this year and the next with a holiday on the first weekday after
+// today (Taipei), and finds the first day a termination filed today may take effect: 7 working days after,
+// the holiday not counted.
+func noticeCalendar(t *testing.T) (files []string, holiday, effective time.Time) {
+	t.Helper()
+	y, m, d := time.Now().In(taipei).Date()
+	today := time.Date(y, m, d, 0, 0, 0, 0, taipei)
+	weekend := func(d time.Time) bool { return d.Weekday() == time.Saturday || d.Weekday() == time.Sunday }
+	holiday = today.AddDate(0, 0, 1)
+	for weekend(holiday) {
+		holiday = holiday.AddDate(0, 0, 1)
+	}
+	days := map[int][]string{today.Year(): nil, today.Year() + 1: nil}
+	days[holiday.Year()] = append(days[holiday.Year()], holiday.Format(time.DateOnly)+" holiday 測試假日")
+	for year, lines := range days {
+		if len(lines) == 0 {
+			// Every file names a day: the first Monday of June, say.
+			jun := time.Date(year, 6, 1, 0, 0, 0, 0, taipei)
+			for jun.Weekday() != time.Monday {
+				jun = jun.AddDate(0, 0, 1)
+			}
+			lines = []string{jun.Format(time.DateOnly) + " holiday 端午節"}
+			if jun.Year() == holiday.Year() {
+				t.Fatal("unexpected")
+			}
+		}
+		path := filepath.Join(t.TempDir(), fmt.Sprint(year)+".txt")
+		if err := os.WriteFile(path, []byte("# working-day calendar\n"+strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, path)
+	}
+	workday := func(d time.Time) bool { return !weekend(d) && !d.Equal(holiday) }
+	// The last filing day of an effective day E: 7 working days back from the day before E.
+	deadline := func(e time.Time) time.Time {
+		for left := 7; left > 0; {
+			e = e.AddDate(0, 0, -1)
+			if workday(e) {
+				left--
+			}
+		}
+		return e
+	}
+	effective = today.AddDate(0, 0, 1)
+	for deadline(effective).Before(today) {
+		effective = effective.AddDate(0, 0, 1)
+	}
+	return files, holiday, effective
+}
+
+// TestTerminationOnNotice: the operator loads the working-day calendar; a termination of a service filed
+// one day short of 7 working days (a holiday among them) is refused, filed for the next day it is
+// approved and scheduled; the lifecycle job (its clock moved, MYDATA_LIFECYCLE_CLOCK_OFFSET) leaves it
+// alone the evening before and puts it into effect on its day: the hub refuses the service's codes and
+// every DP's directory withdraws it within seconds. An emergency suspension of a dataset takes effect at
+// once. Not parallel: the hub takes the clock offset from the environment.
+func TestTerminationOnNotice(t *testing.T) {
+	files, holiday, effective := noticeCalendar(t)
+	evening := effective.Add(-time.Hour)
+	t.Setenv("MYDATA_LIFECYCLE_CLOCK_OFFSET", time.Until(evening).Round(time.Second).String())
+	h := StartHub(t, HubOptions{})
+	redirect := "http://127.0.0.1:9/callback"
+	moi := h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp", Extra: DatasetsYAML(FileDataset(t, "moi.household", map[string]string{citizenA: `{"household":"A"}`}))})
+	bank := h.EnrolledConnector("bank", "sp1", ConnectorOptions{Roles: "sp"})
+	h.Admin("dataset", "add", "--id", "moi.household", "--name-zh", "戶籍資料", "--name-en", "Household registration", "--dp", "moi/dp1", "--min-aal", "2")
+	h.Admin("service", "add", "--id", "bank.card", "--name-zh", "信用卡申辦", "--name-en", "Credit card application", "--sp", "bank/sp1",
+		"--datasets", "moi.household", "--purpose", "p", "--terms", "t", "--terms-version", "1", "--redirect-uri", redirect)
+	Eventually(t, 10*time.Second, "DP key published", func() error {
+		if !strings.Contains(h.Admin("--json", "connector", "list"), `"hpke_key"`) {
+			return errors.New("no key yet")
+		}
+		return nil
+	})
+	terminate := func(day time.Time) (string, error) {
+		return h.AdminErr("application", "submit", "terminate", "--service", "bank.card", "--effective-on", day.Format(time.DateOnly))
+	}
+	if _, err := terminate(effective); err == nil || !strings.Contains(err.Error(), "no working-day calendar") {
+		t.Fatalf("before the calendar is loaded: %v", err)
+	}
+	for _, f := range files {
+		h.Admin("calendar", "load", f)
+	}
+	if out := h.Admin("calendar", "show", "--year", fmt.Sprint(holiday.Year())); !strings.Contains(out, holiday.Format(time.DateOnly)) {
+		t.Fatalf("calendar: %s", out)
+	}
+	if _, err := terminate(effective.AddDate(0, 0, -1)); err == nil || !strings.Contains(err.Error(), "at least 7 working days ahead") {
+		t.Fatalf("a day short: %v", err)
+	}
+	out, err := terminate(effective)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := applicationIDRe.FindStringSubmatch(out)[1]
+	if out := h.Admin("application", "decide", "--id", id, "--approve", "--reason", "依申請終止"); !strings.Contains(out, "scheduled for "+effective.Format(time.DateOnly)) {
+		t.Fatalf("approved: %s", out)
+	}
+	// A citizen agrees now; the code is good until the termination takes effect.
+	citizen := h.NewCitizen()
+	citizen.Login(citizenA, "nhi-card")
+	p := NewPKCE()
+	code := citizen.Approve(h.AuthorizeURL("bank.card", redirect, "moi.household", "st", p, nil))
+
+	withdrawn := func(c *Connector) string {
+		var signed struct {
+			Payload []byte `json:"payload"`
+		}
+		var doc struct {
+			Withdrawn []struct{ On, ID, Status string } `json:"withdrawn"`
+		}
+		raw, err := os.ReadFile(filepath.Join(c.DataDir(), "directory.json"))
+		if err != nil || json.Unmarshal(raw, &signed) != nil || json.Unmarshal(signed.Payload, &doc) != nil {
+			t.Fatalf("stored directory: %v", err)
+		}
+		var out []string
+		for _, w := range doc.Withdrawn {
+			out = append(out, w.On+" "+w.ID+" "+w.Status)
+		}
+		return strings.Join(out, ",")
+	}
+	// The evening before, the job leaves it be.
+	time.Sleep(7 * time.Second)
+	if w := withdrawn(moi); w != "" {
+		t.Fatalf("withdrawn the evening before: %s", w)
+	}
+	// Its day: the job puts it into effect, the hub issues nothing for it, the DP's directory withdraws it.
+	h.Stop()
+	t.Setenv("MYDATA_LIFECYCLE_CLOCK_OFFSET", time.Until(effective.Add(time.Minute)).Round(time.Second).String())
+	h.Start()
+	took := Eventually(t, 30*time.Second, "the DP's directory withdraws the service", func() error {
+		if w := withdrawn(moi); w != "service bank.card terminated" {
+			return fmt.Errorf("withdrawn: %q", w)
+		}
+		return nil
+	})
+	t.Logf("the termination reached the DP %s after the hub restarted on its day", took)
+	if _, status, body := bank.Exchange(code, p.Verifier, redirect); status == http.StatusOK || !strings.Contains(body, "terminated") {
+		t.Fatalf("exchange for a terminated service: %d %s", status, body)
+	}
+	if out := h.Admin("application", "show", "--id", id); !strings.Contains(out, "approved") {
+		t.Fatalf("effected application: %s", out)
+	}
+	log := h.Admin("audit", "export")
+	if !strings.Contains(log, "application effect") {
+		t.Fatalf("the hub's action is not in the operator log:\n%s", log)
+	}
+
+	// An emergency suspension of the dataset: at once.
+	h.Admin("suspend", "--dataset", "moi.household", "--reason", "資安事件")
+	Eventually(t, 15*time.Second, "the DP's directory withdraws the dataset", func() error {
+		if w := withdrawn(moi); !strings.Contains(w, "dataset moi.household suspended") {
+			return fmt.Errorf("withdrawn: %q", w)
+		}
+		return nil
+	})
+}

@@ -111,11 +111,20 @@ func TestTerminationOnNotice(t *testing.T) {
 	if out := h.Admin("application", "decide", "--id", id, "--approve", "--reason", "依申請終止"); !strings.Contains(out, "scheduled for "+effective.Format(time.DateOnly)) {
 		t.Fatalf("approved: %s", out)
 	}
-	// A citizen agrees now; the code is good until the termination takes effect.
+	// A citizen agrees now, told on the consent page, as on the catalogue, that the service ends; the code is
+	// good until the termination takes effect.
+	notice := "Credit card application ends on " + effective.Format(time.DateOnly)
 	citizen := h.NewCitizen()
+	if page := citizen.Get("/catalogue"); !strings.Contains(page.Body, notice) {
+		t.Fatalf("the catalogue does not announce the termination: %s", page.Body)
+	}
 	citizen.Login(citizenA, "nhi-card")
 	p := NewPKCE()
-	code := citizen.Approve(h.AuthorizeURL("bank.card", redirect, "moi.household", "st", p, nil))
+	authURL := h.AuthorizeURL("bank.card", redirect, "moi.household", "st", p, nil)
+	if page := citizen.GetFollow(authURL); !strings.Contains(page.Body, notice) {
+		t.Fatalf("the consent page does not announce the termination: %s", page.Body)
+	}
+	code := citizen.Approve(authURL)
 
 	withdrawn := func(c *Connector) string {
 		var signed struct {

@@ -243,6 +243,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	s.render(w, r, http.StatusOK, "consent.html", "consent.title", map[string]any{
 		"Service": req.Service, "SP": s.orgName(r, req.Service.SPOrg), "Datasets": rows, "Consent": c, "Pending": form, "CSRF": s.csrf(r, "consent:"+form),
+		"Announcements": s.announcements(r, []string{req.Service.ID}, c.Datasets),
 	})
 }
 

@@ -72,7 +72,7 @@ func (s *Server) catalogue(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "list datasets", err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "catalogue.html", "catalogue.title", map[string]any{"Datasets": s.catalogueRows(r, ds)})
+	s.render(w, r, http.StatusOK, "catalogue.html", "catalogue.title", map[string]any{"Datasets": s.catalogueRows(r, ds), "Announcements": s.announcements(r, nil, nil)})
 }
 
 // catalogueRows are datasets as the catalogue and the download page list them: with their holder and, for

@@ -364,6 +364,9 @@ func (tab *Tab) Select(id, value string) {
 // Click clicks the element with the given id with the mouse, at its centre, as a person would.
 func (tab *Tab) Click(id string) {
 	tab.tb().Helper()
+	// Measured before the page's stylesheet has loaded, the element moves under the pointer, and on a loaded
+	// machine the click lands beside it (a consent page's approve button once, under -race).
+	tab.WaitFor("the page loaded before a click on #"+id, `document.readyState === "complete"`, 30*time.Second)
 	var box struct{ X, Y float64 }
 	tab.Eval(fmt.Sprintf(`(() => { const e = document.getElementById(%s); if (!e) throw new Error("no element #" + %[1]s);
 		e.scrollIntoView({block: "center"}); const r = e.getBoundingClientRect(); return {X: r.x + r.width / 2, Y: r.y + r.height / 2} })()`, jsString(id)), &box)

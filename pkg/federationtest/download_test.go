@@ -128,8 +128,13 @@ func TestDownload(t *testing.T) {
 	peak := procStatusMiB(t, h.Pid(), "VmHWM:")
 	t.Logf("downloaded %d MiB through the hub in %s; hub RSS %.0f MiB before, peak %.0f MiB", len(f.records)>>20, took.Round(time.Millisecond), rssBefore, peak)
 	// The relay holds one 64 KiB buffer and QUIC's windows, never the dataset: a hub that buffered it would
-	// grow by its size.
-	if grew := peak - rssBefore; grew > max(float64(len(f.records)>>20)/2, 32) {
+	// grow by its size, and more under the race detector, whose own memory grows with what a process touches
+	// (a 48 MiB relay grew the raced hub by 36 MiB).
+	limit := max(float64(len(f.records)>>20)/2, 32)
+	if raceBuild {
+		limit = max(float64(len(f.records)>>20), 48)
+	}
+	if grew := peak - rssBefore; grew > limit {
 		t.Errorf("the hub's peak RSS grew by %.0f MiB relaying %d MiB: it is holding the data", grew, len(f.records)>>20)
 	}
 	for id, want := range map[string]string{"moi.household": "ok", "moi.records": "ok", "moi.income": "not_ready"} {

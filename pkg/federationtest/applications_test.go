@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // enrollOperator has the bootstrap administrator add an operator with roles, and the operator enroll with
@@ -174,5 +175,14 @@ func TestApplicationLifecycle(t *testing.T) {
 	}
 	if out, err := as(aud, "audit", "verify"); err != nil || !strings.Contains(out, "verifies") {
 		t.Fatalf("verify: %s %v", out, err)
+	}
+	// The changes of the period, as the auditor reports them: refusals and reads left out.
+	changes := must(aud, "report", "changes", "--from", time.Now().AddDate(0, 0, -1).Format(time.DateOnly))
+	if !strings.HasPrefix(changes, "seq,at,actor,roles,op,params,before,after\n") || strings.Count(changes, ",application decide,") != 3 ||
+		strings.Contains(changes, "audit export") {
+		t.Fatalf("changes report:\n%s", changes)
+	}
+	if _, err := as(app, "report", "changes", "--from", "2026-01-01"); err == nil || !strings.Contains(err.Error(), "HTTP 403") {
+		t.Fatalf("an applicant reports the changes: %v", err)
 	}
 }

@@ -95,4 +95,24 @@ func TestServiceStages(t *testing.T) {
 	if st, _, content := res.Dataset(t, "moi.household"); st != "delivered" || !strings.Contains(string(content), "REAL-HOUSEHOLD-A") {
 		t.Fatalf("pilot household: %s %s", st, content)
 	}
+
+	// The month's transfers from the receipts: two exchanges of two datasets; the sandbox's income refused.
+	month := time.Now().In(time.FixedZone("Asia/Taipei", 8*60*60)).Format("2006-01")
+	from := time.Now().AddDate(0, 0, -2).Format(time.DateOnly)
+	Eventually(t, 30*time.Second, "receipts reported", func() error {
+		out := h.Admin("report", "transfers", "--from", from)
+		for _, want := range []string{
+			"month,service,dataset,transfers,delivered,no_record,pending,refused,failed,failure_rate",
+			month + ",bank.card,fia.income,2,1,0,0,1,0,0.5000",
+			month + ",bank.card,moi.household,2,2,0,0,0,0,0.0000",
+		} {
+			if !strings.Contains(out, want) {
+				return fmt.Errorf("no %q in\n%s", want, out)
+			}
+		}
+		return nil
+	})
+	if out := h.Admin("report", "review", "--org", "bank", "--year", month[:4], "--format", "json"); strings.Count(out, `"subject_hash"`) != 4 || strings.Contains(out, citizenA) {
+		t.Fatalf("review material: %s", out)
+	}
 }

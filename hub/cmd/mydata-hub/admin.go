@@ -67,7 +67,7 @@ Commands:
   audit verify                                         check the operator log's hash chain on the hub node
   audit export [--since T] [--format json|csv]         the operator log from T (RFC 3339, a date, or a
                                                        duration ago such as 24h)
-` + applicationUsage + `
+` + applicationUsage + reportUsage + `
 Every command needs a role: changes need federation-admin; reads of connectors, certificates, the cluster,
 operators and the operator log also allow auditor; orgs, datasets and services allow every operator.
 Applications: an applicant:<org> (or federation-admin) submits for its organisation, reviewer:<sector>
@@ -228,6 +228,8 @@ func admin(args []string, out io.Writer) error {
 		return a.application(ctx, sub, args)
 	case "calendar load", "calendar show":
 		return a.calendar(ctx, sub, args)
+	case "report transfers", "report review", "report changes":
+		return a.report(ctx, sub, args)
 	}
 	if cmd == "suspend" {
 		return a.suspend(ctx, rest[1:])

@@ -178,6 +178,9 @@ func (s *Server) adminRoutes() []route {
 		{"POST", PathCalendar, accessAdmin, s.loadCalendar},
 		{"GET", PathCalendar, accessCatalogue, s.getCalendar},
 		{"POST", PathSuspend, accessAdmin, s.suspendNow},
+		{"GET", PathReportTransfers, accessReports, s.reportTransfers},
+		{"GET", PathReportReview, accessReviewReport, s.reportReview},
+		{"GET", PathReportChanges, accessReports, s.reportChanges},
 	}
 }
 

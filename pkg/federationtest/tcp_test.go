@@ -246,3 +246,26 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestDeadDPFailsTransferTCP is TestDeadDPFailsTransfer's streamed case over the TCP fallback (QUIC off at
+// the SP): a DP killed mid-transfer must not pass for a whole delivery when its connection ends at a TLS
+// record boundary without close_notify, and the SP reports the dataset failed within deadPeerBound.
+func TestDeadDPFailsTransferTCP(t *testing.T) {
+	t.Parallel()
+	const size = 64 << 20
+	subject := benchSubjects(t, 1)[0]
+	dir := t.TempDir()
+	writeBulkFile(t, filepath.Join(dir, subject+".json"), size)
+	f := startBenchFedTCP(t, dir)
+	cut, failed, err := killDPMidStream(t, f, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cut > deadPeerBound {
+		t.Fatalf("the body broke off %s after the kill", cut)
+	}
+	t.Logf("over TCP: kill to cut %s, kill to failed %s", cut.Round(time.Millisecond), failed.Round(time.Millisecond))
+	if m := f.sp.Metrics(); !strings.Contains(m, `mydata_connector_sp_datasets_total{status="failed",transport="tcp"} 1`) {
+		t.Errorf("the failed transfer was not over TCP:\n%s", grepLines(m, "sp_datasets_total"))
+	}
+}

@@ -319,9 +319,13 @@ func (a *adminCtx) connectorList(ctx context.Context) error {
 		return err
 	}
 	return a.print(cs, func(w *table) {
-		fmt.Fprintln(w, "ORG\tNAME\tROLES\tADDRESS\tSTATUS\tSPIFFE ID")
+		fmt.Fprintln(w, "ORG\tNAME\tROLES\tADDRESS\tTCP ADDRESS\tSTATUS\tSPIFFE ID")
 		for _, c := range cs {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Org, c.Name, strings.Join(c.Roles, ","), c.Address, c.Status, c.SPIFFEID)
+			tcp := c.TCPAddress
+			if tcp == "" {
+				tcp = "-"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Org, c.Name, strings.Join(c.Roles, ","), c.Address, tcp, c.Status, c.SPIFFEID)
 		}
 	})
 }

@@ -70,6 +70,7 @@ const (
 	TypeCalendarLoad
 	TypeLifecycleTick
 	TypeSuspend
+	TypeRecordsPurge
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the

@@ -121,6 +121,7 @@ var registry = map[Type]entry{
 	TypeCalendarLoad:      command(applyCalendarLoad, keepsLookups),
 	TypeLifecycleTick:     command(applyLifecycleTick, dropsLookups),
 	TypeSuspend:           command(applySuspend, dropsLookups),
+	TypeRecordsPurge:      command(applyRecordsPurge, keepsLookups),
 }
 
 // typeOf finds a payload's command type.

@@ -279,7 +279,9 @@ func (f *FSM) OperatorLog(since time.Time) ([]oplog.Entry, error) {
 // chain's end against the head. The head and the rows are read in one statement, so they agree even while
 // entries are applied.
 func (f *FSM) VerifyOperatorLog() (oplog.Report, error) {
-	rows, err := f.db.Query(`SELECT 0, seq, 0, '', '', '', '', '', '', '', '', '', hash FROM oplog_head WHERE id = 1
+	// The anchor (kind -1) is the last entry a retention purge removed: the chain verifies from it.
+	rows, err := f.db.Query(`SELECT -1, seq, 0, '', '', '', '', '', '', '', '', '', hash FROM oplog_anchor WHERE id = 1
+		UNION ALL SELECT 0, seq, 0, '', '', '', '', '', '', '', '', '', hash FROM oplog_head WHERE id = 1
 		UNION ALL SELECT 1, ` + oplogCols + ` FROM oplog ORDER BY 1, 2`)
 	if err != nil {
 		return oplog.Report{}, err
@@ -292,6 +294,10 @@ func (f *FSM) VerifyOperatorLog() (oplog.Report, error) {
 		e, err := scanOplog(func(dest ...any) error { return rows.Scan(append([]any{&kind}, dest...)...) })
 		if err != nil {
 			return oplog.Report{}, fmt.Errorf("operator log: %w", err)
+		}
+		if kind == -1 {
+			v = oplog.NewVerifier(oplog.Head{Seq: e.Seq, Hash: e.Hash})
+			continue
 		}
 		if kind == 0 {
 			head.Seq, head.Hash = e.Seq, e.Hash

@@ -279,6 +279,11 @@ CREATE TABLE IF NOT EXISTS calendar_days (
 	kind TEXT NOT NULL, -- holiday (a weekday off) or workday (a weekend day worked)
 	note TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS oplog_anchor (
+	id   INTEGER PRIMARY KEY CHECK (id = 1),
+	seq  INTEGER NOT NULL, -- the last purged entry: the chain verifies from it
+	hash TEXT NOT NULL
+);
 `
 
 // columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT

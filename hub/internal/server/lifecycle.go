@@ -64,3 +64,28 @@ func (s *Server) lifecycle(ctx context.Context) {
 		}
 	}
 }
+
+// purgeRecords removes receipts and operator log entries once they are older than the two years the
+// rules keep them; the leader runs it hourly, and proposes an entry only when something is due.
+func (s *Server) purgeRecords(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		before := now.Add(-fsm.RecordRetention)
+		if due, err := s.state.PurgeDue(before); err != nil {
+			s.log.Warn("records purge: check", telemetry.KeyError, err)
+		} else if due {
+			if err := s.cluster.Apply(&fsm.RecordsPurge{Before: before, Now: now}); err != nil {
+				s.log.Warn("records purge", telemetry.KeyError, err)
+			} else {
+				s.log.Info("records purge: receipts and operator log entries older than two years removed", "before", before)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -336,6 +336,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.refreshOperator(gctx) })
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "notices", s.notices.Run) })
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "lifecycle", s.lifecycle) })
+	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "records purge", s.purgeRecords) })
 	for _, run := range s.loginRunners {
 		g.Go(func() error { return run(gctx) })
 	}

@@ -159,12 +159,23 @@ func (c *tcpConn) Close() error {
 // keepAlive has TCP notice a silent peer in about the QUIC idle timeout, as QUIC would: probes start after
 // a fifth of it without traffic and go every fifth, four unanswered ones end the connection.
 func (n *Node) keepAlive() net.KeepAliveConfig {
-	idle := n.cfg.IdleTimeout
-	if idle <= 0 {
-		idle = 10 * time.Second
-	}
-	every := max(idle/5, time.Second)
+	every := max(n.idleTimeout()/5, time.Second)
 	return net.KeepAliveConfig{Enable: true, Idle: every, Interval: every, Count: 4}
+}
+
+func (n *Node) idleTimeout() time.Duration {
+	if n.cfg.IdleTimeout <= 0 {
+		return 10 * time.Second
+	}
+	return n.cfg.IdleTimeout
+}
+
+// watch has a TCP connection ended after the idle timeout without an acknowledgement of what we sent,
+// where the kernel supports it (tcp_linux.go), as QUIC's idle timeout would.
+func (n *Node) watch(c net.Conn) {
+	if err := userTimeoutConn(c, n.idleTimeout()); err != nil {
+		n.cfg.Log.Debug("TCP_USER_TIMEOUT", "err", err)
+	}
 }
 
 func (n *Node) trackTCP(c *tls.Conn, id spiffeid.ID) {
@@ -206,6 +217,7 @@ func (n *Node) runTCP(ctx context.Context) error {
 
 // serveTCP authenticates a peer on a TCP connection and answers its one request.
 func (n *Node) serveTCP(ctx context.Context, raw net.Conn) {
+	n.watch(raw)
 	c := tls.Server(raw, n.serverTLS(n.metrics.tcpHandshakes))
 	hctx, cancel := context.WithTimeout(ctx, tcpHandshakeTimeout)
 	err := c.HandshakeContext(hctx)
@@ -250,6 +262,7 @@ func (n *Node) dialTCP(ctx context.Context, addr string, want spiffeid.ID) (*tls
 		n.metrics.tcpHandshakes.WithLabelValues("out", "error").Inc()
 		return nil, fmt.Errorf("dial %s at tcp %s: %w", want, addr, err)
 	}
+	n.watch(raw)
 	c := tls.Client(raw, n.clientTLS(want))
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()

@@ -76,13 +76,14 @@ func (a *adminCtx) datasetList(ctx context.Context) error {
 		return err
 	}
 	return a.print(ds, func(w *table) {
-		fmt.Fprintln(w, "ID\tDP\tMIN AAL\tMETHODS\tTYPE\tASYNC\tSTATUS\tNAME (ZH)\tNAME (EN)")
+		fmt.Fprintln(w, "ID\tDP\tMIN AAL\tMETHODS\tTYPE\tASYNC\tSTATUS\tSTAGE\tNAME (ZH)\tNAME (EN)")
 		for _, d := range ds {
 			m := "-"
 			if len(d.Methods) > 0 {
 				m = strings.Join(d.Methods, ",")
 			}
-			fmt.Fprintf(w, "%s\t%s/%s\t%d\t%s\t%s\t%v\t%s\t%s\t%s\n", d.ID, d.DPOrg, d.DPConnector, d.MinAAL, m, d.ContentType, d.Async, d.Status, d.NameZh, d.NameEn)
+			fmt.Fprintf(w, "%s\t%s/%s\t%d\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", d.ID, d.DPOrg, d.DPConnector, d.MinAAL, m, d.ContentType, d.Async, d.Status,
+				hubapi.StageOf(d.Stage), d.NameZh, d.NameEn)
 		}
 	})
 }
@@ -167,9 +168,10 @@ func (a *adminCtx) serviceList(ctx context.Context) error {
 		return err
 	}
 	return a.print(ss, func(w *table) {
-		fmt.Fprintln(w, "ID\tSP\tMODES\tDATASETS\tTERMS\tNAME (EN)")
+		fmt.Fprintln(w, "ID\tSP\tMODES\tDATASETS\tTERMS\tSTAGE\tSTATUS\tNAME (EN)")
 		for _, s := range ss {
-			fmt.Fprintf(w, "%s\t%s/%s\t%s\t%s\tv%s\t%s\n", s.ID, s.SPOrg, s.SPConnector, strings.Join(s.Modes, ","), strings.Join(s.Datasets, ","), s.TermsVersion, s.NameEn)
+			fmt.Fprintf(w, "%s\t%s/%s\t%s\t%s\tv%s\t%s\t%s\t%s\n", s.ID, s.SPOrg, s.SPConnector, strings.Join(s.Modes, ","), strings.Join(s.Datasets, ","), s.TermsVersion,
+				hubapi.StageOf(s.Stage), s.Status, s.NameEn)
 		}
 	})
 }

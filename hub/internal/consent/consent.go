@@ -351,6 +351,14 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, redeemer 
 	if d.Status != hubapi.DatasetActive {
 		return unavailable("unavailable", "the dataset is "+d.Status)
 	}
+	if mode == ticket.ModeDownload && hubapi.StageOf(d.Stage) == hubapi.StagePilot {
+		// A citizen's own download of a dataset in its pilot: only its test subjects.
+		if err := s.pilotAllows(&fsm.Consent{Datasets: []string{d.ID}}, subject); errors.Is(err, ErrNotPilotSubject) {
+			return unavailable("unavailable", "the dataset is in its pilot and serves only the citizens on its application")
+		} else if err != nil {
+			return nil, nil, err
+		}
+	}
 	dp, err := s.cfg.State.Connector(d.DPOrg, d.DPConnector)
 	if err != nil {
 		return nil, nil, err

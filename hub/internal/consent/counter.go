@@ -121,6 +121,10 @@ func FormatCounterCode(code string) string {
 // hash, and the agent (if any) sealed. The consent is granted at once, and expires with the code.
 func (s *Service) IssueCounter(c fsm.Consent, agent *hubapi.CounterAgent, now time.Time) (code string, err error) {
 	id := c.Subject
+	// A pilot serves only its test subjects, at the counter as online.
+	if err := s.pilotAllows(&c, id); err != nil {
+		return "", err
+	}
 	if c.Subject, err = s.cfg.Keys.LookupHash(id); err != nil {
 		return "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +112,42 @@ func redeemCard(t *testing.T, w *world, code string) string {
 		t.Fatalf("redeem: %+v %v", resp, err)
 	}
 	return stageClaim(t, resp.Tickets[0].Ticket)
+}
+
+// TestPilotDatasetDownload: a dataset in its pilot is downloaded only by its test subjects; another citizen
+// is told it is unavailable, and gets no ticket.
+func TestPilotDatasetDownload(t *testing.T) {
+	w := newWorld(t)
+	admin := fsm.Actor{SPIFFEID: "spiffe://mydata.test/operator/admin", Roles: []string{fsm.RoleFederationAdmin}}
+	aliceHash, err := w.svc.cfg.Keys.LookupHash(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := fsm.Dataset{ID: "moi.vehicles", NameZh: "車籍", NameEn: "Vehicles", DPOrg: "moi", DPConnector: "dp1", MinAAL: 1, ContentType: "application/json", Download: true}
+	for i, stage := range []string{"sandbox", "pilot"} {
+		var subjects []string
+		if stage == "pilot" {
+			subjects = []string{aliceHash}
+		}
+		id := fmt.Sprintf("app-v%d", i)
+		for _, cmd := range []fsm.Command{
+			&fsm.ApplicationSubmit{Application: fsm.Application{ID: id, Kind: fsm.ApplyDataset, Stage: stage, Dataset: &ds, TestSubjects: subjects}, Actor: admin, Now: time.Now()},
+			&fsm.ApplicationDecide{ID: id, Actor: admin, Approve: true, Reason: "ok", Now: time.Now()},
+		} {
+			if err := w.apply(cmd); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	browser, _ := seal.GenerateKey(seal.KEMX25519)
+	for _, tc := range []struct {
+		id, subject string
+		tickets     int
+	}{{"dl-alice", alice, 1}, {"dl-bob", bob, 0}} {
+		resp, err := w.svc.IssueDownload(fsm.Consent{ID: tc.id, Subject: tc.subject, Datasets: []string{"moi.vehicles"}, AAL: 2, LoginMethod: "dev"},
+			browser.PublicKey().Bytes(), time.Now())
+		if err != nil || len(resp.Tickets) != tc.tickets || len(resp.Unavailable) != 1-tc.tickets {
+			t.Fatalf("%s: %+v %v", tc.id, resp, err)
+		}
+	}
 }

@@ -269,19 +269,16 @@ func applySuspend(tx *sql.Tx, c *Suspend) (Result, bool, error) {
 	return lifecycleEffect(tx, &Application{Kind: ApplySuspend, On: c.On, Target: c.Target})
 }
 
-// ScheduledChanges lists the approved changes, suspensions and terminations still to take effect, and
-// those effected since since: what the portal announces.
-func (f *FSM) ScheduledChanges(since time.Time) ([]Application, error) {
-	all, err := f.Applications(ApplicationFilter{})
+// ScheduledChanges lists the approved changes, suspensions and terminations still to take effect: what
+// the portal announces. Every catalogue page reads it, so it reads the scheduled ones only, by index.
+func (f *FSM) ScheduledChanges() ([]Application, error) {
+	all, err := f.Applications(ApplicationFilter{Status: AppScheduled})
 	if err != nil {
 		return nil, err
 	}
-	var out []Application
+	out := []Application{}
 	for _, a := range all {
-		if !isLifecycle(a.Kind) || a.Kind == ApplyResume {
-			continue
-		}
-		if a.Status == AppScheduled || a.Status == AppApproved && !a.EffectedAt.Before(since) {
+		if isLifecycle(a.Kind) && a.Kind != ApplyResume {
 			out = append(out, a)
 		}
 	}

@@ -263,6 +263,7 @@ CREATE TABLE IF NOT EXISTS applications (
 	body         TEXT NOT NULL -- the fsm.Application as JSON, its decisions included
 );
 CREATE INDEX IF NOT EXISTS applications_by_target ON applications(kind, target, status);
+CREATE INDEX IF NOT EXISTS applications_by_status ON applications(status);
 CREATE TABLE IF NOT EXISTS pilot_subjects (
 	kind   TEXT NOT NULL, -- service or dataset
 	target TEXT NOT NULL,

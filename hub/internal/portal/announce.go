@@ -3,7 +3,6 @@ package portal
 import (
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/mydatafed/mydata/hub/internal/fsm"
 )
@@ -26,7 +25,7 @@ var announceKeys = map[string]string{
 
 // announcements are the upcoming changes to the given services and datasets (all when both are nil).
 func (s *Server) announcements(r *http.Request, services, datasets []string) []announcement {
-	apps, err := s.cfg.State.ScheduledChanges(time.Now())
+	apps, err := s.cfg.State.ScheduledChanges()
 	if err != nil {
 		s.log.Warn("read scheduled changes", "err", err)
 		return nil

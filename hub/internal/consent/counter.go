@@ -243,6 +243,10 @@ func (s *Service) RedeemCounter(ctx context.Context, caller fedid.Parsed, req hu
 	} else if sp == nil || sp.Status != hubapi.StatusActive {
 		return nil, counterError(http.StatusForbidden, hubapi.CounterWrongClient, "connector %s/%s is not active", caller.Org, caller.Name)
 	}
+	if svc.Status != hubapi.StatusActive {
+		// Suspended or terminated since the citizen agreed: no ticket leaves the hub for it.
+		return nil, counterError(http.StatusForbidden, hubapi.CounterWrongClient, "service %s is %s", svc.ID, svc.Status)
+	}
 	switch c.EffectiveState(now) {
 	case fsm.ConsentGranted:
 	case fsm.ConsentUsed:

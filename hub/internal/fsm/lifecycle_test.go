@@ -164,6 +164,19 @@ func TestLifecyclePaths(t *testing.T) {
 	if status() != hubapi.StatusActive {
 		t.Fatalf("resumed: %s", status())
 	}
+	// A change: the service as it will be (new terms), from its day; the stage stays.
+	changed := Service{ID: "bank.card", NameZh: "卡", NameEn: "Card", SPOrg: "bank", SPConnector: "sp1", Modes: []string{"online"},
+		Datasets: []string{"moi.household"}, Purpose: "p", Terms: "new terms", TermsVersion: "2", RedirectURIs: []string{"https://b.example/cb"}}
+	if r := a.apply(&ApplicationSubmit{Application: Application{ID: "app-c1", Kind: ApplyChange, On: OnService, Service: &changed, EffectiveOn: "2027-01-20"}, Actor: bank, Now: now}); r.Code != OK {
+		t.Fatal(r)
+	}
+	approve("app-c1")
+	if r := a.apply(&LifecycleTick{Now: time.Date(2027, 1, 19, 16, 0, 0, 0, time.UTC)}); r.Code != OK {
+		t.Fatal(r)
+	}
+	if s, _ := a.f.Service("bank.card"); s.TermsVersion != "2" || s.Terms != "new terms" || s.Status != hubapi.StatusActive || hubapi.StageOf(s.Stage) != hubapi.StageProduction {
+		t.Fatalf("changed service: %+v", s)
+	}
 	// Emergency: at once, the administrator's.
 	if r := a.act("dataset suspend", nil, &Suspend{On: OnDataset, Target: "moi.household", Reason: "資安事件", Now: now}); r.Code != OK {
 		t.Fatal(r)

@@ -67,10 +67,17 @@ type catalogueRow struct {
 }
 
 func (s *Server) catalogue(w http.ResponseWriter, r *http.Request) {
-	ds, err := s.cfg.State.Datasets()
+	all, err := s.cfg.State.Datasets()
 	if err != nil {
 		s.internalError(w, r, "list datasets", err)
 		return
+	}
+	// Citizens see the datasets in production: one in its sandbox or pilot is not theirs to use yet.
+	ds := all[:0]
+	for _, d := range all {
+		if hubapi.StageOf(d.Stage) == hubapi.StageProduction {
+			ds = append(ds, d)
+		}
 	}
 	s.render(w, r, http.StatusOK, "catalogue.html", "catalogue.title", map[string]any{"Datasets": s.catalogueRows(r, ds), "Announcements": s.announcements(r, nil, nil)})
 }

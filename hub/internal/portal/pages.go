@@ -73,7 +73,7 @@ func (s *Server) catalogue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Citizens see the datasets in production: one in its sandbox or pilot is not theirs to use yet.
-	ds := all[:0]
+	ds := make([]hubapi.Dataset, 0, len(all))
 	for _, d := range all {
 		if hubapi.StageOf(d.Stage) == hubapi.StageProduction {
 			ds = append(ds, d)

@@ -47,6 +47,10 @@ func (s *Server) reportTransfers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := s.act(r, "report transfers", map[string]string{"from": r.URL.Query().Get("from"), "to": to.Format(time.DateOnly)}, nil); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	rows, err := s.cfg.State.TransferReport(from, to)
 	if err != nil {
 		s.fail(w, r, err)
@@ -58,6 +62,10 @@ func (s *Server) reportTransfers(w http.ResponseWriter, r *http.Request) {
 func (s *Server) reportChanges(w http.ResponseWriter, r *http.Request) {
 	from, to, ok := period(w, r)
 	if !ok {
+		return
+	}
+	if err := s.act(r, "report changes", map[string]string{"from": r.URL.Query().Get("from"), "to": to.Format(time.DateOnly)}, nil); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	rows, err := s.cfg.State.ChangeReport(from, to)
@@ -90,6 +98,11 @@ func (s *Server) reportReview(w http.ResponseWriter, r *http.Request) {
 	if !fsm.Holds(roles, fsm.RoleFederationAdmin) && !fsm.Holds(roles, fsm.RoleAuditor) && !fsm.Holds(roles, fsm.RoleApplicant+":"+org) &&
 		(sector == "" || !fsm.Holds(roles, fsm.RoleReviewer+":"+sector)) {
 		writeError(w, http.StatusForbidden, fmt.Sprintf("the review material of %s needs the role federation-admin, auditor, applicant:%s or its sector's reviewer", org, org))
+		return
+	}
+	// The material names subjects (by keyed hash): who read it is logged before it is answered.
+	if err := s.act(r, "report review", map[string]string{"org": org, "year": strconv.Itoa(year)}, nil); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	rows, err := s.cfg.State.ReviewReport(org, year)

@@ -144,7 +144,7 @@ func (f *FSM) ReviewReport(org string, year int) ([]ReviewRow, error) {
 }
 
 // readOnlyOps are operator log entries that record an action but change no state.
-var readOnlyOps = []string{"audit export", "backup"}
+var readOnlyOps = []string{"audit export", "backup", "report transfers", "report review", "report changes"}
 
 // ChangeReport lists the changes of [from, to): the operator log's entries that changed the state, the
 // hub's own (scheduled changes taking effect) included.

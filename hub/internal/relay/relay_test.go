@@ -57,7 +57,9 @@ func TestCheckAndOpenRefusals(t *testing.T) {
 		name, token, want string
 	}{
 		{"an SP's ticket", mk(func(c *ticket.Claims) { c.Mode = "" }), "not a download ticket"},
-		{"expired", mk(func(c *ticket.Claims) { c.IssuedAt, c.ExpiresAt = now.Add(-time.Hour).Unix(), now.Add(-time.Hour+time.Minute).Unix() }), "expired"},
+		{"expired", mk(func(c *ticket.Claims) {
+			c.IssuedAt, c.ExpiresAt = now.Add(-time.Hour).Unix(), now.Add(-time.Hour+time.Minute).Unix()
+		}), "expired"},
 		{"garbage", "a.b.c", "malformed"},
 	} {
 		if _, err := r.Check(tc.token); !errors.Is(err, ErrTicket) || !strings.Contains(err.Error(), tc.want) {

@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -24,7 +24,11 @@ import (
 func TestDownloadCrypto(t *testing.T) {
 	skipWithoutChromium(t)
 	t.Parallel()
-	raw, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", "crypto", "hpke", "testdata", "rfc9180.json"))
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	raw, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(goroot)), "src", "crypto", "hpke", "testdata", "rfc9180.json"))
 	if err != nil {
 		t.Fatalf("RFC 9180 vectors not found with the Go installation: %v", err)
 	}

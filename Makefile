@@ -47,9 +47,9 @@ build: ## build mydata-hub and mydata-connector into bin/ (cgo: needs gcc)
 	@echo "built $(BIN)/mydata-hub and $(BIN)/mydata-connector, version $(VERSION)"
 
 test: ## run the whole suite with the race detector (fuzz seed corpora included; the SPIRE test needs .ci/spire/build.sh)
-	@# -parallel 8: the end-to-end tests mostly wait (processes starting, handshakes, polls); at the default
+	@# -parallel 4: the end-to-end tests mostly wait (processes starting, handshakes, polls); at the default
 	@# (GOMAXPROCS, 2 here) the machine sat half idle through make test.
-	CGO_ENABLED=1 $(GO) test -race -timeout 30m -parallel 8 ./...
+	CGO_ENABLED=1 $(GO) test -race -timeout 30m -parallel 4 ./...
 
 demo: build ## run the whole federation on this machine (hub + 3 connectors, state in .demo/) until Ctrl-C
 	DEMO_SKIP_BUILD=1 ./packaging/demo/run.sh

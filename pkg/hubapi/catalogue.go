@@ -54,7 +54,10 @@ type Dataset struct {
 	Description string `json:"description"`
 	DPOrg       string `json:"dp_org"`
 	DPConnector string `json:"dp_connector"`
-	MinAAL      int    `json:"min_aal"`
+	// MoreDPConnectors are further connectors of DPOrg that serve the dataset too (connector HA): a ticket
+	// names them all, any one may serve it, once in all.
+	MoreDPConnectors []string `json:"more_dp_connectors,omitempty"`
+	MinAAL           int      `json:"min_aal"`
 	// Methods, when set, are the only login methods the holder accepts for this dataset (the real
 	// platform lets the data provider choose); otherwise any method of MinAAL or higher will do.
 	Methods     []string `json:"methods,omitempty"`
@@ -69,6 +72,33 @@ type Dataset struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Stage is sandbox, pilot or production (StageOf: empty is production); approved applications move it.
 	Stage string `json:"stage,omitempty"`
+}
+
+// MaxDPConnectors bounds the connectors that serve one dataset (ticket.MaxDPs: a ticket names them all).
+const MaxDPConnectors = 4
+
+// Connectors are the connectors of DPOrg that serve the dataset, DPConnector first.
+func (d *Dataset) Connectors() []string {
+	return append([]string{d.DPConnector}, d.MoreDPConnectors...)
+}
+
+// ValidDPConnectors checks the further connectors of a dataset served by first: names, none twice, at most
+// MaxDPConnectors in all.
+func ValidDPConnectors(first string, more []string) error {
+	if 1+len(more) > MaxDPConnectors {
+		return fmt.Errorf("a dataset is served by at most %d connectors", MaxDPConnectors)
+	}
+	seen := map[string]bool{first: true}
+	for i, n := range more {
+		if err := fedid.ValidName(n); err != nil {
+			return fmt.Errorf("[%d]: %w", i, err)
+		}
+		if seen[n] {
+			return fmt.Errorf("[%d]: connector %q is named twice", i, n)
+		}
+		seen[n] = true
+	}
+	return nil
 }
 
 // MaxAAL bounds the levels a hub may configure.
@@ -105,6 +135,9 @@ func (d *Dataset) Validate() error {
 	}
 	if err := fedid.ValidName(d.DPConnector); err != nil {
 		return fmt.Errorf("dp_connector: %w", err)
+	}
+	if err := ValidDPConnectors(d.DPConnector, d.MoreDPConnectors); err != nil {
+		return fmt.Errorf("more_dp_connectors: %w", err)
 	}
 	if d.MinAAL < AALLow || d.MinAAL > MaxAAL {
 		return fmt.Errorf("min_aal: %d is not a level from 1 to %d (1 low, 2 medium, 3 high by default)", d.MinAAL, MaxAAL)

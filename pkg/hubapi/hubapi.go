@@ -114,6 +114,9 @@ type Connector struct {
 	// HPKEKEM and HPKEKey are the connector's published HPKE key: hub-sealed subjects are sealed to it.
 	HPKEKEM uint16 `json:"hpke_kem,omitempty"`
 	HPKEKey []byte `json:"hpke_key,omitempty"`
+	// Down says no hub node has heard from the connector for a while (it holds the directory's
+	// long-poll open while it runs): an SP tries a dataset's other connectors first.
+	Down bool `json:"down,omitempty"`
 }
 
 // KeyRequest publishes a connector's HPKE public key.

@@ -21,7 +21,9 @@ import (
 
 // Limits.
 const (
-	MaxSize      = 8 << 10
+	// MaxSize fits a ticket that names MaxDPs connectors, each with its hybrid-KEM sealed subject
+	// (about 2 KiB apiece in the compact form).
+	MaxSize      = 16 << 10
 	MaxLife      = 5 * time.Minute
 	MaxAsyncLife = 90 * time.Minute
 	// Skew tolerates clocks of hub and connector that disagree a little.
@@ -60,6 +62,42 @@ type Claims struct {
 	// Service is the SP service the consent was given to, empty for a citizen's own download: a DP
 	// refuses the ticket when its directory lists the service as suspended or terminated.
 	Service string `json:"svc,omitempty"`
+	// Alternates are the dataset's other DP connectors (connector HA): any one of DP and these may serve
+	// the ticket, once in all, which the hub decides (a DP claims the ticket there before it serves).
+	// Each has the subject sealed to its own key. Empty for a dataset served by one connector.
+	Alternates []Alternate `json:"alt,omitempty"`
+}
+
+// Alternate is one more connector that may serve a ticket.
+type Alternate struct {
+	DP            string `json:"dp"`
+	SealedSubject []byte `json:"ssub"`
+}
+
+// MaxDPs bounds the connectors one ticket names (DP and its alternates).
+const MaxDPs = 4
+
+// ForDP is the subject sealed to dp, the SPIFFE ID of one of the ticket's connectors; false if the ticket
+// does not name dp.
+func (c *Claims) ForDP(dp string) ([]byte, bool) {
+	if dp == c.DP {
+		return c.SealedSubject, true
+	}
+	for _, a := range c.Alternates {
+		if a.DP == dp {
+			return a.SealedSubject, true
+		}
+	}
+	return nil, false
+}
+
+// DPs are the connectors that may serve the ticket, DP first.
+func (c *Claims) DPs() []string {
+	out := []string{c.DP}
+	for _, a := range c.Alternates {
+		out = append(out, a.DP)
+	}
+	return out
 }
 
 // StageSandbox marks a sandbox ticket (hubapi.StageSandbox).
@@ -149,6 +187,18 @@ func (c *Claims) check() error {
 		return fmt.Errorf("%w: svc", ErrMalformed)
 	case c.Stage != "" && c.Stage != StageSandbox:
 		return fmt.Errorf("%w: stage %q", ErrMalformed, c.Stage)
+	case len(c.Alternates) >= MaxDPs:
+		return fmt.Errorf("%w: alt names more than %d connectors", ErrMalformed, MaxDPs-1)
+	}
+	seen := map[string]bool{c.DP: true}
+	for _, a := range c.Alternates {
+		if a.DP == "" || len(a.SealedSubject) == 0 {
+			return fmt.Errorf("%w: each alt needs dp and ssub", ErrMalformed)
+		}
+		if seen[a.DP] {
+			return fmt.Errorf("%w: alt names %s twice", ErrMalformed, a.DP)
+		}
+		seen[a.DP] = true
 	}
 	life := time.Duration(c.ExpiresAt-c.IssuedAt) * time.Second
 	limit := MaxLife

@@ -143,3 +143,60 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestAlternates: a ticket may name up to MaxDPs connectors, each with its own sealed subject, and at that
+// size (hybrid-KEM subjects and recipient key) still fits MaxSize; a repeated, empty or extra one is refused.
+func TestAlternates(t *testing.T) {
+	now := time.Now()
+	s, key := newSigner(t)
+	keys := Keys{s.KeyID(): &key.PublicKey}
+	hybridSubject := make([]byte, 1120+10+16) // ML-KEM-768+X25519 encapsulation, a national ID, the tag
+	alt := func(n int) []Alternate {
+		var out []Alternate
+		for i := range n {
+			out = append(out, Alternate{DP: "spiffe://mydata.test/org/moi/connector/dp" + string(rune('2'+i)), SealedSubject: hybridSubject})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		alt  []Alternate
+		err  error
+	}{
+		{"none", nil, nil},
+		{"most", alt(MaxDPs - 1), nil},
+		{"too many", alt(MaxDPs), ErrMalformed},
+		{"repeats the dp", []Alternate{{DP: "spiffe://mydata.test/org/moi/connector/dp1", SealedSubject: []byte{1}}}, ErrMalformed},
+		{"twice", append(alt(1), alt(1)...), ErrMalformed},
+		{"no subject", []Alternate{{DP: "spiffe://mydata.test/org/moi/connector/dp2"}}, ErrMalformed},
+		{"no dp", []Alternate{{SealedSubject: []byte{1}}}, ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := sample(now)
+			c.SealedSubject, c.RecipientKey = hybridSubject, make([]byte, 1216)
+			c.Alternates = tc.alt
+			tok, err := s.Sign(c)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("sign: %v, want %v", err, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			got, err := Verify(tok, keys, now)
+			if err != nil {
+				t.Fatalf("verify a %d-byte ticket: %v", len(tok), err)
+			}
+			if dps := got.DPs(); len(dps) != 1+len(tc.alt) || dps[0] != c.DP {
+				t.Fatalf("DPs = %v", dps)
+			}
+			for _, a := range tc.alt {
+				if ssub, ok := got.ForDP(a.DP); !ok || len(ssub) != len(hybridSubject) {
+					t.Fatalf("ForDP(%s) = %d bytes, %v", a.DP, len(ssub), ok)
+				}
+			}
+			if _, ok := got.ForDP("spiffe://mydata.test/org/moi/connector/other"); ok {
+				t.Fatal("ForDP found a connector the ticket does not name")
+			}
+		})
+	}
+}

@@ -31,7 +31,7 @@ const (
 var limits = map[Type]uint32{
 	TypePing:    64,
 	TypePong:    64,
-	TypeTicket:  8 << 10,
+	TypeTicket:  16 << 10, // ticket.MaxSize
 	TypeHeader:  16 << 10,
 	TypeChunk:   64<<10 + 16,
 	TypeTrailer: 16 << 10,

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -27,17 +28,8 @@ func applyDatasetAdd(tx *sql.Tx, c *DatasetAdd) (Result, bool, error) {
 	if org, _, _ := strings.Cut(d.ID, "."); org != d.DPOrg {
 		return refuse(Invalid, "id: dataset %q must be named after its data provider, %s.<name>", d.ID, d.DPOrg), false, nil
 	}
-	st, isDP, err := hasRole(tx, d.DPOrg, d.DPConnector, hubapi.RoleDP)
-	if err != nil {
-		return Result{}, false, err
-	}
-	switch {
-	case st == "":
-		return refuse(NotFound, "dp_connector: connector %s/%s does not exist", d.DPOrg, d.DPConnector), false, nil
-	case st == hubapi.StatusRevoked:
-		return refuse(Gone, "dp_connector: connector %s/%s is revoked", d.DPOrg, d.DPConnector), false, nil
-	case !isDP:
-		return refuse(Invalid, "dp_connector: connector %s/%s does not have the dp role", d.DPOrg, d.DPConnector), false, nil
+	if r, ok, err := checkDPConnectors(tx, d.DPOrg, append([]string{d.DPConnector}, d.MoreDP...)); !ok || err != nil {
+		return r, false, err
 	}
 	var n int
 	if err := tx.QueryRow(`SELECT count(*) FROM datasets WHERE id = ?`, d.ID).Scan(&n); err != nil {
@@ -46,10 +38,53 @@ func applyDatasetAdd(tx *sql.Tx, c *DatasetAdd) (Result, bool, error) {
 	if n > 0 {
 		return refuse(Conflict, "dataset %q already exists", d.ID), false, nil
 	}
-	_, err = tx.Exec(`INSERT INTO datasets(id, name_zh, name_en, description, dp_org, dp_connector, min_aal, methods, content_type, async, status, created_at, download)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.ID, d.NameZh, d.NameEn, d.Description, d.DPOrg, d.DPConnector, d.MinAAL, strings.Join(d.Methods, ","),
-		d.ContentType, d.Async, hubapi.DatasetActive, ms(c.Now), d.Download)
+	_, err := tx.Exec(`INSERT INTO datasets(id, name_zh, name_en, description, dp_org, dp_connector, min_aal, methods, content_type, async, status, created_at, download, more_dp)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.ID, d.NameZh, d.NameEn, d.Description, d.DPOrg, d.DPConnector, d.MinAAL, strings.Join(d.Methods, ","),
+		d.ContentType, d.Async, hubapi.DatasetActive, ms(c.Now), d.Download, strings.Join(d.MoreDP, ","))
 	return Result{}, err == nil, err
+}
+
+// checkDPConnectors refuses, naming it, a connector of org that does not exist, is revoked or lacks the dp
+// role; the first is the dataset's dp_connector.
+func checkDPConnectors(tx *sql.Tx, org string, names []string) (Result, bool, error) {
+	for i, name := range names {
+		key := "dp_connector"
+		if i > 0 {
+			key = fmt.Sprintf("more_dp_connectors[%d]", i-1)
+		}
+		st, isDP, err := hasRole(tx, org, name, hubapi.RoleDP)
+		if err != nil {
+			return Result{}, false, err
+		}
+		switch {
+		case st == "":
+			return refuse(NotFound, "%s: connector %s/%s does not exist", key, org, name), false, nil
+		case st == hubapi.StatusRevoked:
+			return refuse(Gone, "%s: connector %s/%s is revoked", key, org, name), false, nil
+		case !isDP:
+			return refuse(Invalid, "%s: connector %s/%s does not have the dp role", key, org, name), false, nil
+		}
+	}
+	return Result{}, true, nil
+}
+
+func applyDatasetConnectors(tx *sql.Tx, c *DatasetConnectors) (Result, bool, error) {
+	var org, first, more string
+	err := tx.QueryRow(`SELECT dp_org, dp_connector, more_dp FROM datasets WHERE id = ?`, c.ID).Scan(&org, &first, &more)
+	if errors.Is(err, sql.ErrNoRows) {
+		return refuse(NotFound, "dataset %q does not exist", c.ID), false, nil
+	}
+	if err != nil {
+		return Result{}, false, err
+	}
+	if first == c.Connectors[0] && more == strings.Join(c.Connectors[1:], ",") {
+		return refuse(Conflict, "dataset %q is already served by %s", c.ID, strings.Join(c.Connectors, ", ")), false, nil
+	}
+	if r, ok, err := checkDPConnectors(tx, org, c.Connectors); !ok || err != nil {
+		return r, false, err
+	}
+	_, err = tx.Exec(`UPDATE datasets SET dp_connector = ?, more_dp = ? WHERE id = ?`, c.Connectors[0], strings.Join(c.Connectors[1:], ","), c.ID)
+	return Result{}, false, err
 }
 
 func applyDatasetStatus(tx *sql.Tx, c *DatasetStatus) (Result, bool, error) {
@@ -125,7 +160,7 @@ func (f *FSM) Dataset(id string) (*hubapi.Dataset, error) {
 }
 
 func (f *FSM) datasets(where string, args ...any) ([]hubapi.Dataset, error) {
-	rows, err := f.db.Query(`SELECT id, name_zh, name_en, description, dp_org, dp_connector, min_aal, methods, content_type, async, status, created_at, download, stage FROM datasets `+where, args...)
+	rows, err := f.db.Query(`SELECT id, name_zh, name_en, description, dp_org, dp_connector, min_aal, methods, content_type, async, status, created_at, download, stage, more_dp FROM datasets `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,9 +169,12 @@ func (f *FSM) datasets(where string, args ...any) ([]hubapi.Dataset, error) {
 	for rows.Next() {
 		var d hubapi.Dataset
 		var created int64
-		var methods string
-		if err := rows.Scan(&d.ID, &d.NameZh, &d.NameEn, &d.Description, &d.DPOrg, &d.DPConnector, &d.MinAAL, &methods, &d.ContentType, &d.Async, &d.Status, &created, &d.Download, &d.Stage); err != nil {
+		var methods, more string
+		if err := rows.Scan(&d.ID, &d.NameZh, &d.NameEn, &d.Description, &d.DPOrg, &d.DPConnector, &d.MinAAL, &methods, &d.ContentType, &d.Async, &d.Status, &created, &d.Download, &d.Stage, &more); err != nil {
 			return nil, err
+		}
+		if more != "" {
+			d.MoreDPConnectors = strings.Split(more, ",")
 		}
 		if methods != "" {
 			d.Methods = strings.Split(methods, ",")

@@ -71,6 +71,11 @@ const (
 	TypeLifecycleTick
 	TypeSuspend
 	TypeRecordsPurge
+	TypeDatasetConnectors
+	TypeTicketClaim
+	TypeTicketRelease
+	TypeConnectorsSeen
+	TypeConnectorsLiveness
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the
@@ -155,6 +160,14 @@ type DatasetStatus struct {
 	ID     string    `json:"id"`
 	Status string    `json:"status"`
 	Now    time.Time `json:"now"`
+}
+
+// DatasetConnectors sets the connectors that serve a dataset, the first as its dp_connector: an agency
+// adds a second connector for availability, or moves the dataset to new ones.
+type DatasetConnectors struct {
+	ID         string    `json:"id"`
+	Connectors []string  `json:"connectors"`
+	Now        time.Time `json:"now"`
 }
 
 // ServiceAdd registers a service.

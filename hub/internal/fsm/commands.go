@@ -122,6 +122,13 @@ var registry = map[Type]entry{
 	TypeLifecycleTick:     command(applyLifecycleTick, dropsLookups),
 	TypeSuspend:           command(applySuspend, dropsLookups),
 	TypeRecordsPurge:      command(applyRecordsPurge, keepsLookups),
+	TypeDatasetConnectors: command(applyDatasetConnectors, dropsLookups),
+	TypeTicketClaim:       command(applyTicketClaim, keepsLookups),
+	TypeTicketRelease:     command(applyTicketRelease, keepsLookups),
+	// Reports of connectors heard from write the liveness table only; the check that marks them down or
+	// up changes the directory.
+	TypeConnectorsSeen:     command(applyConnectorsSeen, keepsLookups),
+	TypeConnectorsLiveness: command(applyConnectorsLiveness, dropsLookups),
 }
 
 // typeOf finds a payload's command type.

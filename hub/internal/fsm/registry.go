@@ -242,7 +242,7 @@ func (f *FSM) Connector(org, name string) (*hubapi.Connector, error) {
 }
 
 func (f *FSM) connectors(where string, args ...any) ([]hubapi.Connector, error) {
-	rows, err := f.db.Query(`SELECT org, name, roles, address, tcp_address, status, created_at, updated_at, hpke_kem, hpke_key FROM connectors `+where, args...)
+	rows, err := f.db.Query(`SELECT org, name, roles, address, tcp_address, status, created_at, updated_at, hpke_kem, hpke_key, down FROM connectors `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (f *FSM) connectors(where string, args ...any) ([]hubapi.Connector, error) 
 		var c hubapi.Connector
 		var roles string
 		var created, updated int64
-		if err := rows.Scan(&c.Org, &c.Name, &roles, &c.Address, &c.TCPAddress, &c.Status, &created, &updated, &c.HPKEKEM, &c.HPKEKey); err != nil {
+		if err := rows.Scan(&c.Org, &c.Name, &roles, &c.Address, &c.TCPAddress, &c.Status, &created, &updated, &c.HPKEKEM, &c.HPKEKey, &c.Down); err != nil {
 			return nil, err
 		}
 		c.Roles = splitRoles(roles)

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS connectors (
 	updated_at INTEGER NOT NULL,
 	hpke_kem   INTEGER NOT NULL DEFAULT 0,
 	hpke_key   BLOB,
+	down       INTEGER NOT NULL DEFAULT 0, -- no hub node has heard from it for a while
 	PRIMARY KEY (org, name)
 );
 CREATE TABLE IF NOT EXISTS join_tokens (
@@ -107,6 +108,7 @@ CREATE TABLE IF NOT EXISTS datasets (
 	status       TEXT NOT NULL,
 	created_at   INTEGER NOT NULL,
 	download     INTEGER NOT NULL DEFAULT 0, -- citizens may download it themselves
+	more_dp      TEXT NOT NULL DEFAULT '',   -- further connectors of dp_org that serve it, comma-separated
 	FOREIGN KEY (dp_org, dp_connector) REFERENCES connectors(org, name)
 );
 CREATE TABLE IF NOT EXISTS services (
@@ -285,6 +287,22 @@ CREATE TABLE IF NOT EXISTS oplog_anchor (
 	seq  INTEGER NOT NULL, -- the last purged entry: the chain verifies from it
 	hash TEXT NOT NULL
 );
+-- Connector HA: a ticket some of a dataset's connectors may serve is claimed here before it is served.
+CREATE TABLE IF NOT EXISTS ticket_claims (
+	ticket_id  TEXT PRIMARY KEY,
+	dp         TEXT NOT NULL,
+	spent      INTEGER NOT NULL,
+	expires    INTEGER NOT NULL,
+	claimed_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ticket_claims_expires ON ticket_claims(expires);
+-- When a hub node last heard from each connector; kept apart from connectors, which lookups cache.
+CREATE TABLE IF NOT EXISTS connector_seen (
+	org       TEXT NOT NULL,
+	name      TEXT NOT NULL,
+	last_seen INTEGER NOT NULL,
+	PRIMARY KEY (org, name)
+);
 `
 
 // columnsAdded are columns later releases added to tables that earlier ones made: CREATE TABLE IF NOT
@@ -298,6 +316,8 @@ var columnsAdded = []struct{ table, column, decl string }{
 	{"datasets", "stage", "TEXT NOT NULL DEFAULT ''"},
 	{"applications", "effective_at", "INTEGER NOT NULL DEFAULT 0"},
 	{"connectors", "tcp_address", "TEXT NOT NULL DEFAULT ''"},
+	{"datasets", "more_dp", "TEXT NOT NULL DEFAULT ''"},
+	{"connectors", "down", "INTEGER NOT NULL DEFAULT 0"},
 }
 
 func migrate(db *sql.DB) error {

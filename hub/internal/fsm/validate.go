@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mydatafed/mydata/pkg/fedid"
 	"github.com/mydatafed/mydata/pkg/hubapi"
 )
 
@@ -17,6 +18,7 @@ type Dataset struct {
 	Description string   `json:"description"`
 	DPOrg       string   `json:"dp_org"`
 	DPConnector string   `json:"dp_connector"`
+	MoreDP      []string `json:"more_dp_connectors,omitempty"`
 	MinAAL      int      `json:"min_aal"`
 	Methods     []string `json:"methods,omitempty"`
 	ContentType string   `json:"content_type"`
@@ -27,12 +29,12 @@ type Dataset struct {
 // DatasetFrom makes the payload form of an API dataset.
 func DatasetFrom(d hubapi.Dataset) Dataset {
 	return Dataset{ID: d.ID, NameZh: d.NameZh, NameEn: d.NameEn, Description: d.Description, DPOrg: d.DPOrg, DPConnector: d.DPConnector,
-		MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async, Download: d.Download}
+		MoreDP: d.MoreDPConnectors, MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async, Download: d.Download}
 }
 
 func (d Dataset) api() hubapi.Dataset {
 	return hubapi.Dataset{ID: d.ID, NameZh: d.NameZh, NameEn: d.NameEn, Description: d.Description, DPOrg: d.DPOrg, DPConnector: d.DPConnector,
-		MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async, Download: d.Download}
+		MoreDPConnectors: d.MoreDP, MinAAL: d.MinAAL, Methods: d.Methods, ContentType: d.ContentType, Async: d.Async, Download: d.Download}
 }
 
 // Service is a service as the log records it (the JSON form hubapi.Service had as the payload).
@@ -145,6 +147,19 @@ func (c *DatasetAdd) Validate() error {
 }
 
 func (c *DatasetStatus) Validate() error { return validDatasetStatus(c.Status) }
+
+func (c *DatasetConnectors) Validate() error {
+	if len(c.Connectors) == 0 {
+		return errors.New("dp_connectors: at least one connector is required")
+	}
+	if err := fedid.ValidName(c.Connectors[0]); err != nil {
+		return fmt.Errorf("dp_connectors[0]: %w", err)
+	}
+	if err := hubapi.ValidDPConnectors(c.Connectors[0], c.Connectors[1:]); err != nil {
+		return fmt.Errorf("dp_connectors: %w", err)
+	}
+	return nil
+}
 
 func validDatasetStatus(s string) error {
 	if s != hubapi.DatasetActive && s != hubapi.DatasetMaintenance {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,7 +114,7 @@ func TestTerminationOnNotice(t *testing.T) {
 	}
 	// A citizen agrees now, told on the consent page, as on the catalogue, that the service ends; the code is
 	// good until the termination takes effect.
-	notice := "Credit card application ends on " + effective.Format(time.DateOnly)
+	notice := "the service “Credit card application” ends; from " + effective.Format(time.DateOnly) + " it is no longer offered"
 	citizen := h.NewCitizen()
 	if page := citizen.Get("/catalogue"); !strings.Contains(page.Body, notice) {
 		t.Fatalf("the catalogue does not announce the termination: %s", page.Body)
@@ -125,6 +126,12 @@ func TestTerminationOnNotice(t *testing.T) {
 		t.Fatalf("the consent page does not announce the termination: %s", page.Body)
 	}
 	code := citizen.Approve(authURL)
+	t.Run("pages", func(t *testing.T) {
+		viewAnnouncements(t, h, authURL, map[string][]string{
+			"zh-TW": {"「信用卡申辦」服務將自 " + effective.Format(time.DateOnly) + " 起終止"},
+			"en":    {notice},
+		})
+	})
 
 	withdrawn := func(c *Connector) string {
 		var signed struct {
@@ -178,4 +185,53 @@ func TestTerminationOnNotice(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// viewAnnouncements opens the catalogue and a consent page while changes are announced, in Traditional
+// Chinese and English, on a desktop's and a phone's screen: each page names every announcement (want, by
+// language), does not scroll sideways at 360 px, and axe finds nothing serious on it. The screenshots go to
+// $MYDATA_SCREENSHOTS when it is set, for a person to look at.
+func viewAnnouncements(t *testing.T, h *Hub, authPath string, want map[string][]string) {
+	t.Helper()
+	skipWithoutChromium(t)
+	browser := StartBrowser(t)
+	shot := screenshots(t)
+	for _, lang := range []string{"zh-TW", "en"} {
+		for _, phone := range []bool{false, true} {
+			screen := "desktop"
+			if phone {
+				screen = "phone"
+			}
+			t.Run(lang+" "+screen, func(t *testing.T) {
+				tab := browser.NewTab().For(t)
+				tab.setLang(lang)
+				if phone {
+					tab.phone()
+				}
+				for _, page := range []string{"catalogue", "consent"} {
+					if page == "catalogue" {
+						tab.Navigate(h.PortalURL() + "/catalogue")
+					} else {
+						tab.Navigate(h.PortalURL() + "/login?next=" + url.QueryEscape(authPath))
+						tab.Type("subject", citizenA)
+						tab.Select("method", "nhi-card")
+						tab.clickNav("login")
+						if tab.Text("#approve") == "" {
+							t.Fatalf("no consent page: %s\n%s", tab.URL(), tab.Text("main"))
+						}
+					}
+					shown := tab.Text(".announce-list")
+					for _, w := range want[lang] {
+						if !strings.Contains(shown, w) {
+							t.Errorf("%s (%s, %s) does not announce %q: %q", page, lang, screen, w, shown)
+						}
+					}
+					if phone {
+						tab.checkPhonePage(page, lang)
+					}
+					shot(tab, "announce-"+page+"-"+lang+"-"+screen)
+				}
+			})
+		}
+	}
 }

@@ -8,19 +8,26 @@ import (
 )
 
 // announcement is an approved change, suspension or termination still to take effect, as the catalogue
-// and consent pages announce it (介接作業要點 6(3): announced 7 working days before).
+// and consent pages announce it (介接作業要點 6(3): announced 7 working days before): who, what and from
+// which day, and for a change what changes.
 type announcement struct {
-	// Message is the messages key: announce.change, announce.suspend or announce.terminate.
-	Message string
-	Name    string
-	Day     string
+	Msg     msg
+	Details []msg
 }
 
-// announceKeys are the messages of each kind of lifecycle application the portal announces.
-var announceKeys = map[string]string{
-	fsm.ApplyChange:    "announce.change",
-	fsm.ApplySuspend:   "announce.suspend",
-	fsm.ApplyTerminate: "announce.terminate",
+// announceKeys are the messages of each kind of lifecycle application the portal announces, by what it is
+// about.
+var announceKeys = map[string]map[string]string{
+	fsm.OnService: {
+		fsm.ApplyChange:    "announce.service.change",
+		fsm.ApplySuspend:   "announce.service.suspend",
+		fsm.ApplyTerminate: "announce.service.terminate",
+	},
+	fsm.OnDataset: {
+		fsm.ApplyChange:    "announce.dataset.change",
+		fsm.ApplySuspend:   "announce.dataset.suspend",
+		fsm.ApplyTerminate: "announce.dataset.terminate",
+	},
 }
 
 // announcements are the upcoming changes to the given services and datasets (all when both are nil).
@@ -31,9 +38,19 @@ func (s *Server) announcements(r *http.Request, services, datasets []string) []a
 		return nil
 	}
 	lang := requestLang(r)
+	orgName := func(code string) string {
+		if o, err := s.cfg.State.Org(code); err == nil && o != nil {
+			return pickLang(lang, o.NameZh, o.NameEn)
+		}
+		return code
+	}
 	var out []announcement
 	for _, a := range apps {
 		if a.Status != fsm.AppScheduled {
+			continue
+		}
+		key := announceKeys[a.On][a.Kind]
+		if key == "" {
 			continue
 		}
 		name := a.Target
@@ -53,7 +70,7 @@ func (s *Server) announcements(r *http.Request, services, datasets []string) []a
 				name = pickLang(lang, d.NameZh, d.NameEn)
 			}
 		}
-		out = append(out, announcement{Message: announceKeys[a.Kind], Name: name, Day: a.EffectiveOn})
+		out = append(out, announcement{Msg: message(key, orgName(a.Org), name, a.EffectiveOn)})
 	}
 	return out
 }

@@ -6,6 +6,7 @@
 package seal
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/hpke"
 	"errors"
@@ -101,6 +102,7 @@ var (
 // repeated or dropped chunk fails to open.
 type Sender struct {
 	s    *hpke.Sender
+	fast *streamAEAD // the context's AEAD, sealing in place; nil: s.Seal
 	done bool
 }
 
@@ -111,11 +113,19 @@ func NewSender(pk hpke.PublicKey, info []byte) (enc []byte, s *Sender, err error
 	if err != nil {
 		return nil, nil, err
 	}
-	return enc, &Sender{s: hs}, nil
+	return enc, &Sender{s: hs, fast: streamOf(hs)}, nil
 }
 
-// Seal seals the next chunk; final marks the last one, after which the sender refuses more.
+// Seal seals the next chunk into a new slice; final marks the last one, after which the sender refuses
+// more.
 func (s *Sender) Seal(plaintext []byte, final bool) ([]byte, error) {
+	return s.SealAppend(nil, plaintext, final)
+}
+
+// SealAppend seals the next chunk as Seal does and appends it to dst: with room for len(plaintext)+Overhead
+// more bytes in dst, it allocates nothing. plaintext may be that room itself (dst[len(dst):], sealed in
+// place), or must not overlap it.
+func (s *Sender) SealAppend(dst, plaintext []byte, final bool) ([]byte, error) {
 	if s.done {
 		return nil, errors.New("seal: stream already finished")
 	}
@@ -126,12 +136,20 @@ func (s *Sender) Seal(plaintext []byte, final bool) ([]byte, error) {
 	if final {
 		aad, s.done = aadFinal, true
 	}
-	return s.s.Seal(aad, plaintext)
+	if s.fast != nil {
+		return s.fast.sealAppend(dst, aad, plaintext), nil
+	}
+	ct, err := s.s.Seal(aad, plaintext)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, ct...), nil
 }
 
 // Receiver opens a stream sealed by a Sender.
 type Receiver struct {
 	r    *hpke.Recipient
+	fast *streamAEAD // the context's AEAD, opening in place; nil: r.Open
 	done bool
 }
 
@@ -142,14 +160,25 @@ func NewReceiver(sk hpke.PrivateKey, enc, info []byte) (*Receiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: stream key: %w", err)
 	}
-	return &Receiver{r: r}, nil
+	return &Receiver{r: r, fast: streamOf(r)}, nil
 }
 
 // ErrChunk is returned for a chunk that does not open in its place in the stream.
 var ErrChunk = errors.New("seal: chunk does not open: tampered, reordered, replayed or not the final one claimed")
 
-// Open opens the next chunk; final must say whether the sender marked it last.
+// Open opens the next chunk into a new slice; final must say whether the sender marked it last.
 func (r *Receiver) Open(ciphertext []byte, final bool) ([]byte, error) {
+	return r.open(bytes.Clone(ciphertext), final)
+}
+
+// OpenInPlace opens the next chunk as Open does, over ciphertext itself: the plaintext it returns is the
+// start of ciphertext's memory, and allocates nothing. A chunk that does not open leaves none of its
+// plaintext there.
+func (r *Receiver) OpenInPlace(ciphertext []byte, final bool) ([]byte, error) {
+	return r.open(ciphertext, final)
+}
+
+func (r *Receiver) open(ciphertext []byte, final bool) ([]byte, error) {
 	if r.done {
 		return nil, errors.New("seal: data after the final chunk")
 	}
@@ -160,7 +189,13 @@ func (r *Receiver) Open(ciphertext []byte, final bool) ([]byte, error) {
 	if final {
 		aad = aadFinal
 	}
-	pt, err := r.r.Open(aad, ciphertext)
+	var pt []byte
+	var err error
+	if r.fast != nil {
+		pt, err = r.fast.openInPlace(aad, ciphertext)
+	} else if pt, err = r.r.Open(aad, ciphertext); err == nil {
+		pt = ciphertext[:copy(ciphertext, pt)]
+	}
 	if err != nil {
 		return nil, ErrChunk
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hpke"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mydatafed/mydata/pkg/seal"
 	"github.com/mydatafed/mydata/pkg/spiffetest"
+	"github.com/mydatafed/mydata/pkg/ticket"
 	"github.com/mydatafed/mydata/pkg/wire"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -191,7 +193,7 @@ func TestTicketFrame(t *testing.T) {
 	if _, err := ReadTicket(&buf); err == nil {
 		t.Fatal("ping taken for a ticket")
 	}
-	if err := WriteTicket(io.Discard, strings.Repeat("a", 9<<10)); err == nil {
+	if err := WriteTicket(io.Discard, strings.Repeat("a", ticket.MaxSize+1)); err == nil {
 		t.Fatal("oversize ticket written")
 	}
 }
@@ -292,5 +294,80 @@ func TestSignersRemembersVerifiedChains(t *testing.T) {
 	}
 	if _, ok := signers.get(k, time.Now().Add(signerMemory+time.Second)); ok {
 		t.Fatal("a chain is remembered past signerMemory")
+	}
+}
+
+// writeLog records each Write to it separately.
+type writeLog struct{ writes [][]byte }
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// TestReusedBuffersNeverLeak: Send reads, seals and writes every chunk in one reused buffer and Receive
+// opens every chunk in place in another, so a chunk shorter than the one before it must carry exactly its
+// own bytes on the wire (checked by opening each frame with crypto/hpke itself) and reach dst as exactly
+// its own plaintext; a tampered chunk must reach dst not at all.
+func TestReusedBuffersNeverLeak(t *testing.T) {
+	f := newFixture(t, 2*seal.ChunkSize+17)
+	// Distinct bytes per chunk, so a leftover of the previous chunk would show.
+	for i := range f.data {
+		f.data[i] = byte(i/seal.ChunkSize + 1)
+	}
+	stream := f.send(t, f.dp)
+	fs := frames(t, stream)
+	if len(fs) != 5 {
+		t.Fatalf("%d frames, want header, 3 chunks, trailer", len(fs))
+	}
+
+	var wh wireHeader
+	if err := json.Unmarshal(fs[0].Payload, &wh); err != nil {
+		t.Fatal(err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(wh.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	r, err := hpke.NewRecipient(m.Enc, f.key, hpke.HKDFSHA256(), hpke.AES256GCM(), ticket.ContentInfo(m.TicketID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := [][]byte{f.data[:seal.ChunkSize], f.data[seal.ChunkSize : 2*seal.ChunkSize], f.data[2*seal.ChunkSize:]}
+	for i, want := range chunks {
+		fr := fs[1+i]
+		if fr.Type != wire.TypeChunk || len(fr.Payload) != len(want)+seal.Overhead {
+			t.Fatalf("frame %d: type 0x%02x, %d bytes, want a chunk of %d", 1+i, uint8(fr.Type), len(fr.Payload), len(want)+seal.Overhead)
+		}
+		pt, err := r.Open([]byte("mydata chunk"), fr.Payload)
+		if err != nil || !bytes.Equal(pt, want) {
+			t.Fatalf("chunk %d does not open with crypto/hpke to exactly what was sent: %v", i, err)
+		}
+	}
+
+	var out writeLog
+	if _, err := Receive(bytes.NewReader(stream), &out, f.exp, f.key); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.writes) != len(chunks) {
+		t.Fatalf("%d writes to dst, want %d", len(out.writes), len(chunks))
+	}
+	for i, want := range chunks {
+		if !bytes.Equal(out.writes[i], want) {
+			t.Fatalf("write %d: %d bytes, not exactly chunk %d's %d", i, len(out.writes[i]), i, len(want))
+		}
+	}
+
+	// The last chunk tampered with: dst gets the first two chunks and nothing of the third.
+	bad := append([]wire.Frame{}, fs...)
+	p := bytes.Clone(fs[3].Payload)
+	p[0] ^= 1
+	bad[3] = wire.Frame{Type: wire.TypeChunk, Payload: p}
+	out = writeLog{}
+	if _, err := Receive(bytes.NewReader(join(t, bad)), &out, f.exp, f.key); !errors.Is(err, seal.ErrChunk) {
+		t.Fatalf("tampered last chunk: %v", err)
+	}
+	if len(out.writes) != 2 || !bytes.Equal(out.writes[1], chunks[1]) {
+		t.Fatalf("tampered last chunk: %d writes reached dst, want the 2 genuine chunks", len(out.writes))
 	}
 }

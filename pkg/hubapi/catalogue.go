@@ -74,6 +74,12 @@ type Dataset struct {
 	Stage string `json:"stage,omitempty"`
 }
 
+// DatasetConnectorsRequest sets the connectors of the dataset's agency that serve it, the first as its
+// dp_connector.
+type DatasetConnectorsRequest struct {
+	Connectors []string `json:"dp_connectors"`
+}
+
 // MaxDPConnectors bounds the connectors that serve one dataset (ticket.MaxDPs: a ticket names them all).
 const MaxDPConnectors = 4
 

@@ -82,6 +82,9 @@ type RedeemedTicket struct {
 	ContentType string    `json:"content_type"`
 	Async       bool      `json:"async"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// Alternates are the dataset's other connectors, which may serve the ticket when DP cannot (connector
+	// HA); the ticket names them all.
+	Alternates []TicketDP `json:"alternates,omitempty"`
 }
 
 // UnavailableDataset is a dataset the hub issued no ticket for, and why.
@@ -130,4 +133,30 @@ type ReceiptRequest struct {
 	Outcome     string    `json:"outcome"`
 	Bytes       int64     `json:"bytes"`
 	At          time.Time `json:"at"`
+}
+
+// Paths of the ticket claims (connector HA): a DP connector claims a ticket that other connectors may also
+// serve before it serves it, and releases it after.
+const (
+	PathTicketClaim   = "/v1/tickets/claim"
+	PathTicketRelease = "/v1/tickets/release"
+)
+
+// TicketClaimRequest claims a ticket for the calling connector, which the ticket must name. The hub answers
+// 204 when the caller may serve it, 409 while another of its connectors serves it, 410 once it was used.
+type TicketClaimRequest struct {
+	Ticket string `json:"ticket"`
+}
+
+// TicketReleaseRequest ends the caller's claim. Spent says the connector sent data, or began to: the ticket
+// is used. Otherwise (the agency failed, or was not ready) another connector may serve it.
+type TicketReleaseRequest struct {
+	Ticket string `json:"ticket"`
+	Spent  bool   `json:"spent"`
+}
+
+// TicketDP is one more connector that may serve a ticket, and where to reach it.
+type TicketDP struct {
+	DP      string `json:"dp"`
+	Address string `json:"address"`
 }

@@ -40,10 +40,11 @@ Commands:
   connector list
   connector suspend|activate|revoke --org O --name N
   token create --org O --connector C [--ttl D]         print a single-use join token, alone, on stdout
-  dataset add --id ORG.NAME --name-zh N --name-en N --dp ORG/CONNECTOR [--min-aal 1|2|3]
+  dataset add --id ORG.NAME --name-zh N --name-en N --dp ORG/CONNECTOR[,CONNECTOR...] [--min-aal 1|2|3]
       [--content-type T] [--async] [--download] [--description D]
   dataset list
   dataset maintenance|activate --id ID                put a dataset under maintenance, or back
+  dataset connectors --id ID --dp ORG/C1[,C2...]      the connectors that serve it (any one serves a ticket)
   service add --id CLIENT_ID --name-zh N --name-en N --sp ORG/CONNECTOR --datasets A,B
       --purpose P --terms T|--terms-file F --terms-version V --redirect-uri U [--modes online,counter]
       [--legal-basis L]
@@ -200,6 +201,8 @@ func admin(args []string, out io.Writer) error {
 		return a.datasetList(ctx)
 	case "dataset maintenance", "dataset activate":
 		return a.datasetStatus(ctx, sub, args)
+	case "dataset connectors":
+		return a.datasetConnectors(ctx, args)
 	case "service add":
 		return a.serviceAdd(ctx, args)
 	case "service list":
@@ -325,7 +328,11 @@ func (a *adminCtx) connectorList(ctx context.Context) error {
 			if tcp == "" {
 				tcp = "-"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Org, c.Name, strings.Join(c.Roles, ","), c.Address, tcp, c.Status, c.SPIFFEID)
+			status := c.Status
+			if c.Down {
+				status += " (down)" // no hub node has heard from it lately
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Org, c.Name, strings.Join(c.Roles, ","), c.Address, tcp, status, c.SPIFFEID)
 		}
 	})
 }

@@ -41,7 +41,7 @@ func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
 		return err
 	}
 	return a.print(saved, func(w *table) {
-		fmt.Fprintf(w, "added dataset %s served by %s/%s\n", saved.ID, saved.DPOrg, saved.DPConnector)
+		fmt.Fprintf(w, "added dataset %s served by %s/%s\n", saved.ID, saved.DPOrg, strings.Join(saved.Connectors(), ","))
 	})
 }
 
@@ -53,7 +53,7 @@ func datasetFlags(fs *flag.FlagSet) func() (hubapi.Dataset, error) {
 	fs.StringVar(&d.NameZh, "name-zh", "", "name in Chinese")
 	fs.StringVar(&d.NameEn, "name-en", "", "name in English")
 	fs.StringVar(&d.Description, "description", "", "what the dataset holds")
-	fs.StringVar(&dp, "dp", "", "the DP connector that serves it, ORG/CONNECTOR")
+	fs.StringVar(&dp, "dp", "", "the DP connector that serves it, ORG/CONNECTOR, or several of the org: ORG/C1,C2 (any one serves a ticket)")
 	fs.IntVar(&d.MinAAL, "min-aal", hubapi.AALMedium, "least identity assurance level: 1 low, 2 medium, 3 high")
 	fs.StringVar(&d.ContentType, "content-type", "application/json", "application/json, text/csv, application/pdf or application/xml")
 	fs.BoolVar(&d.Async, "async", false, "the agency may answer later (the SP retries for up to 90 minutes)")
@@ -64,10 +64,52 @@ func datasetFlags(fs *flag.FlagSet) func() (hubapi.Dataset, error) {
 		if methods != "" {
 			d.Methods = strings.Split(methods, ",")
 		}
-		var err error
-		d.DPOrg, d.DPConnector, err = splitPair("dp", dp)
-		return d, err
+		org, names, err := splitDPs(dp)
+		if err != nil {
+			return d, err
+		}
+		d.DPOrg, d.DPConnector, d.MoreDPConnectors = org, names[0], names[1:]
+		return d, nil
 	}
+}
+
+// splitDPs reads ORG/C1[,C2...]: a dataset's connectors, all of its agency.
+func splitDPs(v string) (string, []string, error) {
+	org, names, err := splitPair("dp", v)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w (or ORG/C1,C2 for several connectors)", err)
+	}
+	list := strings.Split(names, ",")
+	for _, n := range list {
+		if n == "" || strings.Contains(n, "/") {
+			return "", nil, fmt.Errorf("--dp: %q: the connectors must be names of %s's, ORG/C1,C2", v, org)
+		}
+	}
+	return org, list, nil
+}
+
+// datasetConnectors sets the connectors that serve a dataset.
+func (a *adminCtx) datasetConnectors(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dataset connectors", flag.ContinueOnError)
+	id := fs.String("id", "", "dataset id")
+	dp := fs.String("dp", "", "the connectors that serve it, ORG/C1[,C2...], the first as its dp_connector")
+	if err := parseFlags(fs, args, "id", "dp"); err != nil {
+		return err
+	}
+	org, names, err := splitDPs(*dp)
+	if err != nil {
+		return err
+	}
+	if org != strings.SplitN(*id, ".", 2)[0] {
+		return fmt.Errorf("--dp: dataset %s is %s's; its connectors must be %s's too, not %s's", *id, strings.SplitN(*id, ".", 2)[0], strings.SplitN(*id, ".", 2)[0], org)
+	}
+	var saved hubapi.Dataset
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathDatasets+"/"+*id+"/connectors", hubapi.DatasetConnectorsRequest{Connectors: names}, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *table) {
+		fmt.Fprintf(w, "dataset %s is served by %s/%s\n", saved.ID, saved.DPOrg, strings.Join(saved.Connectors(), ","))
+	})
 }
 
 func (a *adminCtx) datasetList(ctx context.Context) error {
@@ -82,7 +124,7 @@ func (a *adminCtx) datasetList(ctx context.Context) error {
 			if len(d.Methods) > 0 {
 				m = strings.Join(d.Methods, ",")
 			}
-			fmt.Fprintf(w, "%s\t%s/%s\t%d\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", d.ID, d.DPOrg, d.DPConnector, d.MinAAL, m, d.ContentType, d.Async, d.Status,
+			fmt.Fprintf(w, "%s\t%s/%s\t%d\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", d.ID, d.DPOrg, strings.Join(d.Connectors(), ","), d.MinAAL, m, d.ContentType, d.Async, d.Status,
 				hubapi.StageOf(d.Stage), d.NameZh, d.NameEn)
 		}
 	})

@@ -64,6 +64,7 @@ type Server struct {
 	metrics *metrics
 	dir     *directoryCache
 	srv     *http.Server
+	live    liveness
 }
 
 // New makes the server.
@@ -118,6 +119,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+hubapi.PathPAR, s.require(fedid.KindConnector, s.par))
 	mux.Handle("POST "+hubapi.PathReceipts, s.require(fedid.KindConnector, s.receipts))
 	mux.Handle("POST "+hubapi.PathCounterRedeem, s.require(fedid.KindConnector, s.counterRedeem))
+	mux.Handle("POST "+hubapi.PathTicketClaim, s.require(fedid.KindConnector, s.claimTicket))
+	mux.Handle("POST "+hubapi.PathTicketRelease, s.require(fedid.KindConnector, s.releaseTicket))
 	mux.Handle("GET "+hubapi.PathDirectory, s.require(anyKind, s.directory))
 	mux.HandleFunc("GET "+PathOpenAPI, s.openAPI)
 	for _, rt := range s.adminRoutes() {
@@ -158,6 +161,7 @@ func (s *Server) adminRoutes() []route {
 		{"GET", hubapi.PathDatasets, accessCatalogue, s.listDatasets},
 		{"POST", hubapi.PathDatasets, accessAdmin, s.addDataset},
 		{"POST", hubapi.PathDatasets + "/{id}/status", accessAdmin, s.setDatasetStatus},
+		{"POST", hubapi.PathDatasets + "/{id}/connectors", accessAdmin, s.setDatasetConnectors},
 		{"GET", hubapi.PathServices, accessCatalogue, s.listServices},
 		{"POST", hubapi.PathServices, accessAdmin, s.addService},
 		{"GET", PathAdminCluster, accessRead, s.clusterStatus},

@@ -28,7 +28,7 @@ func (s *Server) addDataset(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.act(r, "dataset add", map[string]string{"id": d.ID, "dp": d.DPOrg + "/" + d.DPConnector}, &fsm.DatasetAdd{Dataset: fsm.DatasetFrom(d), Now: s.now()}); err != nil {
+	if err := s.act(r, "dataset add", map[string]string{"id": d.ID, "dp": d.DPOrg + "/" + strings.Join(d.Connectors(), ",")}, &fsm.DatasetAdd{Dataset: fsm.DatasetFrom(d), Now: s.now()}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -57,6 +57,28 @@ func (s *Server) setDatasetStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, "dataset status", "dataset", id, "status", req.Status)
+	s.respondDataset(w, r, http.StatusOK, id)
+}
+
+// setDatasetConnectors sets the connectors that serve a dataset (connector HA): an agency adds a second
+// connector, or moves the dataset to new ones. Tickets issued from then on name them.
+func (s *Server) setDatasetConnectors(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req hubapi.DatasetConnectorsRequest
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	cmd := &fsm.DatasetConnectors{ID: id, Connectors: req.Connectors, Now: s.now()}
+	if err := cmd.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.act(r, "dataset connectors", map[string]string{"id": id, "dp_connectors": strings.Join(req.Connectors, ",")}, cmd); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "dataset connectors", "dataset", id, "dp_connectors", strings.Join(req.Connectors, ","))
 	s.respondDataset(w, r, http.StatusOK, id)
 }
 

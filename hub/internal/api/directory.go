@@ -110,6 +110,10 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("connector %s/%s is revoked or unknown", p.Org, p.Name))
 			return
 		}
+		// Heard from now, and as long as its long-poll stays open.
+		id := p.Org + "/" + p.Name
+		s.live.begin(id, s.now())
+		defer func() { s.live.end(id, s.now()) }()
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()

@@ -9,6 +9,8 @@ type metrics struct {
 	redeems     *prometheus.CounterVec
 	pushes      *prometheus.CounterVec
 	receipts    *prometheus.CounterVec
+	// ticketClaims counts claims of tickets several connectors may serve (connector HA).
+	ticketClaims *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,8 +40,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "mydata_hub_receipts_total",
 		Help: "Transfer receipts recorded, by reporting role (dp, sp).",
 	}, []string{"role"})
+	m.ticketClaims = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mydata_hub_ticket_claims_total",
+		Help: "Claims of tickets that several DP connectors may serve, by result (claimed; taken: another connector serves or served it; refused: not a valid claim).",
+	}, []string{"result"})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.enrollments, m.renewals, m.dirServed, m.redeems, m.pushes, m.receipts} {
+		for _, c := range []prometheus.Collector{m.enrollments, m.renewals, m.dirServed, m.redeems, m.pushes, m.receipts, m.ticketClaims} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

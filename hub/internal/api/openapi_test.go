@@ -28,6 +28,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"hubapi.PathRenew": hubapi.PathRenew, "hubapi.PathKeys": hubapi.PathKeys, "hubapi.PathRedeem": hubapi.PathRedeem,
 		"hubapi.PathPAR": hubapi.PathPAR, "hubapi.PathReceipts": hubapi.PathReceipts, "hubapi.PathCounterRedeem": hubapi.PathCounterRedeem,
 		"hubapi.PathDirectory": hubapi.PathDirectory, "PathOpenAPI": PathOpenAPI,
+		"hubapi.PathTicketClaim": hubapi.PathTicketClaim, "hubapi.PathTicketRelease": hubapi.PathTicketRelease,
 		"PathOperatorEnroll": PathOperatorEnroll, "PathOperatorRenew": PathOperatorRenew,
 		"PathClusterJoin": PathClusterJoin, "PathClusterSecrets": PathClusterSecrets, "PathClusterMembers": PathClusterMembers,
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/mydatafed/mydata/hub/internal/consent"
 	"github.com/mydatafed/mydata/hub/internal/fsm"
@@ -97,22 +98,23 @@ func (s *Server) checkReceipt(ctx context.Context, p fedid.Parsed, rec fsm.Recei
 	if !found || !slices.Contains(c.Datasets, rec.Dataset) {
 		return http.StatusNotFound, "consent_id and dataset: no such consent for this dataset", nil
 	}
-	var org, name string
 	if rec.Role == hubapi.RoleReceiver {
 		svc, err := s.cfg.State.Service(c.Service)
 		if err != nil || svc == nil {
 			return 0, "", fmt.Errorf("service %s: %v", c.Service, err)
 		}
-		org, name = svc.SPOrg, svc.SPConnector
-	} else {
-		d, err := s.cfg.State.Dataset(rec.Dataset)
-		if err != nil || d == nil {
-			return 0, "", fmt.Errorf("dataset %s: %v", rec.Dataset, err)
+		if p.Org != svc.SPOrg || p.Name != svc.SPConnector {
+			return http.StatusForbidden, fmt.Sprintf("only %s/%s reports as %s for this consent and dataset", svc.SPOrg, svc.SPConnector, rec.Role), nil
 		}
-		org, name = d.DPOrg, d.DPConnector
+		return http.StatusNoContent, "", nil
 	}
-	if p.Org != org || p.Name != name {
-		return http.StatusForbidden, fmt.Sprintf("only %s/%s reports as %s for this consent and dataset", org, name, rec.Role), nil
+	d, err := s.cfg.State.Dataset(rec.Dataset)
+	if err != nil || d == nil {
+		return 0, "", fmt.Errorf("dataset %s: %v", rec.Dataset, err)
+	}
+	// Any of the dataset's connectors may have served it (connector HA).
+	if p.Org != d.DPOrg || !slices.Contains(d.Connectors(), p.Name) {
+		return http.StatusForbidden, fmt.Sprintf("only %s/%s reports as %s for this consent and dataset", d.DPOrg, strings.Join(d.Connectors(), ", "), rec.Role), nil
 	}
 	return http.StatusNoContent, "", nil
 }

@@ -65,6 +65,7 @@ type Config struct {
 	Directory struct {
 		TTL         time.Duration `yaml:"ttl"`
 		MaxLongPoll time.Duration `yaml:"max_long_poll"`
+		DownAfter   time.Duration `yaml:"down_after"`
 	} `yaml:"directory"`
 
 	Portal struct {
@@ -178,6 +179,7 @@ func Default() Config {
 	c.Tokens.MaxTTL = 7 * 24 * time.Hour
 	c.Directory.TTL = 72 * time.Hour
 	c.Directory.MaxLongPoll = 30 * time.Second
+	c.Directory.DownAfter = 30 * time.Second
 	c.Telemetry.Listen = "127.0.0.1:9443"
 	c.Portal.Listen = "127.0.0.1:8080"
 	c.Identity.SessionTTL = time.Hour
@@ -280,6 +282,7 @@ func (c *Config) Validate() error {
 		{Key: "tokens.max_ttl", Value: c.Tokens.MaxTTL, Least: time.Second},
 		{Key: "directory.ttl", Value: c.Directory.TTL, Least: time.Minute},
 		{Key: "directory.max_long_poll", Value: c.Directory.MaxLongPoll, Least: time.Second},
+		{Key: "directory.down_after", Value: c.Directory.DownAfter, Least: 3 * time.Second},
 		{Key: "raft.snapshot_interval", Value: c.Raft.Snapshot, Least: time.Second},
 		{Key: "raft.hold_timeout", Value: c.Raft.HoldTimeout, Least: 100 * time.Millisecond},
 		{Key: "identity.session_ttl", Value: c.Identity.SessionTTL, Least: time.Minute},

@@ -359,26 +359,50 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, redeemer 
 			return nil, nil, err
 		}
 	}
-	dp, err := s.cfg.State.Connector(d.DPOrg, d.DPConnector)
-	if err != nil {
-		return nil, nil, err
-	}
-	if dp == nil || dp.Status != hubapi.StatusActive {
-		return unavailable("unavailable", "the data provider's connector is not active")
-	}
-	if len(dp.HPKEKey) == 0 {
-		return unavailable("unavailable", "the data provider's connector has not published its key yet")
-	}
-	dpKey, err := s.keys.Parse(dp.HPKEKEM, dp.HPKEKey)
-	if err != nil {
-		return unavailable("unavailable", "the data provider's key is unusable")
-	}
+	// Every active connector of the dataset with a published key may serve the ticket: the subject is
+	// sealed to each one's key. The first usable one is the ticket's dp; the SP tries the others when it
+	// cannot get the dataset from it.
 	td := s.cfg.TrustDomain
-	dpID, _ := fedid.Connector(td, dp.Org, dp.Name)
 	tid := randomID(16)
-	sealed, err := seal.Seal(dpKey, ticket.SubjectInfo(tid), []byte(subject))
-	if err != nil {
-		return nil, nil, err
+	type servingDP struct {
+		id     spiffeid.ID
+		addr   string
+		sealed []byte
+	}
+	var dps []servingDP
+	reason := "the data provider's connector is not active"
+	for _, name := range d.Connectors() {
+		dp, err := s.cfg.State.Connector(d.DPOrg, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if dp == nil || dp.Status != hubapi.StatusActive {
+			continue
+		}
+		if len(dp.HPKEKey) == 0 {
+			reason = "the data provider's connector has not published its key yet"
+			continue
+		}
+		dpKey, err := s.keys.Parse(dp.HPKEKEM, dp.HPKEKey)
+		if err != nil {
+			reason = "the data provider's key is unusable"
+			continue
+		}
+		sealed, err := seal.Seal(dpKey, ticket.SubjectInfo(tid), []byte(subject))
+		if err != nil {
+			return nil, nil, err
+		}
+		id, _ := fedid.Connector(td, dp.Org, dp.Name)
+		dps = append(dps, servingDP{id: id, addr: dp.Address, sealed: sealed})
+	}
+	if len(dps) == 0 {
+		return unavailable("unavailable", reason)
+	}
+	var alt []ticket.Alternate
+	var altDPs []hubapi.TicketDP
+	for _, dp := range dps[1:] {
+		alt = append(alt, ticket.Alternate{DP: dp.id.String(), SealedSubject: dp.sealed})
+		altDPs = append(altDPs, hubapi.TicketDP{DP: dp.id.String(), Address: dp.addr})
 	}
 	life := ticket.MaxLife
 	if d.Async {
@@ -390,16 +414,16 @@ func (s *Service) ticketFor(c *fsm.Consent, subject, datasetID string, redeemer 
 	}
 	hubID, _ := fedid.Hub(td, s.cfg.NodeID)
 	claims := &ticket.Claims{
-		ID: tid, ConsentID: c.ID, Dataset: d.ID, DP: dpID.String(), Redeemer: redeemer.String(),
-		SealedSubject: sealed, RecipientKEM: kem, RecipientKey: recipientKey, Issuer: hubID.String(),
+		ID: tid, ConsentID: c.ID, Dataset: d.ID, DP: dps[0].id.String(), Redeemer: redeemer.String(), Alternates: alt,
+		SealedSubject: dps[0].sealed, RecipientKEM: kem, RecipientKey: recipientKey, Issuer: hubID.String(),
 		IssuedAt: now.Unix(), ExpiresAt: now.Add(life).Unix(), Async: d.Async, Mode: mode, Stage: stage, Service: c.Service,
 	}
 	tok, err := s.cfg.Tickets.Sign(claims)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &hubapi.RedeemedTicket{Dataset: d.ID, DP: dpID.String(), Address: dp.Address, Ticket: tok, TicketID: tid,
-		ContentType: d.ContentType, Async: d.Async, ExpiresAt: time.Unix(claims.ExpiresAt, 0).UTC()}, nil, nil
+	return &hubapi.RedeemedTicket{Dataset: d.ID, DP: dps[0].id.String(), Address: dps[0].addr, Ticket: tok, TicketID: tid,
+		ContentType: d.ContentType, Async: d.Async, ExpiresAt: time.Unix(claims.ExpiresAt, 0).UTC(), Alternates: altDPs}, nil, nil
 }
 
 // stageOf is a ticket's stage claim: sandbox when the consent's service or the dataset is in its

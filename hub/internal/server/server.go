@@ -337,6 +337,8 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "notices", s.notices.Run) })
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "lifecycle", s.lifecycle) })
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "records purge", s.purgeRecords) })
+	g.Go(func() error { s.api.RunLiveness(gctx, s.cfg.Directory.DownAfter); return nil })
+	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "connector liveness", s.checkLiveness) })
 	for _, run := range s.loginRunners {
 		g.Go(func() error { return run(gctx) })
 	}

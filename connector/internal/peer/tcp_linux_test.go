@@ -4,7 +4,6 @@ package peer
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -24,7 +23,7 @@ func TestTCPUserTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	raw, err := c.NetConn().(*net.TCPConn).SyscallConn()
+	raw, err := tcpConnOf(c).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

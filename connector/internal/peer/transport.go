@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -97,17 +98,109 @@ type tcpStream struct {
 	once sync.Once
 }
 
-func (s *tcpStream) Read(p []byte) (int, error)    { return s.c.Read(p) }
-func (s *tcpStream) Write(p []byte) (int, error)   { return s.c.Write(p) }
+func (s *tcpStream) Read(p []byte) (int, error) { return s.c.Read(p) }
+
+// Write sends p in TLS records, all of them with one write to the socket where the connection batches
+// (batchConn): a 64 KiB chunk frame is five records, and a write each was five trips through the TCP stack.
+func (s *tcpStream) Write(p []byte) (int, error) {
+	bc, ok := s.c.NetConn().(*batchConn)
+	if !ok {
+		return s.c.Write(p)
+	}
+	bc.start()
+	n, err := s.c.Write(p)
+	if ferr := bc.flush(); err == nil && ferr != nil {
+		// tls.Conn took the records as written; none of them may have reached the peer.
+		n, err = 0, ferr
+	}
+	return n, err
+}
+
 func (s *tcpStream) SetDeadline(t time.Time) error { return s.c.SetDeadline(t) }
 func (s *tcpStream) Transport() string             { return TransportTCP }
 
 // Close sends TLS close_notify and a TCP FIN: the peer reads EOF, and may still send.
 func (s *tcpStream) Close() error {
 	err := s.c.CloseWrite()
-	if tc, ok := s.c.NetConn().(*net.TCPConn); ok {
+	if tc := tcpConnOf(s.c); tc != nil {
 		_ = tc.CloseWrite()
 	}
+	return err
+}
+
+// tcpConnOf returns the TCP socket under c, or nil.
+func tcpConnOf(c *tls.Conn) *net.TCPConn {
+	raw := c.NetConn()
+	if bc, ok := raw.(*batchConn); ok {
+		raw = bc.Conn
+	}
+	tc, _ := raw.(*net.TCPConn)
+	return tc
+}
+
+// batchConn is the socket under a TCP stream's TLS. Between start and flush it holds what TLS writes and
+// flush sends it with one write; at other times (the handshake, close_notify, anything TLS writes on its
+// own) it writes through. The mutex keeps the socket's bytes in the order TLS wrote them, should TLS write
+// from a Read (a KeyUpdate answer) while a stream's Write is being flushed. Reads go through a read-ahead
+// buffer: TLS asks the socket for about one record at a time, four reads per chunk frame.
+type batchConn struct {
+	net.Conn
+	mu       sync.Mutex
+	batching bool
+	buf      []byte
+	r        *bufio.Reader // made on the first read; only TLS reads, one read at a time
+}
+
+const (
+	// batchMax bounds what a batch holds: a chunk frame in TLS records, with room to spare. A larger Write
+	// goes out in several socket writes of about this size.
+	batchMax = 256 << 10
+	// readAhead is the most one socket read takes: two chunk frames in TLS records.
+	readAhead = 128 << 10
+)
+
+func (b *batchConn) Read(p []byte) (int, error) {
+	if b.r == nil {
+		b.r = bufio.NewReaderSize(b.Conn, readAhead)
+	}
+	return b.r.Read(p)
+}
+
+func (b *batchConn) start() {
+	b.mu.Lock()
+	b.batching = true
+	b.mu.Unlock()
+}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.batching {
+		return b.Conn.Write(p)
+	}
+	if len(b.buf)+len(p) > batchMax && len(b.buf) > 0 {
+		if err := b.writeLocked(); err != nil {
+			return 0, err
+		}
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// flush sends what the batch holds and ends it.
+func (b *batchConn) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	return b.writeLocked()
+}
+
+func (b *batchConn) writeLocked() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.Conn.Write(b.buf)
+	b.buf = b.buf[:0]
 	return err
 }
 
@@ -218,7 +311,7 @@ func (n *Node) runTCP(ctx context.Context) error {
 // serveTCP authenticates a peer on a TCP connection and answers its one request.
 func (n *Node) serveTCP(ctx context.Context, raw net.Conn) {
 	n.watch(raw)
-	c := tls.Server(raw, n.serverTLS(n.metrics.tcpHandshakes))
+	c := tls.Server(&batchConn{Conn: raw}, n.serverTLS(n.metrics.tcpHandshakes))
 	hctx, cancel := context.WithTimeout(ctx, tcpHandshakeTimeout)
 	err := c.HandshakeContext(hctx)
 	cancel()
@@ -263,7 +356,7 @@ func (n *Node) dialTCP(ctx context.Context, addr string, want spiffeid.ID) (*tls
 		return nil, fmt.Errorf("dial %s at tcp %s: %w", want, addr, err)
 	}
 	n.watch(raw)
-	c := tls.Client(raw, n.clientTLS(want))
+	c := tls.Client(&batchConn{Conn: raw}, n.clientTLS(want))
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		n.metrics.tcpHandshakes.WithLabelValues("out", "error").Inc()

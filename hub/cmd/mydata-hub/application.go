@@ -18,19 +18,29 @@ import (
 )
 
 const applicationUsage = `  application submit org --code C --name-zh N --name-en N --type T [--authority A] [--note N]
-                                                       an organisation applies to join; a state-owned
-                                                       enterprise names its ministry with --authority
+      [--contact-email E]                              an organisation applies to join; a state-owned
+                                                       enterprise names its ministry with --authority;
+                                                       every submit takes --contact-email, where the hub
+                                                       mails the decisions (else the organisation's)
   application submit service --stage sandbox|pilot|production (the flags of service add)
       [--test-subject ID ...] [--test-subjects-file F] [--note N]
                                                        a service applies for its next stage; a pilot lists
                                                        its test subjects (national IDs, kept as keyed hashes)
   application submit dataset --stage sandbox|pilot|production (the flags of dataset add) [--test-subject ID ...]
-  application submit suspend|terminate|resume --service ID|--dataset ID [--effective-on YYYY-MM-DD]
+  application submit suspend|terminate|resume --service ID|--dataset ID|--org C [--effective-on YYYY-MM-DD]
                                                        on notice: filed at least 7 working days before the
                                                        day (a resumption needs none); approved, it takes
-                                                       effect by itself at that day's midnight (Taipei)
-  application submit change --effective-on YYYY-MM-DD (the flags of service add)
+                                                       effect by itself at that day's midnight (Taipei);
+                                                       an organisation only terminates: its services and
+                                                       datasets end and its connectors are revoked
+  application submit change [service] --effective-on YYYY-MM-DD (the flags of service add)
                                                        a service as it will be from that day
+  application submit change dataset --effective-on YYYY-MM-DD (the flags of dataset add)
+                                                       a dataset in production as it will be (its
+                                                       connectors stay); the portal announces it
+  application submit change org --effective-on YYYY-MM-DD --code C --name-zh N --name-en N --type T
+                                                       an organisation's names, type (and with
+                                                       --contact-email its contact) from that day
   application list [--status S] [--kind K] [--org O]   S: authority-review, admin-review, scheduled,
                                                        approved, refused
   application show --id ID                             the application, its review items and its decisions
@@ -70,40 +80,65 @@ func (a *adminCtx) applicationSubmit(ctx context.Context, args []string) error {
 	req := api.ApplicationRequest{Kind: kind}
 	fs.StringVar(&req.Note, "note", "", "a note for the reviewers")
 	fs.StringVar(&req.Authority, "authority", "", "the supervising authority (a state-owned enterprise's ministry)")
+	fs.StringVar(&req.ContactEmail, "contact-email", "", "where the hub e-mails the decisions (an organisation's joining or change: its contact)")
 	var subjects stringList
 	var subjectsFile string
 	switch kind {
 	case fsm.ApplyOrg:
-		var o hubapi.Org
-		fs.StringVar(&o.Code, "code", "", "organisation code (a-z, 0-9, '-')")
-		fs.StringVar(&o.NameZh, "name-zh", "", "name in Chinese")
-		fs.StringVar(&o.NameEn, "name-en", "", "name in English")
-		fs.StringVar(&o.Type, "type", "", "organisation type")
-		if err := parseFlags(fs, args[1:], "code", "name-zh", "name-en", "type"); err != nil {
+		o, err := orgFlags(fs, args[1:])
+		if err != nil {
 			return err
 		}
 		req.Org = &o
 	case fsm.ApplySuspend, fsm.ApplyTerminate, fsm.ApplyResume:
 		svc := fs.String("service", "", "the service's id")
 		ds := fs.String("dataset", "", "the dataset's id")
+		org := fs.String("org", "", "the organisation's code (terminate only)")
 		fs.StringVar(&req.EffectiveOn, "effective-on", "", "the day it takes effect, YYYY-MM-DD (Taipei)")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
-		if req.On, req.Target = onTarget(*svc, *ds); req.On == "" {
-			return fmt.Errorf("%s: give --service or --dataset", fs.Name())
+		if req.On, req.Target = onTarget(*svc, *ds, *org); req.On == "" {
+			return fmt.Errorf("%s: give one of --service, --dataset or --org", fs.Name())
 		}
 	case fsm.ApplyChange:
 		fs.StringVar(&req.EffectiveOn, "effective-on", "", "the day it takes effect, YYYY-MM-DD (Taipei)")
-		service := serviceFlags(fs)
-		if err := parseFlags(fs, args[1:], "effective-on", "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
-			return err
+		// change [service|dataset|org] FLAGS: a service when the first word is a flag, as before.
+		of, rest := fsm.OnService, args[1:]
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			of, rest = rest[0], rest[1:]
 		}
-		s, err := service()
-		if err != nil {
-			return err
+		req.On = of
+		switch of {
+		case fsm.OnService:
+			service := serviceFlags(fs)
+			if err := parseFlags(fs, rest, "effective-on", "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
+				return err
+			}
+			s, err := service()
+			if err != nil {
+				return err
+			}
+			req.Service, req.Target = &s, s.ID
+		case fsm.OnDataset:
+			dataset := datasetFlags(fs)
+			if err := parseFlags(fs, rest, "effective-on", "id", "name-zh", "name-en", "dp"); err != nil {
+				return err
+			}
+			d, err := dataset()
+			if err != nil {
+				return err
+			}
+			req.Dataset, req.Target = &d, d.ID
+		case fsm.OnOrg:
+			o, err := orgFlags(fs, rest, "effective-on")
+			if err != nil {
+				return err
+			}
+			req.Org, req.Target = &o, o.Code
+		default:
+			return fmt.Errorf("application submit change: %q is not service, dataset or org", of)
 		}
-		req.Service, req.On, req.Target = &s, fsm.OnService, s.ID
 	case fsm.ApplyService, fsm.ApplyDataset:
 		fs.StringVar(&req.Stage, "stage", "", "the stage applied for: sandbox, pilot or production")
 		fs.Var(&subjects, "test-subject", "a pilot's test subject, by national ID (repeat for several)")
@@ -158,15 +193,37 @@ func (a *adminCtx) applicationSubmit(ctx context.Context, args []string) error {
 	})
 }
 
-// onTarget reads --service or --dataset: what a lifecycle application or a suspension is about.
-func onTarget(service, dataset string) (on, target string) {
+// onTarget reads --service, --dataset or --org: what a lifecycle application or a suspension is about;
+// "" unless exactly one is given.
+func onTarget(service, dataset, org string) (on, target string) {
+	given := 0
+	for _, v := range []string{service, dataset, org} {
+		if v != "" {
+			given++
+		}
+	}
 	switch {
-	case service != "" && dataset == "":
+	case given != 1:
+	case service != "":
 		return fsm.OnService, service
-	case dataset != "" && service == "":
+	case dataset != "":
 		return fsm.OnDataset, dataset
+	default:
+		return fsm.OnOrg, org
 	}
 	return "", ""
+}
+
+// orgFlags reads an organisation as it applies to join or will be after a change; required names the
+// other flags that must be given.
+func orgFlags(fs *flag.FlagSet, args []string, required ...string) (hubapi.Org, error) {
+	var o hubapi.Org
+	fs.StringVar(&o.Code, "code", "", "organisation code (a-z, 0-9, '-')")
+	fs.StringVar(&o.NameZh, "name-zh", "", "name in Chinese")
+	fs.StringVar(&o.NameEn, "name-en", "", "name in English")
+	fs.StringVar(&o.Type, "type", "", "organisation type")
+	err := parseFlags(fs, args, append(required, "code", "name-zh", "name-en", "type")...)
+	return o, err
 }
 
 func (a *adminCtx) suspend(ctx context.Context, args []string) error {
@@ -178,7 +235,7 @@ func (a *adminCtx) suspend(ctx context.Context, args []string) error {
 		return err
 	}
 	req := api.SuspendRequest{Reason: *reason}
-	if req.On, req.Target = onTarget(*svc, *ds); req.On == "" {
+	if req.On, req.Target = onTarget(*svc, *ds, ""); req.On == "" {
 		return errors.New("suspend: give --service or --dataset")
 	}
 	if err := a.client.Do(ctx, http.MethodPost, api.PathSuspend, req, nil); err != nil {
@@ -342,6 +399,9 @@ func (a *adminCtx) applicationShow(ctx context.Context, args []string) error {
 		}
 		if x.Note != "" {
 			fmt.Fprintf(w, "note\t%s\n", x.Note)
+		}
+		if x.ContactEmail != "" {
+			fmt.Fprintf(w, "contact\t%s\n", x.ContactEmail)
 		}
 		for _, d := range x.Decisions {
 			verdict := "refused"

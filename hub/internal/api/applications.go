@@ -37,6 +37,9 @@ type ApplicationRequest struct {
 	On          string `json:"on,omitempty"`
 	Target      string `json:"target,omitempty"`
 	EffectiveOn string `json:"effective_on,omitempty"`
+	// ContactEmail is where the hub e-mails the applicant the decisions and the day it takes effect; an
+	// organisation's joining or change application makes it the organisation's contact.
+	ContactEmail string `json:"contact_email,omitempty"`
 }
 
 // DecisionRequest is a reviewer's or the administrator's decision.
@@ -84,7 +87,7 @@ func (s *Server) submitApplication(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	app := fsm.Application{ID: newApplicationID(), Kind: req.Kind, Stage: req.Stage, Authority: req.Authority, Note: req.Note,
-		On: req.On, Target: req.Target, EffectiveOn: req.EffectiveOn}
+		On: req.On, Target: req.Target, EffectiveOn: req.EffectiveOn, ContactEmail: req.ContactEmail}
 	if req.Org != nil {
 		app.OrgInfo = &fsm.OrgAdd{Code: req.Org.Code, NameZh: req.Org.NameZh, NameEn: req.Org.NameEn, Type: req.Org.Type}
 	}

@@ -95,6 +95,10 @@ type Application struct {
 	// when it did.
 	EffectiveOn string    `json:"effective_on,omitempty"`
 	EffectedAt  time.Time `json:"effected_at,omitzero"`
+	// ContactEmail is where the hub tells the applicant what became of the application; without it, the
+	// organisation's contact (set by its joining application or a change). An organisation's joining or
+	// change application makes it the organisation's contact.
+	ContactEmail string `json:"contact_email,omitempty"`
 	// TestSubjects are a pilot's citizens, as keyed lookup hashes; never the national IDs.
 	TestSubjects []string   `json:"test_subjects,omitempty"`
 	Note         string     `json:"note,omitempty"`
@@ -152,6 +156,9 @@ func (c *ApplicationSubmit) Validate() error {
 	}
 	if len(a.Authority) > 200 || len(a.Note) > 2000 {
 		return errors.New("application: authority at most 200 bytes, note at most 2000")
+	}
+	if err := ValidContactEmail(a.ContactEmail); err != nil {
+		return err
 	}
 	if isLifecycle(a.Kind) {
 		return a.validateLifecycle()
@@ -224,7 +231,7 @@ func (c *ApplicationSubmit) Validate() error {
 	return nil
 }
 
-func validDecision(id string, actor Actor, approve bool, reason string) error {
+func validDecision(id string, actor Actor, reason string) error {
 	if err := ValidApplicationID(id); err != nil {
 		return err
 	}
@@ -237,11 +244,47 @@ func validDecision(id string, actor Actor, approve bool, reason string) error {
 	return nil
 }
 
-func (c *ApplicationReview) Validate() error {
-	return validDecision(c.ID, c.Actor, c.Approve, c.Reason)
+func (c *ApplicationReview) Validate() error { return validDecision(c.ID, c.Actor, c.Reason) }
+func (c *ApplicationDecide) Validate() error { return validDecision(c.ID, c.Actor, c.Reason) }
+
+// needsRole refuses an operator that holds none of roles for what it tried, naming the role it needs.
+func needsRole(actor Actor, what string, roles ...string) (Result, bool) {
+	for _, r := range roles {
+		if Holds(actor.Roles, r) {
+			return Result{}, false
+		}
+	}
+	return refuse(Forbidden, "operator %s (roles %s) may not %s: it needs the role %s",
+		actor.SPIFFEID, joinRoles(actor.Roles), what, strings.Join(roles, " or ")), true
 }
-func (c *ApplicationDecide) Validate() error {
-	return validDecision(c.ID, c.Actor, c.Approve, c.Reason)
+
+// waiting reads the application a review or decision is about, refused unless it is in status.
+func waiting(tx *sql.Tx, id, status string) (*Application, Result, error) {
+	a, err := application(tx, id)
+	switch {
+	case err != nil:
+		return nil, Result{}, err
+	case a == nil:
+		return nil, refuse(NotFound, "application %s does not exist", id), nil
+	case a.Status == status:
+		return a, Result{}, nil
+	case status == AppAdminReview && a.Status == AppAuthorityReview:
+		return nil, refuse(Conflict, "application %s waits for the review of %s:%s first", id, RoleReviewer, a.Sector), nil
+	case status == AppAuthorityReview:
+		return nil, refuse(Conflict, "application %s is %s: it does not wait for a supervising authority's review", id, a.Status), nil
+	}
+	return nil, refuse(Conflict, "application %s is %s already", id, a.Status), nil
+}
+
+// decided records a decision on an application, saves it and tells the applicant of event ("" for
+// nothing to tell).
+func decided(tx *sql.Tx, a *Application, step string, actor Actor, approve bool, reason string, now time.Time, event string) error {
+	a.Decisions = append(a.Decisions, Decision{Step: step, Reviewer: actor.SPIFFEID, Roles: actor.Roles, Approve: approve, Reason: reason, At: now.UTC()})
+	a.UpdatedAt = now.UTC()
+	if err := putApplication(tx, a, false); err != nil || event == "" {
+		return err
+	}
+	return tellApplicant(tx, a, event, now)
 }
 
 // Holds says whether roles hold role (role:scope, or a bare role that takes no scope).
@@ -296,7 +339,7 @@ func applyApplicationSubmit(tx *sql.Tx, c *ApplicationSubmit) (Result, bool, err
 		a.Org, a.Target = a.Dataset.DPOrg, a.Dataset.ID
 	default:
 		if a.Kind == ApplyChange {
-			a.Target = a.Service.ID
+			a.Target = a.changeTarget()
 		}
 		owner, status, exists, err := lifecycleTarget(tx, a.On, a.Target)
 		if err != nil {
@@ -307,9 +350,8 @@ func applyApplicationSubmit(tx *sql.Tx, c *ApplicationSubmit) (Result, bool, err
 		}
 		a.Org, lifecycleStatus = owner, status
 	}
-	if !Holds(c.Actor.Roles, RoleFederationAdmin) && !Holds(c.Actor.Roles, RoleApplicant+":"+a.Org) {
-		return refuse(Forbidden, "operator %s (roles %s) may not apply for %s: it needs the role %s:%s or %s",
-			c.Actor.SPIFFEID, joinRoles(c.Actor.Roles), a.Org, RoleApplicant, a.Org, RoleFederationAdmin), false, nil
+	if res, no := needsRole(c.Actor, "apply for "+a.Org, RoleApplicant+":"+a.Org, RoleFederationAdmin); no {
+		return res, false, nil
 	}
 	var n int
 	if err := tx.QueryRow(`SELECT count(*) FROM applications WHERE id = ?`, a.ID).Scan(&n); err != nil {
@@ -336,8 +378,8 @@ func applyApplicationSubmit(tx *sql.Tx, c *ApplicationSubmit) (Result, bool, err
 		if why := lifecycleAllowed(a.Kind, a.On, a.Target, lifecycleStatus); why != "" {
 			return refuse(Conflict, "%s", why), false, nil
 		}
-		if a.Kind == ApplyChange && a.Service.SPOrg != a.Org {
-			return refuse(Forbidden, "service %q belongs to %s, not %s", a.Target, a.Org, a.Service.SPOrg), false, nil
+		if res, err := checkChange(tx, &a, status); err != nil || res.Code != OK {
+			return res, false, err
 		}
 		if res, err := checkNotice(tx, &a, c.Now); err != nil || res.Code != OK {
 			return res, false, err
@@ -414,75 +456,53 @@ func application(q queryRower, id string) (*Application, error) {
 }
 
 func applyApplicationReview(tx *sql.Tx, c *ApplicationReview) (Result, bool, error) {
-	a, err := application(tx, c.ID)
-	switch {
-	case err != nil:
-		return Result{}, false, err
-	case a == nil:
-		return refuse(NotFound, "application %s does not exist", c.ID), false, nil
-	case a.Status != AppAuthorityReview:
-		return refuse(Conflict, "application %s is %s: it does not wait for a supervising authority's review", c.ID, a.Status), false, nil
+	a, res, err := waiting(tx, c.ID, AppAuthorityReview)
+	if a == nil {
+		return res, false, err
 	}
-	if need := RoleReviewer + ":" + a.Sector; !Holds(c.Actor.Roles, need) {
-		return refuse(Forbidden, "operator %s (roles %s) may not review application %s: it needs the role %s",
-			c.Actor.SPIFFEID, joinRoles(c.Actor.Roles), c.ID, need), false, nil
+	if res, no := needsRole(c.Actor, "review application "+c.ID, RoleReviewer+":"+a.Sector); no {
+		return res, false, nil
 	}
 	// A refusal by the authority goes straight back to the applicant (point 5(1)): the ministry never
 	// decides on it.
+	event := EventAuthorityRefused
 	a.Status = AppRefused
 	if c.Approve {
-		a.Status = AppAdminReview
+		a.Status, event = AppAdminReview, ""
 	}
-	a.Decisions = append(a.Decisions, Decision{Step: StepAuthority, Reviewer: c.Actor.SPIFFEID, Roles: c.Actor.Roles, Approve: c.Approve, Reason: c.Reason, At: c.Now.UTC()})
-	a.UpdatedAt = c.Now.UTC()
-	return Result{}, false, putApplication(tx, a, false)
+	return Result{}, false, decided(tx, a, StepAuthority, c.Actor, c.Approve, c.Reason, c.Now, event)
 }
 
 func applyApplicationDecide(tx *sql.Tx, c *ApplicationDecide) (Result, bool, error) {
-	a, err := application(tx, c.ID)
-	switch {
-	case err != nil:
-		return Result{}, false, err
-	case a == nil:
-		return refuse(NotFound, "application %s does not exist", c.ID), false, nil
-	case a.Status == AppAuthorityReview:
-		return refuse(Conflict, "application %s waits for the review of %s:%s first", c.ID, RoleReviewer, a.Sector), false, nil
-	case a.Status != AppAdminReview:
-		return refuse(Conflict, "application %s is %s already", c.ID, a.Status), false, nil
+	a, res, err := waiting(tx, c.ID, AppAdminReview)
+	if a == nil {
+		return res, false, err
 	}
-	if !Holds(c.Actor.Roles, RoleFederationAdmin) {
-		return refuse(Forbidden, "operator %s (roles %s) may not decide application %s: it needs the role %s",
-			c.Actor.SPIFFEID, joinRoles(c.Actor.Roles), c.ID, RoleFederationAdmin), false, nil
+	if res, no := needsRole(c.Actor, "decide application "+c.ID, RoleFederationAdmin); no {
+		return res, false, nil
 	}
 	changed := false
+	event := EventRefused
 	a.Status = AppRefused
-	if c.Approve && isLifecycle(a.Kind) {
-		a.Status = AppApproved
-		if day, ok := Day(a.EffectiveOn); ok && day.After(c.Now) {
-			a.Status = AppScheduled
-		} else {
-			res, ch, err := lifecycleEffect(tx, a)
-			if err != nil || res.Code != OK {
-				if err == nil {
-					res.Message = fmt.Sprintf("application %s cannot take effect: %s", c.ID, res.Message)
-				}
-				return res, false, err
-			}
-			changed, a.EffectedAt = ch, c.Now.UTC()
-		}
-	} else if c.Approve {
+	if c.Approve {
 		var res Result
-		if res, changed, err = effect(tx, a, c.Now); err != nil || res.Code != OK {
+		a.Status, event = AppApproved, EventApproved
+		if day, ok := Day(a.EffectiveOn); ok && isLifecycle(a.Kind) && day.After(c.Now) {
+			a.Status, event = AppScheduled, EventScheduled
+		} else if isLifecycle(a.Kind) {
+			res, changed, err = lifecycleEffect(tx, a, c.Now)
+			a.EffectedAt = c.Now.UTC()
+		} else {
+			res, changed, err = effect(tx, a, c.Now)
+		}
+		if err != nil || res.Code != OK {
 			if err == nil {
 				res.Message = fmt.Sprintf("application %s cannot take effect: %s", c.ID, res.Message)
 			}
 			return res, false, err
 		}
-		a.Status = AppApproved
 	}
-	a.Decisions = append(a.Decisions, Decision{Step: StepAdmin, Reviewer: c.Actor.SPIFFEID, Roles: c.Actor.Roles, Approve: c.Approve, Reason: c.Reason, At: c.Now.UTC()})
-	a.UpdatedAt = c.Now.UTC()
-	return Result{}, changed, putApplication(tx, a, false)
+	return Result{}, changed, decided(tx, a, StepAdmin, c.Actor, c.Approve, c.Reason, c.Now, event)
 }
 
 // effect makes an approved application's change: the rows the administrator's direct commands write, at
@@ -492,7 +512,12 @@ func effect(tx *sql.Tx, a *Application, now time.Time) (Result, bool, error) {
 	case ApplyOrg:
 		o := *a.OrgInfo
 		o.Now = now
-		return applyOrgAdd(tx, &o)
+		res, changed, err := applyOrgAdd(tx, &o)
+		if err != nil || res.Code != OK || a.ContactEmail == "" {
+			return res, changed, err
+		}
+		_, err = tx.Exec(`UPDATE orgs SET contact_email = ? WHERE code = ?`, a.ContactEmail, o.Code)
+		return res, changed, err
 	case ApplyService:
 		stage, _, exists, err := currentStage(tx, ApplyService, a.Target)
 		if err != nil {
@@ -526,9 +551,10 @@ func effect(tx *sql.Tx, a *Application, now time.Time) (Result, bool, error) {
 				return res, false, err
 			}
 		}
-		d := a.Dataset
-		if _, err := tx.Exec(`UPDATE datasets SET stage = ?, name_zh = ?, name_en = ?, description = ?, min_aal = ?, methods = ?, content_type = ?, async = ?, download = ? WHERE id = ?`,
-			a.Stage, d.NameZh, d.NameEn, d.Description, d.MinAAL, strings.Join(d.Methods, ","), d.ContentType, d.Async, d.Download, d.ID); err != nil {
+		if err := setDatasetDefinition(tx, a.Dataset); err != nil {
+			return Result{}, false, err
+		}
+		if _, err := tx.Exec(`UPDATE datasets SET stage = ? WHERE id = ?`, a.Stage, a.Target); err != nil {
 			return Result{}, false, err
 		}
 		return Result{}, true, setPilotSubjects(tx, ApplyDataset, a.Target, a.TestSubjects)

@@ -43,33 +43,35 @@ func isLifecycle(kind string) bool {
 }
 
 func (a *Application) validateLifecycle() error {
-	if a.Stage != "" || len(a.TestSubjects) > 0 || a.OrgInfo != nil || a.Dataset != nil {
-		return fmt.Errorf("application: a %s carries no stage, test subjects, organisation or dataset", a.Kind)
+	if a.Stage != "" || len(a.TestSubjects) > 0 {
+		return fmt.Errorf("application: a %s carries no stage and no test subjects", a.Kind)
 	}
 	switch a.On {
-	case OnService:
-	case OnDataset:
-		if a.Kind == ApplyChange {
-			return errors.New("on: a dataset changes with dataset add's fields through its stage applications; a change is of a service")
+	case OnService, OnDataset:
+	case OnOrg:
+		if a.Kind == ApplySuspend || a.Kind == ApplyResume {
+			return fmt.Errorf("on: an organisation changes or terminates; its services and datasets are suspended and resumed one by one")
 		}
 	default:
-		return fmt.Errorf("on: %q is not service or dataset", a.On)
+		return fmt.Errorf("on: %q is not service, dataset or org", a.On)
+	}
+	// A change carries what it is about as it will be; nothing else carries anything.
+	carried := map[string]bool{OnService: a.Service != nil, OnDataset: a.Dataset != nil, OnOrg: a.OrgInfo != nil}
+	for _, on := range []string{OnService, OnDataset, OnOrg} {
+		if carried[on] && (a.Kind != ApplyChange || on != a.On) {
+			return fmt.Errorf("application: a %s of a %s carries no %s", a.Kind, a.On, on)
+		}
 	}
 	if a.Kind == ApplyChange {
-		if a.Service == nil {
-			return errors.New("application: a change carries the service as it will be")
+		if !carried[a.On] {
+			return fmt.Errorf("application: a change carries the %s as it will be", a.On)
 		}
-		s := a.Service.api()
-		if err := s.Validate(); err != nil {
+		if err := a.validateChange(); err != nil {
 			return err
 		}
-		*a.Service = ServiceFrom(s)
-		a.Target = s.ID
-	} else if a.Service != nil {
-		return fmt.Errorf("application: a %s carries no service", a.Kind)
 	}
 	if a.Target == "" || len(a.Target) > 100 {
-		return errors.New("target: the service's or dataset's id is required")
+		return errors.New("target: the service's, dataset's or organisation's id is required")
 	}
 	if a.EffectiveOn == "" && a.Kind != ApplyResume {
 		return fmt.Errorf("effective_on: a %s names the day it takes effect, at least %d working days ahead", a.Kind, NoticeWorkdays)
@@ -94,6 +96,9 @@ func lifecycleTarget(tx *sql.Tx, on, id string) (owner, status string, exists bo
 			err = json.Unmarshal([]byte(body), &s)
 			status = s.Status
 		}
+	case OnOrg:
+		owner = id
+		err = tx.QueryRow(`SELECT status FROM orgs WHERE code = ?`, id).Scan(&status)
 	default:
 		err = tx.QueryRow(`SELECT status, dp_org FROM datasets WHERE id = ?`, id).Scan(&status, &owner)
 	}
@@ -141,7 +146,7 @@ func checkNotice(tx *sql.Tx, a *Application, now time.Time) (Result, error) {
 }
 
 // lifecycleEffect makes an approved lifecycle application's change.
-func lifecycleEffect(tx *sql.Tx, a *Application) (Result, bool, error) {
+func lifecycleEffect(tx *sql.Tx, a *Application, now time.Time) (Result, bool, error) {
 	_, status, exists, err := lifecycleTarget(tx, a.On, a.Target)
 	if err != nil {
 		return Result{}, false, err
@@ -153,10 +158,21 @@ func lifecycleEffect(tx *sql.Tx, a *Application) (Result, bool, error) {
 		return refuse(Conflict, "%s", why), false, nil
 	}
 	next := map[string]string{ApplySuspend: hubapi.StatusSuspended, ApplyResume: hubapi.StatusActive, ApplyTerminate: hubapi.StatusTerminated}[a.Kind]
-	if a.On == OnDataset {
+	switch {
+	case a.On == OnOrg:
+		return orgEffect(tx, a, now)
+	case a.On == OnDataset && a.Kind == ApplyChange:
+		return Result{}, true, setDatasetDefinition(tx, a.Dataset)
+	case a.On == OnDataset:
 		_, err := tx.Exec(`UPDATE datasets SET status = ? WHERE id = ?`, next, a.Target)
 		return Result{}, true, err
 	}
+	return setServiceStatus(tx, a, next)
+}
+
+// setServiceStatus changes a service's status (suspended, active, terminated), or for a change its
+// description, keeping its stage.
+func setServiceStatus(tx *sql.Tx, a *Application, next string) (Result, bool, error) {
 	var body string
 	if err := tx.QueryRow(`SELECT body FROM services WHERE id = ?`, a.Target).Scan(&body); err != nil {
 		return Result{}, false, err
@@ -214,19 +230,27 @@ func applyLifecycleTick(tx *sql.Tx, c *LifecycleTick) (Result, bool, error) {
 		if err != nil {
 			return Result{}, false, err
 		}
-		res, ch, err := lifecycleEffect(tx, a)
+		if a.Status != AppScheduled {
+			// Closed by an earlier one of this tick: its organisation's termination.
+			continue
+		}
+		res, ch, err := lifecycleEffect(tx, a, c.Now)
 		if err != nil {
 			return Result{}, false, err
 		}
 		changed = changed || ch
 		a.UpdatedAt = c.Now.UTC()
+		event := EventEffected
 		if res.Code == OK {
 			a.Status, a.EffectedAt = AppApproved, c.Now.UTC()
 		} else {
-			a.Status = AppRefused
+			event, a.Status = EventFailed, AppRefused
 			a.Decisions = append(a.Decisions, Decision{Step: StepSystem, Reviewer: "hub", Roles: []string{}, Reason: "could not take effect: " + res.Message, At: c.Now.UTC()})
 		}
 		if err := putApplication(tx, a, false); err != nil {
+			return Result{}, false, err
+		}
+		if err := tellApplicant(tx, a, event, c.Now); err != nil {
 			return Result{}, false, err
 		}
 		// The hub's own action, in the operator log with the operators' so that the changes of a period
@@ -266,7 +290,7 @@ func (c *Suspend) Validate() error {
 }
 
 func applySuspend(tx *sql.Tx, c *Suspend) (Result, bool, error) {
-	return lifecycleEffect(tx, &Application{Kind: ApplySuspend, On: c.On, Target: c.Target})
+	return lifecycleEffect(tx, &Application{Kind: ApplySuspend, On: c.On, Target: c.Target}, c.Now)
 }
 
 // ScheduledChanges lists the approved changes, suspensions and terminations still to take effect: what

@@ -74,12 +74,12 @@ func TestNoticeDeadline(t *testing.T) {
 	}
 }
 
-// TestLifecyclePaths: a termination filed too late is refused; filed on its last day, across a holiday, it
-// is approved, scheduled, and takes effect on its day and not before; an emergency suspension takes effect
-// at once; a resumption on application; the hub's effect in the operator log.
-func TestLifecyclePaths(t *testing.T) {
+// lifecycleFederation is a state with the working-day calendars of 2026 (Christmas) and 2027, the
+// Ministry of the Interior (a central agency, no supervising authority) with its dataset, and a bank (a
+// financial institution, reviewed by the FSC) with its service; now is Thu 7 Jan 2027, 11:00 in Taipei.
+func lifecycleFederation(t *testing.T) (*applier, time.Time) {
 	a := &applier{t: t, f: open(t, filepath.Join(t.TempDir(), "state.db"))}
-	now := time.Date(2027, 1, 7, 3, 0, 0, 0, time.UTC) // Thu 7 Jan 2027, 11:00 in Taipei
+	now := time.Date(2027, 1, 7, 3, 0, 0, 0, time.UTC)
 	for _, y := range []string{calendar2027, "2026-12-25 holiday 行憲紀念日\n"} {
 		cal, _ := ParseCalendar(strings.NewReader(y))
 		cal.Now = now
@@ -100,6 +100,14 @@ func TestLifecyclePaths(t *testing.T) {
 			t.Fatal(r)
 		}
 	}
+	return a, now
+}
+
+// TestLifecyclePaths: a termination filed too late is refused; filed on its last day, across a holiday, it
+// is approved, scheduled, and takes effect on its day and not before; an emergency suspension takes effect
+// at once; a resumption on application; the hub's effect in the operator log.
+func TestLifecyclePaths(t *testing.T) {
+	a, now := lifecycleFederation(t)
 	bank := Actor{SPIFFEID: "spiffe://t/operator/bank", Roles: []string{"applicant:bank"}}
 	fsc := Actor{SPIFFEID: "spiffe://t/operator/fsc", Roles: []string{"reviewer:financial"}}
 	lifecycle := func(id, kind, on, target, effective string) *ApplicationSubmit {

@@ -318,6 +318,7 @@ var columnsAdded = []struct{ table, column, decl string }{
 	{"connectors", "tcp_address", "TEXT NOT NULL DEFAULT ''"},
 	{"datasets", "more_dp", "TEXT NOT NULL DEFAULT ''"},
 	{"connectors", "down", "INTEGER NOT NULL DEFAULT 0"},
+	{"orgs", "contact_email", "TEXT NOT NULL DEFAULT ''"}, // where an organisation's applications' news goes
 }
 
 func migrate(db *sql.DB) error {

@@ -23,6 +23,8 @@ const (
 	KindUse = "use"
 	// KindReady tells a citizen a download they asked for is ready; its data is Ready.
 	KindReady = "ready"
+	// KindDecision tells an applicant organisation what became of its application; its data is Decision.
+	KindDecision = "decision"
 )
 
 // Languages.
@@ -32,7 +34,7 @@ const (
 )
 
 var (
-	kinds = []string{KindOTP, KindUse, KindReady}
+	kinds = []string{KindOTP, KindUse, KindReady, KindDecision}
 	langs = []string{LangZhTW, LangEn}
 )
 
@@ -76,6 +78,23 @@ type Ready struct {
 	URL string
 }
 
+// Decision is the data of a KindDecision message, sent to the contact of an organisation that applied
+// (to join, for a stage, a change, a suspension, a resumption or a termination).
+type Decision struct {
+	// Application is its id; Org names the applicant organisation.
+	Application string
+	Org         string
+	// Kind and Target say what it is for: kind org, service, dataset, change, suspend, resume or
+	// terminate; On (service, dataset, org) for the last four; Stage for a service's or dataset's step.
+	Kind, On, Target, Stage string
+	// Event is what happened: authority-refused, refused, approved, scheduled, effected, failed or closed.
+	Event string
+	// Reviewer and Reason are the last decision's (the hub's own for failed and closed).
+	Reviewer, Reason string
+	// EffectiveOn is the day a lifecycle application takes effect (YYYY-MM-DD, Taipei); "" for none.
+	EffectiveOn string
+}
+
 // samples are what every template is executed with at load, so a misspelt field is found then, with its
 // file and line, and not when the first citizen is owed a message.
 var samples = map[string][]any{
@@ -86,6 +105,11 @@ var samples = map[string][]any{
 		Use{Mode: UseService, Datasets: []string{"a"}, Recipient: "r", At: time.Unix(0, 0), HistoryURL: "https://x.example/"},
 	},
 	KindReady: {Ready{Datasets: []string{"a"}, Until: time.Unix(0, 0), URL: "https://x.example/"}},
+	KindDecision: {
+		Decision{Application: "app-1", Org: "o", Kind: "service", Target: "s", Stage: "pilot", Event: "approved", Reviewer: "r", Reason: "ok"},
+		Decision{Application: "app-1", Org: "o", Kind: "terminate", On: "org", Target: "o", Event: "scheduled", Reviewer: "r", Reason: "ok", EffectiveOn: "2027-01-20"},
+		Decision{Application: "app-1", Org: "o", Kind: "org", Target: "o", Event: "authority-refused", Reviewer: "r", Reason: "no"},
+	},
 }
 
 // taipei is Taiwan's time (UTC+8, no daylight saving since 1979): fixed, so no tzdata is needed.
@@ -119,7 +143,7 @@ var ErrUnknownTemplate = errors.New("notify: unknown template")
 //	<kind>.<lang>.txt      first line "Subject: ...", a blank line, then the body
 //	<kind>.<lang>.sms.txt  the SMS text
 //
-// for kind otp, use or ready and lang zh-TW or en. Each file replaces its default; an overridden mail
+// for kind otp, use, ready or decision and lang zh-TW or en. Each file replaces its default; an overridden mail
 // template without an SMS file beside it gives the SMS its own body, not the default SMS text. Every
 // template is parsed and executed with sample data, so an error names its file and line; a file whose
 // name is not one of these is an error too (dot files are ignored).

@@ -171,10 +171,45 @@ func (o *Outbox) send(ctx context.Context, e fsm.OutboxEntry) {
 
 var errNothingToSend = errors.New("the citizen no longer has this channel verified and on")
 
+// composeDecision writes an applicant organisation's notice of what became of its application, in
+// Traditional Chinese and then English in one message: an agency's contact reads either, and the hub
+// knows no preference for an organisation.
+func (o *Outbox) composeDecision(e fsm.OutboxEntry) (to string, msg notify.Message, err error) {
+	n, err := o.cfg.State.ApplicantNoticeOf(e.Ref)
+	if err != nil {
+		return "", msg, err
+	}
+	if n == nil {
+		return "", msg, errNothingToSend
+	}
+	a := n.Application
+	d := notify.Decision{Application: a.ID, Kind: a.Kind, On: a.On, Target: a.Target, Stage: a.Stage, Event: n.Event, EffectiveOn: a.EffectiveOn}
+	if len(a.Decisions) > 0 {
+		last := a.Decisions[len(a.Decisions)-1]
+		d.Reviewer, d.Reason = last.Reviewer, last.Reason
+	}
+	var parts []notify.Message
+	for _, lang := range []struct{ lang, org string }{{notify.LangZhTW, n.OrgNameZh}, {notify.LangEn, n.OrgNameEn}} {
+		d.Org = lang.org
+		m, err := o.cfg.Templates.Render(notify.KindDecision, lang.lang, d)
+		if err != nil {
+			return "", msg, err
+		}
+		parts = append(parts, m)
+	}
+	msg = notify.Message{Subject: parts[0].Subject + " / " + parts[1].Subject, Body: parts[0].Body + "\n----------------------------------------\n\n" + parts[1].Body}
+	msg.SMS = msg.Body
+	msg.ID = strings.NewReplacer(":", "-", "/", "-").Replace(e.ID)
+	return n.To, msg, nil
+}
+
 // compose writes the notice of a use in the citizen's language: which data, to whom, when.
 func (o *Outbox) compose(e fsm.OutboxEntry) (to string, msg notify.Message, err error) {
 	if o.cfg.Sender == nil || o.cfg.Templates == nil {
 		return "", msg, errors.New("no sender configured (notify.mail or notify.sms)")
+	}
+	if e.Kind == fsm.OutboxKindApplication {
+		return o.composeDecision(e)
 	}
 	contact, err := o.cfg.State.ContactOf(e.SubjectHash)
 	if err != nil {

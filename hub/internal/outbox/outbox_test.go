@@ -366,3 +366,71 @@ func TestDownloadNotices(t *testing.T) {
 		t.Fatalf("%d mails; the ready notice:\n%s", m, w.bodies)
 	}
 }
+
+// TestApplicantToldOfDecisions: an organisation's joining application names a contact; the FSC's refusal
+// of the first reaches it by mail through the SMTP server, in Chinese and English with the reason; the
+// second, approved, is mailed too, and the address becomes the organisation's, where the news of a later
+// application without an address of its own goes. An application without any address is not mailed.
+func TestApplicantToldOfDecisions(t *testing.T) {
+	w := newWorld(t)
+	admin := fsm.Actor{SPIFFEID: "spiffe://t/operator/admin", Roles: []string{fsm.RoleFederationAdmin}}
+	fsc := fsm.Actor{SPIFFEID: "spiffe://t/operator/fsc", Roles: []string{fsm.RoleReviewer + ":financial"}}
+	join := func(id, code, contact string) {
+		t.Helper()
+		err := w.apply(&fsm.ApplicationSubmit{Application: fsm.Application{ID: id, Kind: fsm.ApplyOrg, ContactEmail: contact,
+			OrgInfo: &fsm.OrgAdd{Code: code, NameZh: "合作銀行", NameEn: "Cooperative Bank", Type: "financial-institution"}}, Actor: admin, Now: w.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	decide := func(cmd fsm.Command) {
+		t.Helper()
+		if err := w.apply(cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := w.outbox()
+	join("app-j1", "coop", "it@coop.example.tw")
+	decide(&fsm.ApplicationReview{ID: "app-j1", Actor: fsc, Approve: false, Reason: "資安查核未完成 security audit pending", Now: w.now})
+	join("app-j2", "coop", "it@coop.example.tw")
+	decide(&fsm.ApplicationReview{ID: "app-j2", Actor: fsc, Approve: true, Reason: "ok", Now: w.now})
+	decide(&fsm.ApplicationDecide{ID: "app-j2", Actor: admin, Approve: true, Reason: "歡迎加入", Now: w.now})
+	// A stage application without an address of its own: to the organisation's.
+	decide(&fsm.ConnectorAdd{Org: "coop", Name: "sp1", Roles: []string{"sp"}, Address: "127.0.0.1:7003", Now: w.now})
+	decide(&fsm.ApplicationSubmit{Application: fsm.Application{ID: "app-j3", Kind: fsm.ApplyService, Stage: "sandbox",
+		Service: &fsm.Service{ID: "coop.loan", NameZh: "貸款", NameEn: "Loan", SPOrg: "coop", SPConnector: "sp1", Modes: []string{"online"},
+			Datasets: []string{"moi.household"}, Purpose: "p", Terms: "t", TermsVersion: "1", RedirectURIs: []string{"https://coop.example/cb"}}}, Actor: admin, Now: w.now})
+	decide(&fsm.ApplicationReview{ID: "app-j3", Actor: fsc, Approve: true, Reason: "ok", Now: w.now})
+	decide(&fsm.ApplicationDecide{ID: "app-j3", Actor: admin, Approve: false, Reason: "條款不完整 terms incomplete", Now: w.now})
+	// The bank has no contact: nothing queued for its application.
+	decide(&fsm.ApplicationSubmit{Application: fsm.Application{ID: "app-j4", Kind: fsm.ApplyService, Stage: "sandbox",
+		Service: &fsm.Service{ID: "bank.card", NameZh: "卡", NameEn: "Card", SPOrg: "bank", SPConnector: "sp1", Modes: []string{"online"},
+			Datasets: []string{"moi.household"}, Purpose: "p", Terms: "t", TermsVersion: "1", RedirectURIs: []string{"https://bank.example/cb"}}}, Actor: admin, Now: w.now})
+	decide(&fsm.ApplicationReview{ID: "app-j4", Actor: fsc, Approve: false, Reason: "no", Now: w.now})
+	if err := o.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := w.counts(); m != 3 {
+		t.Fatalf("%d mails, want 3", m)
+	}
+	for i, want := range []struct{ subject, body string }{
+		{"主管機關未同意", "資安查核未完成 security audit pending"},
+		{"已核准", "歡迎加入"},
+		{"refused", "條款不完整 terms incomplete"},
+	} {
+		m := w.mails[i]
+		subject, _ := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+		if to, err := m.Header.AddressList("To"); err != nil || len(to) != 1 || to[0].Address != "it@coop.example.tw" || !strings.Contains(subject, want.subject) {
+			t.Errorf("mail %d: to %q, subject %q", i, m.Header.Get("To"), subject)
+		}
+		for _, s := range []string{want.body, "合作銀行", "Cooperative Bank", "app-j"} {
+			if !strings.Contains(w.bodies[i], s) {
+				t.Errorf("mail %d lacks %q:\n%s", i, s, w.bodies[i])
+			}
+		}
+	}
+	if e, _ := w.f.OutboxOf("application:app-j3/refused:email"); e == nil || e.State != fsm.OutboxSent {
+		t.Fatalf("outbox row: %+v", e)
+	}
+	t.Logf("the authority's refusal as sent:\n%s", w.bodies[0])
+}

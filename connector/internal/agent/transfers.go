@@ -56,7 +56,7 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 	}
 	if a.provider, err = provider.New(provider.Config{
 		Self: cfg.ID(), Datasets: datasets, Keys: a.dir, HPKE: a.hpke, SVID: a.id, Tickets: a.tickets,
-		Audit: a.audit, AuditKey: key, Receipts: a.receipts, Log: log.With(telemetry.KeyComponent, "provider"), Registerer: reg,
+		Audit: a.audit, AuditKey: key, Receipts: a.receipts, HubClaims: provider.HubClient(a.hub), Log: log.With(telemetry.KeyComponent, "provider"), Registerer: reg,
 	}); err != nil {
 		for _, d := range datasets {
 			d.Backend.Close()
@@ -67,7 +67,7 @@ func (a *Agent) openTransfers(cfg config.Config, log *slog.Logger, reg prometheu
 		return err
 	}
 	if a.exchanges, err = exchange.New(exchange.Config{
-		Hub: a.hub, Node: a.node, TCPAddress: a.tcpAddress, Bundles: a.id, Audit: a.audit, AuditKey: key, Receipts: a.receipts,
+		Hub: a.hub, Node: a.node, TCPAddress: a.tcpAddress, Down: a.peerDown, Bundles: a.id, Audit: a.audit, AuditKey: key, Receipts: a.receipts,
 		MaxBytes: cfg.Exchange.MaxBytes, Keep: cfg.Exchange.Keep, SpillDir: filepath.Join(cfg.DataDir, "spill"), SpillThreshold: cfg.Exchange.SpillThreshold,
 		HubKeys: a.hubKeys, Log: log.With(telemetry.KeyComponent, "exchange"), Registerer: reg,
 	}); err != nil {
@@ -103,6 +103,16 @@ func (a *Agent) tcpAddress(dp spiffeid.ID) string {
 	}
 	c, _ := doc.Lookup(dp)
 	return c.TCPAddress
+}
+
+// peerDown says the directory marks dp down.
+func (a *Agent) peerDown(dp spiffeid.ID) bool {
+	doc := a.dir.Document()
+	if doc == nil {
+		return false
+	}
+	c, _ := doc.Lookup(dp)
+	return c.Down
 }
 
 // verifyAudit checks the audit log's chain now and sets mydata_connector_audit_verify_ok.

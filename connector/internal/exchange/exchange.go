@@ -50,11 +50,14 @@ type Config struct {
 	// TCPAddress is the DP's TCP address in the directory ("" if it has none); the hub's redeemed ticket
 	// carries only its QUIC address. Nil: TCP is not tried.
 	TCPAddress func(dp spiffeid.ID) string
-	Bundles    x509bundle.Source
-	Audit      *audit.Log
-	AuditKey   []byte
-	Receipts   *receipts.Outbox
-	MaxBytes   int64
+	// Down says the directory marks dp down (no hub node has heard from it lately); a dataset's other
+	// connectors are tried first. Nil: none is.
+	Down     func(dp spiffeid.ID) bool
+	Bundles  x509bundle.Source
+	Audit    *audit.Log
+	AuditKey []byte
+	Receipts *receipts.Outbox
+	MaxBytes int64
 	// Keep is how long a finished exchange's results stay available.
 	Keep time.Duration
 	// SpillDir, if set, is where POST /v1/exchanges keeps results larger than SpillThreshold bytes, sealed
@@ -400,17 +403,26 @@ func (m *Manager) Get(id string) (*Exchange, bool) {
 }
 
 // fetch gets one dataset, retrying "not ready" within the ticket's life, and a data provider it cannot
-// reach a few times, since a consent spent on a passing network fault is lost to the citizen. With sink set,
-// content goes there as it arrives (streaming) instead of into memory.
+// reach a few times, since a consent spent on a passing network fault is lost to the citizen. A dataset
+// served by several connectors (connector HA) goes to the next one when one cannot be reached or fails
+// before it sends anything. With sink set, content goes there as it arrives (streaming) instead of into
+// memory.
 func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hpke.PrivateKey, sink io.Writer) {
 	t := d.ticket
 	ctx, cancel := context.WithDeadline(parent, t.ExpiresAt.Add(30*time.Second))
 	defer cancel()
-	unreachable := 0
-	dp, err := spiffeid.FromString(t.DP)
+	cands, err := m.candidates(t)
 	if err != nil {
 		m.finish(ex, d, StatusFailed, "the hub named an invalid data provider", 0)
 		return
+	}
+	cur, unreachable, failed := 0, 0, 0
+	dp := cands[0]
+	// next moves to the next candidate; false after a whole round.
+	next := func() bool {
+		cur = (cur + 1) % len(cands)
+		dp = cands[cur]
+		return cur != 0
 	}
 	for {
 		var buf wipingBuffer
@@ -426,9 +438,12 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 		}
 		var transport string
 		res, err := m.fetchOnce(ctx, t, dp, key, dst, &transport)
-		if transport != "" {
-			ex.set(d, func(d *Dataset) { d.transport = transport })
-		}
+		ex.set(d, func(d *Dataset) {
+			d.DP = dp.id.String()
+			if transport != "" {
+				d.transport = transport
+			}
+		})
 		if err != nil || res.Header.Status != transfer.OK {
 			clear(buf.b) // part of a delivery that failed
 			if spill != nil {
@@ -436,13 +451,29 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 			}
 		}
 		var ue *unreachableError
-		if errors.As(err, &ue) && unreachable < 3 && sink == nil {
-			unreachable++
-			select {
-			case <-time.After(time.Duration(unreachable) * time.Second):
+		if errors.As(err, &ue) {
+			// Nothing reached the sink: another of the dataset's connectors may serve it at once.
+			if len(cands) > 1 && next() {
+				m.metrics.failovers.Inc()
 				continue
-			case <-ctx.Done():
 			}
+			if unreachable < 3 && sink == nil {
+				unreachable++
+				select {
+				case <-time.After(time.Duration(unreachable) * time.Second):
+					continue
+				case <-ctx.Done():
+				}
+			}
+		}
+		if err == nil && res.Header.Status == transfer.Failed && failed < len(cands)-1 {
+			// The connector failed before it sent anything (its agency's system, say) and gave the ticket
+			// back: the next one may serve it.
+			failed++
+			next()
+			m.metrics.failovers.Inc()
+			m.cfg.Log.Info("data provider failed, trying the dataset's next connector", "ticket", t.TicketID, "failed", res.Header.Message, "next", dp.id)
+			continue
 		}
 		if err != nil {
 			m.finish(ex, d, StatusFailed, err.Error(), 0)
@@ -500,10 +531,36 @@ func (m *Manager) fetch(parent context.Context, ex *Exchange, d *Dataset, key hp
 	}
 }
 
+// candidate is a connector that may serve a ticket.
+type candidate struct {
+	id   spiffeid.ID
+	addr string
+}
+
+// candidates are the ticket's connectors in the order to try them: as the hub listed them, those the
+// directory marks down last.
+func (m *Manager) candidates(t hubapi.RedeemedTicket) ([]candidate, error) {
+	all := append([]hubapi.TicketDP{{DP: t.DP, Address: t.Address}}, t.Alternates...)
+	var up, down []candidate
+	for _, c := range all {
+		id, err := spiffeid.FromString(c.DP)
+		if err != nil {
+			return nil, err
+		}
+		if m.cfg.Down != nil && m.cfg.Down(id) {
+			down = append(down, candidate{id, c.Address})
+		} else {
+			up = append(up, candidate{id, c.Address})
+		}
+	}
+	return append(up, down...), nil
+}
+
 // fetchOnce sets *transport to the transport of the connection it got.
-func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spiffeid.ID, key hpke.PrivateKey, dst io.Writer, transport *string) (*transfer.Result, error) {
+func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, c candidate, key hpke.PrivateKey, dst io.Writer, transport *string) (*transfer.Result, error) {
+	dp := c.id
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	addrs := peer.Addrs{QUIC: t.Address}
+	addrs := peer.Addrs{QUIC: c.addr}
 	if m.cfg.TCPAddress != nil {
 		addrs.TCP = m.cfg.TCPAddress(dp)
 	}
@@ -527,11 +584,29 @@ func (m *Manager) fetchOnce(ctx context.Context, t hubapi.RedeemedTicket, dp spi
 		return nil, fmt.Errorf("send ticket: %v", err)
 	}
 	st.Close() // we have said all we will say on this stream
-	res, err := transfer.Receive(st, dst, transfer.Expect{TicketID: t.TicketID, Dataset: t.Dataset, DP: dp, MaxSize: m.cfg.MaxBytes, Bundles: m.cfg.Bundles, Signers: m.signers}, key)
+	in := &countingReader{r: st}
+	res, err := transfer.Receive(in, dst, transfer.Expect{TicketID: t.TicketID, Dataset: t.Dataset, DP: dp, MaxSize: m.cfg.MaxBytes, Bundles: m.cfg.Bundles, Signers: m.signers}, key)
+	if err != nil && in.n == 0 {
+		// Not a byte came back: the connector went away (a connection to a dead peer looks alive until
+		// its idle timeout). It may not have read the ticket; another connector may serve it.
+		return nil, &unreachableError{fmt.Errorf("no answer: %v", err)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("delivery rejected: %v", err)
 	}
 	return res, nil
+}
+
+// countingReader counts what it reads.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // finish settles a dataset and records it: audit log and receipt.

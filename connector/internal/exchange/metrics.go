@@ -8,6 +8,7 @@ type metrics struct {
 	bytes     prometheus.Counter
 	spills    prometheus.Counter
 	spilled   prometheus.Gauge
+	failovers prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,9 +33,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mydata_connector_sp_spill_bytes",
 			Help: "Bytes of spill files under data_dir/spill waiting to be read (sealed size).",
 		}),
+		failovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mydata_connector_sp_failovers_total",
+			Help: "Times a dataset served by several DP connectors went to the next one because one could not be reached or failed before it sent anything.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.exchanges, m.datasets, m.bytes, m.spills, m.spilled} {
+		for _, c := range []prometheus.Collector{m.exchanges, m.datasets, m.bytes, m.spills, m.spilled, m.failovers} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/mydatafed/mydata/connector/internal/backend"
@@ -44,12 +45,28 @@ type Config struct {
 	Tickets  *tickets.Store
 	Audit    *audit.Log
 	// AuditKey keys the subject hashes in the audit log.
-	AuditKey   []byte
-	Receipts   *receipts.Outbox
+	AuditKey []byte
+	Receipts *receipts.Outbox
+	// HubClaims claims at the hub the tickets that several connectors may serve; without it such tickets
+	// are refused.
+	HubClaims  HubClaims
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
 }
+
+// HubClaims keeps single use across the connectors a ticket names (connector HA): each keeps its own
+// record of the tickets it served, but only the hub sees them all, so a connector claims such a ticket
+// there before it reads the agency's data, and releases it after.
+type HubClaims interface {
+	// Claim claims the ticket for this connector; ErrTaken if another of its connectors serves or served it.
+	Claim(ctx context.Context, token string) error
+	// Release ends the claim; spent says data was sent, or began to be.
+	Release(ctx context.Context, token string, spent bool) error
+}
+
+// ErrTaken is a ticket another of its connectors serves or served.
+var ErrTaken = errors.New("another connector serves or served this ticket")
 
 // Provider serves transfers.
 type Provider struct {
@@ -127,8 +144,9 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 		o.notTheTransfer = true
 		return p.refuse(st, o, "%v", err)
 	}
-	if c.DP != p.cfg.Self.String() {
-		return p.refuse(st, o, "this ticket is for %s, not this connector", c.DP)
+	sealedSubject, ok := c.ForDP(p.cfg.Self.String())
+	if !ok {
+		return p.refuse(st, o, "this ticket is for %s, not this connector", strings.Join(c.DPs(), " or "))
 	}
 	if w, ok := p.cfg.Keys.(withdrawals); ok {
 		// Suspended or terminated at the hub: its directory says so within seconds, and a ticket signed
@@ -168,7 +186,27 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 			p.cfg.Log.Error("ticket record", "err", err)
 		}
 	}()
-	subj, err := seal.Open(p.cfg.HPKE, ticket.SubjectInfo(c.ID), c.SealedSubject)
+	shared, released := len(c.Alternates) > 0, false
+	// release ends the hub's claim. A connector that sent nothing releases before it answers, so that the
+	// next connector the SP tries finds the ticket free.
+	release := func() {
+		if !shared || released {
+			return
+		}
+		released = true
+		if err := p.cfg.HubClaims.Release(ctx, token, spent); err != nil {
+			p.cfg.Log.Warn("release the ticket's claim at the hub", "ticket", c.ID, "spent", spent, "err", err)
+		}
+	}
+	if shared {
+		// Other connectors may serve this ticket: the hub decides which one does. Until data is sent
+		// the ticket stays free for the next one the SP tries.
+		if r := p.claimAtHub(ctx, st, o, token, &spent); r != nil {
+			return r
+		}
+		defer release()
+	}
+	subj, err := seal.Open(p.cfg.HPKE, ticket.SubjectInfo(c.ID), sealedSubject)
 	if err != nil {
 		return p.refuse(st, o, "the ticket's subject is not sealed to this connector")
 	}
@@ -182,6 +220,9 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 		// The agency's error stays here; the SP learns only that the provider failed.
 		p.cfg.Log.Error("backend fetch failed", "dataset", c.Dataset, "ticket", c.ID, "err", err)
 		o.status, o.detail = audit.OutcomeFailed, "backend failure"
+		// Nothing was sent: another of the ticket's connectors may serve it.
+		spent = !shared
+		release()
 		_ = transfer.WriteStatus(st, transfer.Failed, "the data provider's system could not produce the data", 0)
 		return o
 	}
@@ -192,6 +233,7 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 		return o
 	case backend.NotReady:
 		spent = false
+		release()
 		// An agency may name any delay; the SP can retry only while the ticket lives, and the protocol
 		// bounds retry_after to a day.
 		left := time.Unix(c.ExpiresAt, 0).Sub(p.cfg.Now())
@@ -217,6 +259,31 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 	o.status = audit.OutcomeDelivered
 	p.bytes.Add(float64(n))
 	return o
+}
+
+// claimAtHub claims a ticket several connectors may serve; it answers the SP and returns the outcome when
+// this connector may not serve it.
+func (p *Provider) claimAtHub(ctx context.Context, st io.Writer, o *outcome, token string, spent *bool) *outcome {
+	if p.cfg.HubClaims == nil {
+		*spent = false
+		o.status, o.detail = audit.OutcomeFailed, "no hub to claim a ticket several connectors serve"
+		_ = transfer.WriteStatus(st, transfer.Failed, "the data provider cannot serve this ticket", 0)
+		return o
+	}
+	err := p.cfg.HubClaims.Claim(ctx, token)
+	switch {
+	case errors.Is(err, ErrTaken):
+		*spent = false // ours was never used
+		o.notTheTransfer = true
+		return p.refuse(st, o, "%v", err)
+	case err != nil:
+		*spent = false
+		p.cfg.Log.Warn("claim the ticket at the hub", "ticket", o.claims.ID, "err", err)
+		o.status, o.detail = audit.OutcomeFailed, "the hub could not be asked to claim the ticket"
+		_ = transfer.WriteStatus(st, transfer.Failed, "the data provider cannot serve right now", 0)
+		return o
+	}
+	return nil
 }
 
 // record writes the outcome to the audit log and queues the receipt. A refusal of a ticket that did not

@@ -81,6 +81,9 @@ var wrappable = map[Type]admin{
 	TypeDatasetStatus: adminCommand(applyDatasetStatus, func(tx *sql.Tx, c *DatasetStatus) (string, error) {
 		return rowJSON(tx, `SELECT * FROM datasets WHERE id = ?`, c.ID)
 	}),
+	TypeDatasetConnectors: adminCommand(applyDatasetConnectors, func(tx *sql.Tx, c *DatasetConnectors) (string, error) {
+		return rowJSON(tx, `SELECT * FROM datasets WHERE id = ?`, c.ID)
+	}),
 	TypeServiceAdd: adminCommand(applyServiceAdd, func(tx *sql.Tx, c *ServiceAdd) (string, error) {
 		return rowJSON(tx, `SELECT * FROM services WHERE id = ?`, c.Service.ID)
 	}),

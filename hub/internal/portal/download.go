@@ -123,10 +123,12 @@ type downloadStartRequest struct {
 }
 
 type downloadItem struct {
-	Dataset     string    `json:"dataset"`
-	Name        string    `json:"name"`
-	Holder      string    `json:"holder"`
-	DP          string    `json:"dp"`
+	Dataset string `json:"dataset"`
+	Name    string `json:"name"`
+	Holder  string `json:"holder"`
+	DP      string `json:"dp"`
+	// DPs are every connector that may serve the ticket (connector HA): the one that answered signs.
+	DPs         []string  `json:"dps"`
 	Ticket      string    `json:"ticket"`
 	TicketID    string    `json:"ticket_id"`
 	ContentType string    `json:"content_type"`
@@ -207,7 +209,7 @@ func (s *Server) downloadStart(w http.ResponseWriter, r *http.Request) {
 	out := downloadStartResponse{ConsentID: resp.ConsentID, Items: []downloadItem{}}
 	for _, t := range resp.Tickets {
 		d := names[t.Dataset]
-		out.Items = append(out.Items, downloadItem{Dataset: t.Dataset, Name: pickLang(lang, d.NameZh, d.NameEn), Holder: s.orgName(r, d.DPOrg), DP: t.DP,
+		out.Items = append(out.Items, downloadItem{Dataset: t.Dataset, Name: pickLang(lang, d.NameZh, d.NameEn), Holder: s.orgName(r, d.DPOrg), DP: t.DP, DPs: ticketDPs(t),
 			Ticket: t.Ticket, TicketID: t.TicketID, ContentType: t.ContentType, Async: t.Async, ExpiresAt: t.ExpiresAt})
 	}
 	for _, u := range resp.Unavailable {
@@ -216,6 +218,15 @@ func (s *Server) downloadStart(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	jsonReply(w, http.StatusOK, out)
+}
+
+// ticketDPs are the connectors that may serve t, its dp first.
+func ticketDPs(t hubapi.RedeemedTicket) []string {
+	out := []string{t.DP}
+	for _, a := range t.Alternates {
+		out = append(out, a.DP)
+	}
+	return out
 }
 
 // ownDownload says whether consentID is a download of the session's citizen.
@@ -285,6 +296,8 @@ func (s *Server) downloadRelay(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/vnd.mydata.transfer")
+	// Which of the ticket's connectors answered: the page checks the signature is that one's.
+	w.Header().Set("X-MyData-DP", ans.DP)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)

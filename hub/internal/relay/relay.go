@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/mydatafed/mydata/pkg/fedid"
@@ -127,30 +128,62 @@ type Answer struct {
 	HeaderFrame []byte
 	// Transport carried it: quic or tcp.
 	Transport string
-	rest      io.Reader
-	conn      *peerStream
-	r         *Relay
-	outcome   string
+	// DP is the connector that answered: the ticket's dp, or one of its alternates.
+	DP      string
+	rest    io.Reader
+	conn    *peerStream
+	r       *Relay
+	outcome string
 }
 
-// Open presents the ticket c (token) to the DP connector it names and reads the DP's header.
+// Open presents the ticket c (token) to a DP connector it names and reads the DP's header. A ticket that
+// names several connectors (connector HA) goes to the next when one cannot be reached or fails before it
+// sends anything; those the state marks down are tried last. Answer.DP says which one answered.
 func (r *Relay) Open(ctx context.Context, token string, c *ticket.Claims) (*Answer, error) {
-	dp, err := spiffeid.FromString(c.DP)
-	if err != nil {
-		return nil, fmt.Errorf("%w: dp %q", ErrTicket, c.DP)
+	var up, down []*hubapi.Connector
+	for _, s := range c.DPs() {
+		dp, err := spiffeid.FromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: dp %q", ErrTicket, s)
+		}
+		p, err := fedid.Parse(dp)
+		if err != nil || p.Kind != fedid.KindConnector || dp.TrustDomain() != r.cfg.TD {
+			return nil, fmt.Errorf("%w: dp %s is not a connector of %s", ErrTicket, dp, r.cfg.TD)
+		}
+		conn, err := r.cfg.State.Connector(p.Org, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		if conn == nil || conn.Status != hubapi.StatusActive || conn.Address == "" {
+			continue
+		}
+		if conn.Down {
+			down = append(down, conn)
+		} else {
+			up = append(up, conn)
+		}
 	}
-	p, err := fedid.Parse(dp)
-	if err != nil || p.Kind != fedid.KindConnector || dp.TrustDomain() != r.cfg.TD {
-		return nil, fmt.Errorf("%w: dp %s is not a connector of %s", ErrTicket, dp, r.cfg.TD)
+	var last error = fmt.Errorf("%w: none of %s is an active connector with an address", ErrUnreachable, strings.Join(c.DPs(), ", "))
+	for i, conn := range append(up, down...) {
+		dp, _ := fedid.Connector(r.cfg.TD, conn.Org, conn.Name)
+		a, err := r.openOne(ctx, token, conn, dp)
+		if err != nil {
+			last = err
+			continue
+		}
+		if a.Header.Status == transfer.Failed && i < len(up)+len(down)-1 {
+			// Failed before it sent anything, and gave the ticket back: the next may serve it.
+			last = fmt.Errorf("%w: %s failed: %s", ErrUnreachable, dp, a.Header.Message)
+			_ = a.Close()
+			continue
+		}
+		return a, nil
 	}
-	conn, err := r.cfg.State.Connector(p.Org, p.Name)
-	if err != nil {
-		return nil, err
-	}
-	if conn == nil || conn.Status != hubapi.StatusActive || conn.Address == "" {
-		r.relays.WithLabelValues("unreachable").Inc()
-		return nil, fmt.Errorf("%w: %s is not an active connector with an address", ErrUnreachable, dp)
-	}
+	return nil, last
+}
+
+// openOne presents the ticket to one connector.
+func (r *Relay) openOne(ctx context.Context, token string, conn *hubapi.Connector, dp spiffeid.ID) (*Answer, error) {
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	defer cancel()
 	ps, err := r.dial(dctx, conn, dp)
@@ -164,6 +197,7 @@ func (r *Relay) Open(ctx context.Context, token string, c *ticket.Claims) (*Answ
 		r.relays.WithLabelValues("broken").Inc()
 		return nil, err
 	}
+	a.DP = dp.String()
 	r.open.Inc()
 	return a, nil
 }

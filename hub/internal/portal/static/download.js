@@ -146,6 +146,9 @@ async function fetchOne(item, keyPair) {
     } catch (e) {}
     return { status: "error", message: msg };
   }
+  // The connector that answered, one of those the ticket names (a dataset may be served by several).
+  const dp = resp.headers.get("X-MyData-DP") || item.dp;
+  if (!(item.dps || [item.dp]).includes(dp)) return { status: "bad" };
   const it = frames(resp.body);
   const first = await it.next();
   if (first.done || first.value.type !== FRAME_HEADER) return { status: "bad" };
@@ -191,7 +194,7 @@ async function fetchOne(item, keyPair) {
   const chk = await fetch("/download/signer", {
     method: "POST",
     headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.relayCsrf },
-    body: JSON.stringify({ dp: item.dp, chain: trailer.chain }),
+    body: JSON.stringify({ dp, chain: trailer.chain }),
   });
   if (!chk.ok) return { status: "bad" };
   return {
@@ -203,7 +206,7 @@ async function fetchOne(item, keyPair) {
       content_type: m.content_type,
       size,
       sha256: hex(sum),
-      dp: item.dp,
+      dp,
       ticket_id: item.ticket_id,
       delivery_manifest: toB64(manifestRaw),
       signature: trailer.signature,

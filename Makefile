@@ -51,7 +51,7 @@ test: ## run the whole suite with the race detector (fuzz seed corpora included;
 	@# (GOMAXPROCS, 2 here) the machine sat half idle through make test.
 	CGO_ENABLED=1 $(GO) test -race -timeout 30m -parallel 4 ./...
 
-demo: build ## run the whole federation on this machine (hub + 3 connectors, state in .demo/) until Ctrl-C
+demo: build ## run the whole federation on this machine (hub + 4 connectors, state in .demo/) until Ctrl-C
 	DEMO_SKIP_BUILD=1 ./packaging/demo/run.sh
 
 demo-cluster: build ## run the demo with a three-node hub cluster

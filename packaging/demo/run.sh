@@ -17,11 +17,13 @@
 #      one-time codes by e-mail (level 1), and the development login (type a national ID, pick a method);
 #      with DEMO_HUB_NODES=3 or 5, then joins hub-2..hub-N to it with a node join token each and waits until
 #      all are voters (their ports: see "the hub's nodes" below);
-#   2. registers three organisations and one connector each with `mydata-hub admin`;
+#   2. registers three organisations and their connectors with `mydata-hub admin` (two for moi);
 #   3. makes a single-use join token per connector and enrolls it, pinning the hub's CA fingerprint;
 #   4. starts the connectors:
 #        moi-dp   Ministry of the Interior (org moi), data provider, QUIC 127.0.0.1:7441, telemetry :9441;
 #                 moi.household from files (.demo/agency/moi/household/<ID>.json)
+#        moi-dp2  the Ministry's second connector for the same dataset (connector HA), QUIC 127.0.0.1:7444,
+#                 telemetry :9445: either one serves a ticket, once; kill one and the other serves
 #        fia-dp   Fiscal Information Agency (org fia), data provider, QUIC 127.0.0.1:7442, telemetry :9442;
 #                 fia.income from files, fia.property from a SQLite database (the sql backend)
 #        bank-sp  a sample bank (org demobank), service provider, QUIC 127.0.0.1:7443, telemetry :9444;
@@ -92,6 +94,7 @@ docs_citizen="B220713459"
 # opens its local API (exchange.listen), a data provider's too, so each needs a port of its own.
 connectors=(
 	"moi-dp moi dp 127.0.0.1:7441 127.0.0.1:9441 127.0.0.1:8440"
+	"moi-dp2 moi dp 127.0.0.1:7444 127.0.0.1:9445 127.0.0.1:8439"
 	"fia-dp fia dp 127.0.0.1:7442 127.0.0.1:9442 127.0.0.1:8441"
 	"bank-sp demobank sp 127.0.0.1:7443 127.0.0.1:9444 $bank_api"
 )
@@ -475,7 +478,7 @@ fi
 # datasets_of NAME: the datasets section of a connector's configuration, where its agency keeps the data.
 datasets_of() {
 	case "$1" in
-	moi-dp)
+	moi-dp | moi-dp2)
 		cat <<EOF
 datasets:
   moi.household:
@@ -632,14 +635,14 @@ done
 # ---- 5. QUIC mTLS between connectors -----------------------------------------------------------------------
 
 step "Proving the QUIC mutual-TLS channel: the bank pings each data provider"
-for target in moi/moi-dp fia/fia-dp; do
+for target in moi/moi-dp moi/moi-dp2 fia/fia-dp; do
 	run "$conn_bin" status --config "$demo/bank-sp.yaml" --peer "$target" | sed 's/^/    /'
 done
 
 # ---- 6. the catalogue: datasets and the bank's online service ----------------------------------------------
 
 step "Registering the datasets and the bank's online service"
-admin dataset add --id moi.household --name-zh 戶籍資料 --name-en "Household registration" --dp moi/moi-dp --min-aal 2 --download \
+admin dataset add --id moi.household --name-zh 戶籍資料 --name-en "Household registration" --dp moi/moi-dp,moi-dp2 --min-aal 2 --download \
 	--description "Address, head of household, and every member with relation and date of birth"
 admin dataset add --id fia.income --name-zh 個人所得資料 --name-en "Income" --dp fia/fia-dp --min-aal 2 --async --download \
 	--description "Income of the last two tax years, by item and payer"
@@ -844,7 +847,7 @@ for c in "${connectors[@]}"; do
 	printf '  %-8s spiffe://%s/org/%s/connector/%s  (%s, pid %s)\n' "$name" "$trust_domain" "$org" "$name" "$roles" "${pids[i]}"
 	printf '           QUIC %s (udp)   metrics http://%s/metrics   ready http://%s/readyz\n' "$quic" "$tel" "$tel"
 	case "$name" in
-	moi-dp) printf '           moi.household: files in %s/\n' "$(r "$agency/moi/household")" ;;
+	moi-dp | moi-dp2) printf '           moi.household: files in %s/ (moi-dp and moi-dp2 both serve it)\n' "$(r "$agency/moi/household")" ;;
 	fia-dp) printf '           fia.income: files in %s/   fia.property: SQLite %s\n' "$(r "$agency/fia/income")" "$(r "$agency/fia/property.db")" ;;
 	bank-sp) printf '           local API http://%s, which the bank'"'"'s web application calls\n' "$api" ;;
 	esac
@@ -868,6 +871,10 @@ ${bold}Try${reset} (from $root)
       'connector activate' lets it back in
   bin/mydata-hub admin --config $(r "$hub_conf") connector revoke --org fia --name fia-dp
       revocation is final; every connector gets the new directory by long-poll at once
+  kill ${pids[hub_nodes]}   (moi-dp)
+      connector HA: apply again and the household data comes from moi-dp2 (the bank's connector passes over
+      the dead one); within 30 s 'bin/mydata-hub admin --config $(r "$hub_conf") connector list' shows moi-dp
+      'active (down)'. Start it again with bin/mydata-connector serve --config $(r "$demo/moi-dp.yaml")
   tail -f $(r "$demo/logs")/*.log
 EOF
 if ((hub_nodes > 1)); then
@@ -904,6 +911,10 @@ while true; do
 			if [[ "$name" == signer ]]; then
 				echo "demo: the signer stopped (exit status $rc): no card in the reader. To insert one, run in another terminal:"
 				echo "  $(show "${cmd[@]}")   (another ID: change the card's file names)"
+				break # the indices moved
+			fi
+			if [[ "$name" == moi-dp || "$name" == moi-dp2 ]]; then
+				echo "demo: $name exited (exit status $rc); the Ministry's other connector serves moi.household (log $(r "$log"))"
 				break # the indices moved
 			fi
 			if ((hub_nodes > 1)) && [[ "$name" == hub-* ]]; then

@@ -70,7 +70,9 @@ func noticeCalendar(t *testing.T) (files []string, holiday, effective time.Time)
 // one day short of 7 working days (a holiday among them) is refused, filed for the next day it is
 // approved and scheduled; the lifecycle job (its clock moved, MYDATA_LIFECYCLE_CLOCK_OFFSET) leaves it
 // alone the evening before and puts it into effect on its day: the hub refuses the service's codes and
-// every DP's directory withdraws it within seconds. An emergency suspension of a dataset takes effect at
+// every DP's directory withdraws it within seconds. A dataset's new name and an organisation's leaving,
+// filed by the CLI for the same day, are announced in Chromium (both languages, desktop and 360 px) and
+// take effect with it: the leaving organisation's connector is revoked in the DP's directory. An emergency suspension of a dataset takes effect at
 // once. Not parallel: the hub takes the clock offset from the environment.
 func TestTerminationOnNotice(t *testing.T) {
 	files, holiday, effective := noticeCalendar(t)
@@ -112,6 +114,20 @@ func TestTerminationOnNotice(t *testing.T) {
 	if out := h.Admin("application", "decide", "--id", id, "--approve", "--reason", "依申請終止"); !strings.Contains(out, "scheduled for "+effective.Format(time.DateOnly)) {
 		t.Fatalf("approved: %s", out)
 	}
+	// On the same day the agency's dataset takes a new name, and a cooperative bank leaves the federation.
+	coop := h.EnrolledConnector("coop", "sp2", ConnectorOptions{Roles: "sp"})
+	for _, args := range [][]string{
+		{"change", "dataset", "--effective-on", effective.Format(time.DateOnly), "--id", "moi.household", "--name-zh", "戶籍謄本", "--name-en", "Household transcript",
+			"--dp", "moi/dp1", "--min-aal", "2", "--contact-email", "it@moi.example.tw"},
+		{"terminate", "--org", "coop", "--effective-on", effective.Format(time.DateOnly)},
+	} {
+		out, err := h.AdminErr(append([]string{"application", "submit"}, args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		id := applicationIDRe.FindStringSubmatch(out)[1]
+		h.Admin("application", "decide", "--id", id, "--approve", "--reason", "依申請")
+	}
 	// A citizen agrees now, told on the consent page, as on the catalogue, that the service ends; the code is
 	// good until the termination takes effect.
 	notice := "the service “Credit card application” ends; from " + effective.Format(time.DateOnly) + " it is no longer offered"
@@ -128,8 +144,8 @@ func TestTerminationOnNotice(t *testing.T) {
 	code := citizen.Approve(authURL)
 	t.Run("pages", func(t *testing.T) {
 		viewAnnouncements(t, h, authURL, map[string][]string{
-			"zh-TW": {"「信用卡申辦」服務將自 " + effective.Format(time.DateOnly) + " 起終止"},
-			"en":    {notice},
+			"zh-TW": {"「信用卡申辦」服務將自 " + effective.Format(time.DateOnly) + " 起終止", "「戶籍資料」資料將自 " + effective.Format(time.DateOnly) + " 起變更", "名稱改為「戶籍謄本」"},
+			"en":    {notice, "the data “Household registration” changes on " + effective.Format(time.DateOnly), "its name becomes “Household transcript”"},
 		})
 	})
 
@@ -166,6 +182,34 @@ func TestTerminationOnNotice(t *testing.T) {
 		return nil
 	})
 	t.Logf("the termination reached the DP %s after the hub restarted on its day", took)
+	// The cooperative bank's connector is revoked in every peer's directory; the dataset has its new name.
+	Eventually(t, 30*time.Second, "the DP's directory revokes the leaving organisation's connector", func() error {
+		raw, err := os.ReadFile(filepath.Join(moi.DataDir(), "directory.json"))
+		if err != nil {
+			return err
+		}
+		var signed struct {
+			Payload []byte `json:"payload"`
+		}
+		var doc struct {
+			Connectors []struct{ Org, Name, Status string } `json:"connectors"`
+		}
+		if err := json.Unmarshal(raw, &signed); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(signed.Payload, &doc); err != nil {
+			return err
+		}
+		for _, c := range doc.Connectors {
+			if c.Org == coop.Org && c.Name == coop.Name && c.Status == "revoked" {
+				return nil
+			}
+		}
+		return fmt.Errorf("coop/sp2 not revoked: %+v", doc.Connectors)
+	})
+	if out := h.Admin("dataset", "list"); !strings.Contains(out, "Household transcript") {
+		t.Fatalf("the dataset's change did not take effect:\n%s", out)
+	}
 	if _, status, body := bank.Exchange(code, p.Verifier, redirect); status == http.StatusOK || !strings.Contains(body, "terminated") {
 		t.Fatalf("exchange for a terminated service: %d %s", status, body)
 	}

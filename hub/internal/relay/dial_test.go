@@ -29,50 +29,8 @@ func TestOpenFallsBackToTCP(t *testing.T) {
 	dpSrc := ca.NewSource(ca.SVID(t, "spiffe://mydata.test/org/moi/connector/dp1", time.Hour))
 	hubSrc := ca.NewSource(ca.SVID(t, "spiffe://mydata.test/hub/hub-1", time.Hour))
 
-	// The DP: TLS over TCP only, answering a ticket with a header and some sealed bytes.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srv := tlsconfig.MTLSServerConfig(dpSrc, dpSrc, tlsconfig.AuthorizeMemberOf(spiffeid.RequireTrustDomainFromString("mydata.test")))
-	srv.NextProtos, srv.MinVersion = []string{wire.ALPN}, tls.VersionTLS13
-	go func() {
-		for {
-			raw, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				c := tls.Server(raw, srv)
-				defer c.Close()
-				if f, err := wire.Read(c); err != nil || f.Type != wire.TypeTicket {
-					return
-				}
-				h, _ := json.Marshal(transfer.Header{Status: transfer.NoRecord, Message: "nothing here"})
-				_ = wire.Write(c, wire.Frame{Type: wire.TypeHeader, Payload: h})
-				_, _ = c.Write([]byte("rest of the answer"))
-				_ = c.CloseWrite()
-				buf := make([]byte, 1)
-				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-				_, _ = c.Read(buf)
-			}()
-		}
-	}()
-	// Its QUIC address: a UDP socket that reads and drops everything.
-	hole, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hole.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := hole.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
+	tcpAddr := tcpDP(t, dpSrc, transfer.NoRecord, "nothing here")
+	hole := blackHole(t)
 
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	signer, err := ticket.NewSigner(key)
@@ -82,7 +40,7 @@ func TestOpenFallsBackToTCP(t *testing.T) {
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	st := &state{keys: []hubapi.HubKey{{KID: signer.KeyID(), Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: der}},
 		connectors: map[string]*hubapi.Connector{
-			"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: hole.LocalAddr().String(), TCPAddress: ln.Addr().String()},
+			"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: hole, TCPAddress: tcpAddr},
 		}}
 	r, err := New(Config{TD: spiffeid.RequireTrustDomainFromString("mydata.test"), SVID: hubSrc, Bundles: hubSrc, State: st, DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -114,5 +72,121 @@ func TestOpenFallsBackToTCP(t *testing.T) {
 	var rest strings.Builder
 	if _, err := a.CopyTo(&rest, nil); err != nil || rest.String() != "rest of the answer" {
 		t.Fatalf("rest %q, %v", rest.String(), err)
+	}
+}
+
+// tcpDP is a DP connector reachable over TLS on TCP only, answering every ticket with status and message
+// and a few more bytes; it returns its address.
+func tcpDP(t *testing.T, src *spiffetest.Source, status transfer.Status, msg string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	srv := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeMemberOf(spiffeid.RequireTrustDomainFromString("mydata.test")))
+	srv.NextProtos, srv.MinVersion = []string{wire.ALPN}, tls.VersionTLS13
+	go func() {
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c := tls.Server(raw, srv)
+				defer c.Close()
+				if f, err := wire.Read(c); err != nil || f.Type != wire.TypeTicket {
+					return
+				}
+				h, _ := json.Marshal(transfer.Header{Status: status, Message: msg})
+				_ = wire.Write(c, wire.Frame{Type: wire.TypeHeader, Payload: h})
+				_, _ = c.Write([]byte("rest of the answer"))
+				_ = c.CloseWrite()
+				buf := make([]byte, 1)
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, _ = c.Read(buf)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// blackHole is a UDP address that reads and drops everything: a QUIC port behind a firewall.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	hole, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hole.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := hole.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return hole.LocalAddr().String()
+}
+
+// TestOpenTriesTheNextConnector: a download ticket that names several connectors goes to the next when
+// one fails before sending anything or cannot be reached; those the state marks down come last; the answer
+// says which one answered.
+func TestOpenTriesTheNextConnector(t *testing.T) {
+	ca := spiffetest.New(t, "mydata.test")
+	hubSrc := ca.NewSource(ca.SVID(t, "spiffe://mydata.test/hub/hub-1", time.Hour))
+	id := func(name string) string { return "spiffe://mydata.test/org/moi/connector/" + name }
+	src := func(name string) *spiffetest.Source { return ca.NewSource(ca.SVID(t, id(name), time.Hour)) }
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close() // nothing listens there
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signer, _ := ticket.NewSigner(key)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	st := &state{keys: []hubapi.HubKey{{KID: signer.KeyID(), Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: der}},
+		connectors: map[string]*hubapi.Connector{
+			// dp1's agency fails; dp2 is marked down but answers; dp3 cannot be reached.
+			"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp1"), transfer.Failed, "agency down")},
+			"moi/dp2": {Org: "moi", Name: "dp2", Status: hubapi.StatusActive, Down: true, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp2"), transfer.NoRecord, "from dp2")},
+			"moi/dp3": {Org: "moi", Name: "dp3", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: closedAddr},
+		}}
+	r, err := New(Config{TD: spiffeid.RequireTrustDomainFromString("mydata.test"), SVID: hubSrc, Bundles: hubSrc, State: st, DialTimeout: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := signer.Sign(&ticket.Claims{ID: "t1", ConsentID: "c1", Dataset: "moi.household", DP: id("dp1"),
+		Alternates: []ticket.Alternate{{DP: id("dp2"), SealedSubject: []byte("s")}, {DP: id("dp3"), SealedSubject: []byte("s")}},
+		Redeemer: "spiffe://mydata.test/hub/hub-1", SealedSubject: []byte("s"), RecipientKEM: 0x20, RecipientKey: []byte("k"),
+		Issuer: "spiffe://mydata.test/hub/hub-1", IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix(), Mode: ticket.ModeDownload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := r.Check(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := r.Open(ctx, tok, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.DP != id("dp2") || a.Header.Status != transfer.NoRecord || a.Header.Message != "from dp2" {
+		t.Fatalf("answered by %s: %+v", a.DP, a.Header)
+	}
+	// With dp2 gone too, the last answer stands: dp1's failure is what the citizen is told.
+	st.connectors["moi/dp2"].Status = hubapi.StatusSuspended
+	a2, err := r.Open(ctx, tok, claims)
+	if err == nil {
+		defer a2.Close()
+	}
+	if err != nil || a2.DP != id("dp1") || a2.Header.Status != transfer.Failed {
+		t.Fatalf("dp2 suspended: %v %+v", err, a2)
 	}
 }

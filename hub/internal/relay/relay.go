@@ -164,20 +164,30 @@ func (r *Relay) Open(ctx context.Context, token string, c *ticket.Claims) (*Answ
 		}
 	}
 	var last error = fmt.Errorf("%w: none of %s is an active connector with an address", ErrUnreachable, strings.Join(c.DPs(), ", "))
-	for i, conn := range append(up, down...) {
+	// failed is the first connector that failed before it sent anything, and gave the ticket back: the next
+	// may serve it; if none does, its answer is the one to relay.
+	var failed *Answer
+	for _, conn := range append(up, down...) {
 		dp, _ := fedid.Connector(r.cfg.TD, conn.Org, conn.Name)
 		a, err := r.openOne(ctx, token, conn, dp)
-		if err != nil {
+		switch {
+		case err != nil:
 			last = err
-			continue
+		case a.Header.Status == transfer.Failed:
+			if failed == nil {
+				failed = a
+			} else {
+				_ = a.Close()
+			}
+		default:
+			if failed != nil {
+				_ = failed.Close()
+			}
+			return a, nil
 		}
-		if a.Header.Status == transfer.Failed && i < len(up)+len(down)-1 {
-			// Failed before it sent anything, and gave the ticket back: the next may serve it.
-			last = fmt.Errorf("%w: %s failed: %s", ErrUnreachable, dp, a.Header.Message)
-			_ = a.Close()
-			continue
-		}
-		return a, nil
+	}
+	if failed != nil {
+		return failed, nil
 	}
 	return nil, last
 }

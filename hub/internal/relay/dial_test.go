@@ -161,7 +161,7 @@ func TestOpenTriesTheNextConnector(t *testing.T) {
 	now := time.Now()
 	tok, err := signer.Sign(&ticket.Claims{ID: "t1", ConsentID: "c1", Dataset: "moi.household", DP: id("dp1"),
 		Alternates: []ticket.Alternate{{DP: id("dp2"), SealedSubject: []byte("s")}, {DP: id("dp3"), SealedSubject: []byte("s")}},
-		Redeemer: "spiffe://mydata.test/hub/hub-1", SealedSubject: []byte("s"), RecipientKEM: 0x20, RecipientKey: []byte("k"),
+		Redeemer:   "spiffe://mydata.test/hub/hub-1", SealedSubject: []byte("s"), RecipientKEM: 0x20, RecipientKey: []byte("k"),
 		Issuer: "spiffe://mydata.test/hub/hub-1", IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix(), Mode: ticket.ModeDownload})
 	if err != nil {
 		t.Fatal(err)

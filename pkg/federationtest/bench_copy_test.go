@@ -157,13 +157,18 @@ func servePeer(role, path string) error {
 	return <-errc
 }
 
-// serveCopy reads the one-byte request and writes the file in copyBuf writes, as a DP writes sealed chunks.
-func serveCopy(r io.Reader, w io.Writer, path string) error {
+// openOnRequest reads a copy's one-byte request from r and opens the file to serve.
+func openOnRequest(r io.Reader, path string) (*os.File, error) {
 	var req [1]byte
 	if _, err := io.ReadFull(r, req[:]); err != nil {
-		return err
+		return nil, err
 	}
-	f, err := os.Open(path)
+	return os.Open(path)
+}
+
+// serveCopy reads the one-byte request and writes the file in copyBuf writes, as a DP writes sealed chunks.
+func serveCopy(r io.Reader, w io.Writer, path string) error {
+	f, err := openOnRequest(r, path)
 	if err != nil {
 		return err
 	}
@@ -261,31 +266,84 @@ func benchClientTLS() *tls.Config {
 	return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{benchALPN}}
 }
 
-// quicCopy fetches the file once over a new stream of conn.
-func quicCopy(conn *quic.Conn, buf []byte) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return 0, err
+// benchCopy runs a copy baseline: the serving process of role (quic or tls; with -work, the same-work
+// one) serves the bulk file, and each operation fetches it once and reads it to its end with read
+// (discardAll for the bare copies, receiveWork for the same-work ones), over a new stream of one QUIC
+// connection or over a new TLS connection. It reports the CPU of both ends.
+func benchCopy(b *testing.B, role string, read func(r io.Reader, buf []byte) (int64, error)) {
+	_, path := bulkFile(b, "bare")
+	addr, pid := startCopyPeer(b, role, path)
+	transport, work := strings.CutSuffix(role, "-work")
+	open := copyOpener(b, transport, addr)
+	buf := make([]byte, copyBuf)
+	if work {
+		buf = make([]byte, copyBuf+64) // a sealed frame
 	}
-	defer st.CancelRead(0)
-	if _, err := st.Write([]byte{1}); err != nil {
-		return 0, err
+	var cpu cpuMeter
+	cpu.add("server", pid)
+	cpu.add("client", 0)
+	cpu.begin(b)
+	b.SetBytes(bulkSize)
+	for b.Loop() {
+		n, err := fetchCopy(open, read, buf)
+		if err != nil || n != bulkSize {
+			b.Fatalf("%s copy: %d bytes, %v", role, n, err)
+		}
 	}
-	st.Close()
-	return discardAll(st, buf)
+	cpu.report(b, b.N)
 }
 
-// tlsCopy fetches the file once over a new TLS connection.
-func tlsCopy(addr string, buf []byte) (int64, error) {
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, benchClientTLS())
+// copyOpener connects to the serving process of a baseline at addr and returns how one copy starts: a new
+// stream of one QUIC connection kept for all, or a new TLS connection. open sends the request (one byte)
+// and returns the answer to read, and how to close it once read.
+func copyOpener(b *testing.B, transport, addr string) (open func() (io.Reader, func(), error)) {
+	b.Helper()
+	switch transport {
+	case "quic":
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := quic.DialAddr(ctx, addr, benchClientTLS(), &quic.Config{MaxIdleTimeout: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.CloseWithError(0, "") })
+		return func() (io.Reader, func(), error) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			st, err := conn.OpenStreamSync(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			if _, err := st.Write([]byte{1}); err != nil {
+				st.CancelRead(0)
+				return nil, nil, err
+			}
+			st.Close()
+			return st, func() { st.CancelRead(0) }, nil
+		}
+	case "tls":
+		return func() (io.Reader, func(), error) {
+			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, benchClientTLS())
+			if err != nil {
+				return nil, nil, err
+			}
+			if _, err := c.Write([]byte{1}); err != nil {
+				c.Close()
+				return nil, nil, err
+			}
+			return c, func() { c.Close() }, nil
+		}
+	}
+	b.Fatalf("unknown transport %q", transport)
+	return nil
+}
+
+// fetchCopy fetches the file once and reads it with read.
+func fetchCopy(open func() (io.Reader, func(), error), read func(io.Reader, []byte) (int64, error), buf []byte) (int64, error) {
+	r, done, err := open()
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
-	if _, err := c.Write([]byte{1}); err != nil {
-		return 0, err
-	}
-	return discardAll(c, buf)
+	defer done()
+	return read(r, buf)
 }

@@ -11,7 +11,6 @@ package federationtest
 //	BenchmarkIdleConnector   resident memory of enrolled, serving, idle connectors (RSS-MiB)
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -23,8 +22,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/quic-go/quic-go"
 )
 
 const (
@@ -55,30 +52,7 @@ func fileSHA256(tb testing.TB, path string) string {
 func BenchmarkBulkTransfer(b *testing.B) {
 	subject := benchSubjects(b, 1)[0]
 	dir, path := bulkFile(b, subject)
-	want := fileSHA256(b, path)
-	f := startBenchFed(b, dir)
-	client := &http.Client{Timeout: 5 * time.Minute}
-	buf := make([]byte, copyBuf)
-	var cpu cpuMeter
-	cpu.add("dp", f.dp.proc.cmd.Process.Pid)
-	cpu.add("sp", f.sp.proc.cmd.Process.Pid)
-	cpu.add("hub", f.h.proc.cmd.Process.Pid)
-	cpu.add("app", 0)
-	cpu.begin(b)
-	b.SetBytes(bulkSize)
-	for b.Loop() {
-		b.StopTimer()
-		code, p := f.approve(b, subject)
-		b.StartTimer()
-		n, sum, err := f.streamExchange(client, code, p, buf)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if n != bulkSize || sum != want {
-			b.Fatalf("received %d bytes with digest %s, want %d bytes with %s", n, sum, bulkSize, want)
-		}
-	}
-	cpu.report(b, b.N)
+	bulkTransfer(b, startBenchFed(b, dir), subject, fileSHA256(b, path))
 }
 
 // BenchmarkBulkTransferTCP is BenchmarkBulkTransfer over the TCP fallback (QUIC off at the SP): TLS 1.3 on
@@ -86,8 +60,17 @@ func BenchmarkBulkTransfer(b *testing.B) {
 func BenchmarkBulkTransferTCP(b *testing.B) {
 	subject := benchSubjects(b, 1)[0]
 	dir, path := bulkFile(b, subject)
-	want := fileSHA256(b, path)
 	f := startBenchFedTCP(b, dir)
+	bulkTransfer(b, f, subject, fileSHA256(b, path))
+	if m := f.sp.Metrics(); !strings.Contains(m, `mydata_connector_sp_datasets_total{status="delivered",transport="tcp"}`) || strings.Contains(m, `transport="quic"`) {
+		b.Fatalf("the transfers did not all go over TCP:\n%s", grepLines(m, "sp_datasets_total"))
+	}
+}
+
+// bulkTransfer is the loop of BenchmarkBulkTransfer and BenchmarkBulkTransferTCP: per operation the
+// citizen approves (untimed), then the SP application streams subject's dataset, which must come whole
+// with digest want (hex SHA-256).
+func bulkTransfer(b *testing.B, f *benchFed, subject, want string) {
 	client := &http.Client{Timeout: 5 * time.Minute}
 	buf := make([]byte, copyBuf)
 	var cpu cpuMeter
@@ -110,57 +93,15 @@ func BenchmarkBulkTransferTCP(b *testing.B) {
 		}
 	}
 	cpu.report(b, b.N)
-	if m := f.sp.Metrics(); !strings.Contains(m, `mydata_connector_sp_datasets_total{status="delivered",transport="tcp"}`) || strings.Contains(m, `transport="quic"`) {
-		b.Fatalf("the transfers did not all go over TCP:\n%s", grepLines(m, "sp_datasets_total"))
-	}
 }
 
 // BenchmarkBareQUIC is the transport's ceiling for BenchmarkBulkTransfer: the same file read and sent in
 // 64 KiB writes on one stream of a bare quic-go connection (default configuration, TLS 1.3) to another
 // process, which reads and discards it.
-func BenchmarkBareQUIC(b *testing.B) {
-	_, path := bulkFile(b, "bare")
-	addr, pid := startCopyPeer(b, "quic", path)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := quic.DialAddr(ctx, addr, benchClientTLS(), &quic.Config{MaxIdleTimeout: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
-	buf := make([]byte, copyBuf)
-	var cpu cpuMeter
-	cpu.add("server", pid)
-	cpu.add("client", 0)
-	cpu.begin(b)
-	b.SetBytes(bulkSize)
-	for b.Loop() {
-		n, err := quicCopy(conn, buf)
-		if err != nil || n != bulkSize {
-			b.Fatalf("quic copy: %d bytes, %v", n, err)
-		}
-	}
-	cpu.report(b, b.N)
-}
+func BenchmarkBareQUIC(b *testing.B) { benchCopy(b, "quic", discardAll) }
 
 // BenchmarkTLSTCP is the same copy as BenchmarkBareQUIC over TLS 1.3 on TCP, one connection per copy.
-func BenchmarkTLSTCP(b *testing.B) {
-	_, path := bulkFile(b, "bare")
-	addr, pid := startCopyPeer(b, "tls", path)
-	buf := make([]byte, copyBuf)
-	var cpu cpuMeter
-	cpu.add("server", pid)
-	cpu.add("client", 0)
-	cpu.begin(b)
-	b.SetBytes(bulkSize)
-	for b.Loop() {
-		n, err := tlsCopy(addr, buf)
-		if err != nil || n != bulkSize {
-			b.Fatalf("tls copy: %d bytes, %v", n, err)
-		}
-	}
-	cpu.report(b, b.N)
-}
+func BenchmarkTLSTCP(b *testing.B) { benchCopy(b, "tls", discardAll) }
 
 // BenchmarkSmallExchanges runs whole online exchanges through the real endpoints, smallClients at a time:
 // the browser's authorize, login, consent page and approval at the hub's portal, then the SP application's

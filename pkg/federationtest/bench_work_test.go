@@ -9,21 +9,14 @@ package federationtest
 
 import (
 	"bytes"
-	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"testing"
-	"time"
-
-	"github.com/quic-go/quic-go"
 )
 
 // workKey is the baselines' AES-256 key: both processes know it; the baselines measure work, not keying.
@@ -52,11 +45,7 @@ func workNonce(nonce []byte, i uint64) {
 // serveWork reads the one-byte request, then sends the file hashed and sealed in copyBuf chunks, and the
 // sealed digest last.
 func serveWork(r io.Reader, w io.Writer, path string) error {
-	var req [1]byte
-	if _, err := io.ReadFull(r, req[:]); err != nil {
-		return err
-	}
-	f, err := os.Open(path)
+	f, err := openOnRequest(r, path)
 	if err != nil {
 		return err
 	}
@@ -135,73 +124,7 @@ func receiveWork(r io.Reader, buf []byte) (int64, error) {
 
 // BenchmarkBareQUICSameWork is BenchmarkBareQUIC with the protocol's per-byte work on both ends: the
 // product's ceiling over QUIC on this machine.
-func BenchmarkBareQUICSameWork(b *testing.B) {
-	_, path := bulkFile(b, "bare")
-	addr, pid := startCopyPeer(b, "quic-work", path)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := quic.DialAddr(ctx, addr, benchClientTLS(), &quic.Config{MaxIdleTimeout: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
-	buf := make([]byte, copyBuf+64)
-	var cpu cpuMeter
-	cpu.add("server", pid)
-	cpu.add("client", 0)
-	cpu.begin(b)
-	b.SetBytes(bulkSize)
-	for b.Loop() {
-		n, err := quicWorkCopy(conn, buf)
-		if err != nil || n != bulkSize {
-			b.Fatalf("quic same-work copy: %d bytes, %v", n, err)
-		}
-	}
-	cpu.report(b, b.N)
-}
+func BenchmarkBareQUICSameWork(b *testing.B) { benchCopy(b, "quic-work", receiveWork) }
 
 // BenchmarkTLSTCPSameWork is BenchmarkTLSTCP with the protocol's per-byte work on both ends.
-func BenchmarkTLSTCPSameWork(b *testing.B) {
-	_, path := bulkFile(b, "bare")
-	addr, pid := startCopyPeer(b, "tls-work", path)
-	buf := make([]byte, copyBuf+64)
-	var cpu cpuMeter
-	cpu.add("server", pid)
-	cpu.add("client", 0)
-	cpu.begin(b)
-	b.SetBytes(bulkSize)
-	for b.Loop() {
-		n, err := tlsWorkCopy(addr, buf)
-		if err != nil || n != bulkSize {
-			b.Fatalf("tls same-work copy: %d bytes, %v", n, err)
-		}
-	}
-	cpu.report(b, b.N)
-}
-
-func quicWorkCopy(conn *quic.Conn, buf []byte) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer st.CancelRead(0)
-	if _, err := st.Write([]byte{1}); err != nil {
-		return 0, err
-	}
-	st.Close()
-	return receiveWork(st, buf)
-}
-
-func tlsWorkCopy(addr string, buf []byte) (int64, error) {
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, benchClientTLS())
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte{1}); err != nil {
-		return 0, err
-	}
-	return receiveWork(c, buf)
-}
+func BenchmarkTLSTCPSameWork(b *testing.B) { benchCopy(b, "tls-work", receiveWork) }

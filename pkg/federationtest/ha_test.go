@@ -199,6 +199,40 @@ func TestConnectorHA(t *testing.T) {
 		return nil
 	})
 
+	// dp1 moves, as an operator records it, and back: peers follow through the directory. (A connection
+	// an SP holds to it stays in use while it answers there.)
+	if out, err := h.AdminErr("connector", "address", "--org", "moi", "--name", "dp1", "--address", "127.0.0.1:notaport"); err == nil || !strings.Contains(out+err.Error(), `the port "notaport" is not a number`) {
+		t.Fatalf("a bad address: %v %s", err, out)
+	}
+	if err := os.RemoveAll(file); err != nil { // dp1's agency works again
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(`{"household":"PAYLOAD-HOUSEHOLD-dp1"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nowhere := FreeTCP(t)
+	h.Admin("connector", "address", "--org", "moi", "--name", "dp1", "--address", nowhere, "--tcp-address", nowhere)
+	spHas := func(addr string) {
+		t.Helper()
+		Eventually(t, 15*time.Second, "the SP's directory has dp1 at "+addr, func() error {
+			raw, _ := os.ReadFile(filepath.Join(sp.DataDir(), "directory.json"))
+			signed, err := directory.Parse(raw)
+			if err != nil {
+				return err
+			}
+			if !bytes.Contains(signed.Payload, []byte(`"address":"`+addr+`"`)) {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+	}
+	spHas(nowhere)
+	h.Admin("connector", "address", "--org", "moi", "--name", "dp1", "--address", dps["dp1"].QUIC, "--tcp-address", dps["dp1"].TCP)
+	spHas(dps["dp1"].QUIC)
+	if by := servedBy(approve()); by != "dp1" {
+		t.Fatalf("with dp1 back at its address: served by %s", by)
+	}
+
 	// Back to one connector: tickets name dp2 alone.
 	h.Admin("dataset", "connectors", "--id", "moi.household", "--dp", "moi/dp2")
 	code, p = approve()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/mydatafed/mydata/pkg/fedid"
@@ -119,6 +120,12 @@ type Connector struct {
 	Down bool `json:"down,omitempty"`
 }
 
+// ConnectorAddressRequest moves a connector: its QUIC address and TCP address ("" for none).
+type ConnectorAddressRequest struct {
+	Address    string `json:"address"`
+	TCPAddress string `json:"tcp_address"`
+}
+
 // KeyRequest publishes a connector's HPKE public key.
 type KeyRequest struct {
 	KEM       uint16 `json:"kem"`
@@ -195,6 +202,9 @@ func ValidAddress(a string) error {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil || host == "" || port == "" {
 		return errors.New("want host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port %q is not a number from 1 to 65535", a, port)
 	}
 	return nil
 }

@@ -38,6 +38,8 @@ Commands:
                                                        QUIC (UDP) address and, for peers whose UDP is blocked,
                                                        TCP address (the connector's tcp.listen)
   connector list
+  connector address --org O --name N --address HOST:PORT [--tcp-address HOST:PORT]
+                                                       move a connector (no --tcp-address: it has none)
   connector suspend|activate|revoke --org O --name N
   token create --org O --connector C [--ttl D]         print a single-use join token, alone, on stdout
   dataset add --id ORG.NAME --name-zh N --name-en N --dp ORG/CONNECTOR[,CONNECTOR...] [--min-aal 1|2|3]
@@ -187,6 +189,8 @@ func admin(args []string, out io.Writer) error {
 		return a.connectorAdd(ctx, args)
 	case "connector list":
 		return a.connectorList(ctx)
+	case "connector address":
+		return a.connectorAddress(ctx, args)
 	case "connector suspend", "connector activate", "connector revoke":
 		return a.connectorStatus(ctx, sub, args)
 	case "token create":
@@ -334,6 +338,29 @@ func (a *adminCtx) connectorList(ctx context.Context) error {
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Org, c.Name, strings.Join(c.Roles, ","), c.Address, tcp, status, c.SPIFFEID)
 		}
+	})
+}
+
+func (a *adminCtx) connectorAddress(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("connector address", flag.ContinueOnError)
+	org := fs.String("org", "", "organisation code")
+	name := fs.String("name", "", "connector name")
+	var req hubapi.ConnectorAddressRequest
+	fs.StringVar(&req.Address, "address", "", "QUIC (UDP) address, host:port")
+	fs.StringVar(&req.TCPAddress, "tcp-address", "", "TCP address for peers whose UDP is blocked (the connector's tcp.listen); none if empty")
+	if err := parseFlags(fs, args, "org", "name", "address"); err != nil {
+		return err
+	}
+	var saved hubapi.Connector
+	if err := a.client.Do(ctx, http.MethodPost, hubapi.PathConnectors+"/"+*org+"/"+*name+"/address", req, &saved); err != nil {
+		return err
+	}
+	return a.print(saved, func(w *table) {
+		tcp := saved.TCPAddress
+		if tcp == "" {
+			tcp = "none"
+		}
+		fmt.Fprintf(w, "connector %s/%s is at %s (QUIC), %s (TCP)\n", saved.Org, saved.Name, saved.Address, tcp)
 	})
 }
 

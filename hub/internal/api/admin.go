@@ -107,6 +107,29 @@ func (s *Server) setConnectorStatus(w http.ResponseWriter, r *http.Request) {
 	s.respondConnector(w, r, http.StatusOK, org, name)
 }
 
+// setConnectorAddress moves a connector to new QUIC and TCP addresses; the directory carries them to its
+// peers within a round trip.
+func (s *Server) setConnectorAddress(w http.ResponseWriter, r *http.Request) {
+	org, name := r.PathValue("org"), r.PathValue("name")
+	var req hubapi.ConnectorAddressRequest
+	if err := hubapi.Decode(r.Body, hubapi.MaxBody, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	cmd := &fsm.ConnectorAddress{Org: org, Name: name, Address: req.Address, TCPAddress: req.TCPAddress, Now: s.now()}
+	if err := cmd.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	params := map[string]string{"org": org, "name": name, "address": req.Address, "tcp_address": req.TCPAddress}
+	if err := s.act(r, "connector address", params, cmd); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "connector address", "org", org, "connector", name, "address", req.Address, "tcp_address", req.TCPAddress)
+	s.respondConnector(w, r, http.StatusOK, org, name)
+}
+
 // tokenTTL is a join token's lifetime: the default, or the seconds asked for within the allowed bound. ok
 // is false when it has answered.
 func (s *Server) tokenTTL(w http.ResponseWriter, seconds int64) (ttl time.Duration, ok bool) {

@@ -154,6 +154,7 @@ func (s *Server) adminRoutes() []route {
 		{"GET", hubapi.PathConnectors, accessRead, s.listConnectors},
 		{"POST", hubapi.PathConnectors, accessAdmin, s.addConnector},
 		{"POST", hubapi.PathConnectors + "/{org}/{name}/status", accessAdmin, s.setConnectorStatus},
+		{"POST", hubapi.PathConnectors + "/{org}/{name}/address", accessAdmin, s.setConnectorAddress},
 		{"POST", hubapi.PathTokens, accessAdmin, s.createToken},
 		{"POST", hubapi.PathIntermediates, accessAdmin, s.issueIntermediate},
 		{"GET", hubapi.PathCertificates, accessRead, s.listCertificates},

@@ -76,6 +76,7 @@ const (
 	TypeTicketRelease
 	TypeConnectorsSeen
 	TypeConnectorsLiveness
+	TypeConnectorAddress
 )
 
 // Each command's payload carries its own version in the second byte, so a newer hub can still apply the
@@ -160,6 +161,16 @@ type DatasetStatus struct {
 	ID     string    `json:"id"`
 	Status string    `json:"status"`
 	Now    time.Time `json:"now"`
+}
+
+// ConnectorAddress moves a connector: its QUIC address and its TCP address ("" for none). Peers follow
+// through the directory.
+type ConnectorAddress struct {
+	Org        string    `json:"org"`
+	Name       string    `json:"name"`
+	Address    string    `json:"address"`
+	TCPAddress string    `json:"tcp_address,omitempty"`
+	Now        time.Time `json:"now"`
 }
 
 // DatasetConnectors sets the connectors that serve a dataset, the first as its dp_connector: an agency

@@ -129,6 +129,7 @@ var registry = map[Type]entry{
 	// up changes the directory.
 	TypeConnectorsSeen:     command(applyConnectorsSeen, keepsLookups),
 	TypeConnectorsLiveness: command(applyConnectorsLiveness, dropsLookups),
+	TypeConnectorAddress:   command(applyConnectorAddress, dropsLookups),
 }
 
 // typeOf finds a payload's command type.

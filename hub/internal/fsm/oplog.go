@@ -81,6 +81,9 @@ var wrappable = map[Type]admin{
 	TypeDatasetStatus: adminCommand(applyDatasetStatus, func(tx *sql.Tx, c *DatasetStatus) (string, error) {
 		return rowJSON(tx, `SELECT * FROM datasets WHERE id = ?`, c.ID)
 	}),
+	TypeConnectorAddress: adminCommand(applyConnectorAddress, func(tx *sql.Tx, c *ConnectorAddress) (string, error) {
+		return rowJSON(tx, `SELECT * FROM connectors WHERE org = ? AND name = ?`, c.Org, c.Name)
+	}),
 	TypeDatasetConnectors: adminCommand(applyDatasetConnectors, func(tx *sql.Tx, c *DatasetConnectors) (string, error) {
 		return rowJSON(tx, `SELECT * FROM datasets WHERE id = ?`, c.ID)
 	}),

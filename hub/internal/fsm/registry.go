@@ -73,6 +73,23 @@ func applyConnectorStatus(tx *sql.Tx, c *ConnectorStatus) (Result, bool, error) 
 	return Result{}, true, nil
 }
 
+func applyConnectorAddress(tx *sql.Tx, c *ConnectorAddress) (Result, bool, error) {
+	var status, addr, tcp string
+	err := tx.QueryRow(`SELECT status, address, tcp_address FROM connectors WHERE org = ? AND name = ?`, c.Org, c.Name).Scan(&status, &addr, &tcp)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return refuse(NotFound, "connector %s/%s does not exist", c.Org, c.Name), false, nil
+	case err != nil:
+		return Result{}, false, err
+	case status == hubapi.StatusRevoked:
+		return refuse(Gone, "connector %s/%s is revoked", c.Org, c.Name), false, nil
+	case addr == c.Address && tcp == c.TCPAddress:
+		return refuse(Conflict, "connector %s/%s already has these addresses", c.Org, c.Name), false, nil
+	}
+	_, err = tx.Exec(`UPDATE connectors SET address = ?, tcp_address = ?, updated_at = ? WHERE org = ? AND name = ?`, c.Address, c.TCPAddress, ms(c.Now), c.Org, c.Name)
+	return Result{}, err == nil, err
+}
+
 type queryRower interface {
 	QueryRow(query string, args ...any) *sql.Row
 }

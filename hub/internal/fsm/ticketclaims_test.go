@@ -175,3 +175,35 @@ func TestConnectorsLiveness(t *testing.T) {
 		t.Fatalf("bad id: %+v", r)
 	}
 }
+
+// TestConnectorAddress: a connector moves to new addresses, which changes the directory; a revoked or
+// unknown one does not, nor does a bad address.
+func TestConnectorAddress(t *testing.T) {
+	now := time.Now().UTC()
+	a := haFederation(t, now)
+	v0, _ := a.f.DirectoryVersion()
+	steps := []struct {
+		name string
+		cmd  Command
+		want Code
+		msg  string
+	}{
+		{"move", &ConnectorAddress{Org: "moi", Name: "dp2", Address: "10.0.0.2:7443", TCPAddress: "10.0.0.2:7443", Now: now}, OK, ""},
+		{"the same again", &ConnectorAddress{Org: "moi", Name: "dp2", Address: "10.0.0.2:7443", TCPAddress: "10.0.0.2:7443", Now: now}, Conflict, "already has"},
+		{"no port", &ConnectorAddress{Org: "moi", Name: "dp2", Address: "10.0.0.2", Now: now}, Invalid, "address"},
+		{"bad tcp port", &ConnectorAddress{Org: "moi", Name: "dp2", Address: "10.0.0.2:7443", TCPAddress: "10.0.0.2:99999", Now: now}, Invalid, "tcp_address"},
+		{"unknown", &ConnectorAddress{Org: "moi", Name: "dp9", Address: "10.0.0.2:7443", Now: now}, NotFound, "does not exist"},
+		{"revoke sp1", &ConnectorStatus{Org: "moi", Name: "sp1", Status: hubapi.StatusRevoked, Now: now}, OK, ""},
+		{"move a revoked one", &ConnectorAddress{Org: "moi", Name: "sp1", Address: "10.0.0.3:7443", Now: now}, Gone, "revoked"},
+	}
+	for _, s := range steps {
+		r := a.apply(s.cmd)
+		if r.Code != s.want || !strings.Contains(r.Message, s.msg) {
+			t.Fatalf("%s: got %+v, want code %d with %q", s.name, r, s.want, s.msg)
+		}
+	}
+	c, _ := a.f.Connector("moi", "dp2")
+	if v, _ := a.f.DirectoryVersion(); c.Address != "10.0.0.2:7443" || c.TCPAddress != "10.0.0.2:7443" || v == v0 {
+		t.Fatalf("after the move: %+v, directory version %d → %d", c, v0, v)
+	}
+}

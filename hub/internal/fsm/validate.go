@@ -95,6 +95,11 @@ func (c *ConnectorAdd) Validate() error {
 
 func (c *ConnectorStatus) Validate() error { return validConnectorStatus(c.Status) }
 
+func (c *ConnectorAddress) Validate() error {
+	conn := hubapi.Connector{Org: c.Org, Name: c.Name, Roles: []string{hubapi.RoleDP}, Address: c.Address, TCPAddress: c.TCPAddress}
+	return conn.Validate()
+}
+
 func validConnectorStatus(s string) error {
 	switch s {
 	case hubapi.StatusActive, hubapi.StatusSuspended, hubapi.StatusRevoked:

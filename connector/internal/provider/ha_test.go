@@ -4,18 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/mydatafed/mydata/connector/internal/backend"
 	"github.com/mydatafed/mydata/connector/internal/provider"
 	"github.com/mydatafed/mydata/pkg/ticket"
 	"github.com/mydatafed/mydata/pkg/transfer"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // hubCalls records the claims a provider makes at the hub, and what the stream held at each release.
@@ -76,29 +72,14 @@ func TestServeSharedTicket(t *testing.T) {
 			status: transfer.Refused, msg: "for " + otherID + " or spiffe://mydata.test/org/fia/connector/fia-dp2", receipts: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, f, 1<<20)
-			e.write(t, tc.files)
 			st := &stream{}
 			hub := &hubCalls{claimErr: tc.hub, st: st}
-			cfg := provider.Config{
-				Self: spiffeid.RequireFromString(dpID), Keys: f.keys, HPKE: f.dpKey, SVID: f.svid, Tickets: e.tickets, Audit: e.audit,
-				AuditKey: e.auditKey, Receipts: e.outbox, HubClaims: hub, Log: slog.New(slog.NewTextHandler(e.logs, nil)),
-				Registerer: prometheus.NewRegistry(), Now: func() time.Time { return e.now },
-			}
-			if tc.noHub {
-				cfg.HubClaims = nil
-			}
-			var bc backend.Config
-			bc.Type, bc.File.Dir = backend.TypeFile, e.files
-			b, err := backend.New(bc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { b.Close() })
-			cfg.Datasets = map[string]provider.Dataset{dataset: {Backend: b, MaxBytes: 1 << 20}}
-			if e.p, err = provider.New(cfg); err != nil {
-				t.Fatal(err)
-			}
+			e := newEnvWith(t, f, 1<<20, func(cfg *provider.Config) {
+				if !tc.noHub {
+					cfg.HubClaims = hub
+				}
+			})
+			e.write(t, tc.files)
 			c := f.claims()
 			c.DP = tc.dps[0]
 			for _, dp := range tc.dps[1:] {

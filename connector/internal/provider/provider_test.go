@@ -138,7 +138,10 @@ type env struct {
 	now      time.Time
 }
 
-func newEnv(t *testing.T, f *fixture, maxBytes int64) *env {
+func newEnv(t *testing.T, f *fixture, maxBytes int64) *env { return newEnvWith(t, f, maxBytes, nil) }
+
+// newEnvWith is newEnv with the provider's configuration edited first, if edit is not nil.
+func newEnvWith(t *testing.T, f *fixture, maxBytes int64, edit func(*provider.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{fixture: f, files: filepath.Join(dir, "agency"), reg: prometheus.NewRegistry(), logs: new(bytes.Buffer),
@@ -166,11 +169,15 @@ func newEnv(t *testing.T, f *fixture, maxBytes int64) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.outbox.Close() })
-	e.p, err = provider.New(provider.Config{
+	cfg := provider.Config{
 		Self: spiffeid.RequireFromString(dpID), Datasets: map[string]provider.Dataset{dataset: {Backend: b, MaxBytes: maxBytes}},
 		Keys: f.keys, HPKE: f.dpKey, SVID: f.svid, Tickets: e.tickets, Audit: e.audit, AuditKey: e.auditKey, Receipts: e.outbox,
 		Log: slog.New(slog.NewTextHandler(e.logs, nil)), Registerer: e.reg, Now: func() time.Time { return e.now },
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	e.p, err = provider.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,7 @@ package relay
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"net"
 	"strings"
@@ -32,16 +28,9 @@ func TestOpenFallsBackToTCP(t *testing.T) {
 	tcpAddr := tcpDP(t, dpSrc, transfer.NoRecord, "nothing here")
 	hole := blackHole(t)
 
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	signer, err := ticket.NewSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	st := &state{keys: []hubapi.HubKey{{KID: signer.KeyID(), Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: der}},
-		connectors: map[string]*hubapi.Connector{
-			"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: hole, TCPAddress: tcpAddr},
-		}}
+	st, signer := newState(t, map[string]*hubapi.Connector{
+		"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: hole, TCPAddress: tcpAddr},
+	})
 	r, err := New(Config{TD: spiffeid.RequireTrustDomainFromString("mydata.test"), SVID: hubSrc, Bundles: hubSrc, State: st, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -144,16 +133,12 @@ func TestOpenTriesTheNextConnector(t *testing.T) {
 	}
 	closedAddr := closed.Addr().String()
 	closed.Close() // nothing listens there
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	signer, _ := ticket.NewSigner(key)
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	st := &state{keys: []hubapi.HubKey{{KID: signer.KeyID(), Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: der}},
-		connectors: map[string]*hubapi.Connector{
-			// dp1's agency fails; dp2 is marked down but answers; dp3 cannot be reached.
-			"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp1"), transfer.Failed, "agency down")},
-			"moi/dp2": {Org: "moi", Name: "dp2", Status: hubapi.StatusActive, Down: true, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp2"), transfer.NoRecord, "from dp2")},
-			"moi/dp3": {Org: "moi", Name: "dp3", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: closedAddr},
-		}}
+	st, signer := newState(t, map[string]*hubapi.Connector{
+		// dp1's agency fails; dp2 is marked down but answers; dp3 cannot be reached.
+		"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp1"), transfer.Failed, "agency down")},
+		"moi/dp2": {Org: "moi", Name: "dp2", Status: hubapi.StatusActive, Down: true, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp2"), transfer.NoRecord, "from dp2")},
+		"moi/dp3": {Org: "moi", Name: "dp3", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: closedAddr},
+	})
 	r, err := New(Config{TD: spiffeid.RequireTrustDomainFromString("mydata.test"), SVID: hubSrc, Bundles: hubSrc, State: st, DialTimeout: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

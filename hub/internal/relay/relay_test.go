@@ -26,17 +26,22 @@ func (s *state) Connector(org, name string) (*hubapi.Connector, error) {
 	return s.connectors[org+"/"+name], nil
 }
 
-func TestCheckAndOpenRefusals(t *testing.T) {
+// newState is a state with one hub ticket key, whose signer it returns, and the connectors given.
+func newState(t *testing.T, connectors map[string]*hubapi.Connector) (*state, *ticket.Signer) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	signer, err := ticket.NewSigner(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	st := &state{keys: []hubapi.HubKey{{KID: signer.KeyID(), Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: der}},
-		connectors: map[string]*hubapi.Connector{
-			"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusSuspended, Address: "127.0.0.1:1"},
-		}}
+	return &state{keys: []hubapi.HubKey{{KID: signer.KeyID(), Node: "hub-1", Kind: hubapi.HubKeyTicket, PublicKey: der}}, connectors: connectors}, signer
+}
+
+func TestCheckAndOpenRefusals(t *testing.T) {
+	st, signer := newState(t, map[string]*hubapi.Connector{
+		"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusSuspended, Address: "127.0.0.1:1"},
+	})
 	r, err := New(Config{TD: spiffeid.RequireTrustDomainFromString("mydata.test"), State: st, DialTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

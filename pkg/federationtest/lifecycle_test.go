@@ -78,7 +78,9 @@ func TestTerminationOnNotice(t *testing.T) {
 	files, holiday, effective := noticeCalendar(t)
 	evening := effective.Add(-time.Hour)
 	t.Setenv("MYDATA_LIFECYCLE_CLOCK_OFFSET", time.Until(evening).Round(time.Second).String())
-	h := StartHub(t, HubOptions{})
+	mail := startMailSink(t)
+	_, mailPort, _ := strings.Cut(mail.addr, ":")
+	h := StartHub(t, HubOptions{Notify: fmt.Sprintf("  mail: {host: 127.0.0.1, port: %s, from: \"MyData <noreply@mydata.test>\", start_tls: none, timeout: 10s}\n", mailPort)})
 	redirect := "http://127.0.0.1:9/callback"
 	moi := h.EnrolledConnector("moi", "dp1", ConnectorOptions{Roles: "dp", Extra: DatasetsYAML(FileDataset(t, "moi.household", map[string]string{citizenA: `{"household":"A"}`}))})
 	bank := h.EnrolledConnector("bank", "sp1", ConnectorOptions{Roles: "sp"})
@@ -116,6 +118,8 @@ func TestTerminationOnNotice(t *testing.T) {
 	}
 	// On the same day the agency's dataset takes a new name, and a cooperative bank leaves the federation.
 	coop := h.EnrolledConnector("coop", "sp2", ConnectorOptions{Roles: "sp"})
+	h.Admin("service", "add", "--id", "coop.loan", "--name-zh", "貸款申辦", "--name-en", "Loan application", "--sp", "coop/sp2",
+		"--datasets", "moi.household", "--purpose", "p", "--terms", "t", "--terms-version", "1", "--redirect-uri", redirect)
 	for _, args := range [][]string{
 		{"change", "dataset", "--effective-on", effective.Format(time.DateOnly), "--id", "moi.household", "--name-zh", "戶籍謄本", "--name-en", "Household transcript",
 			"--dp", "moi/dp1", "--min-aal", "2", "--contact-email", "it@moi.example.tw"},
@@ -142,6 +146,11 @@ func TestTerminationOnNotice(t *testing.T) {
 		t.Fatalf("the consent page does not announce the termination: %s", page.Body)
 	}
 	code := citizen.Approve(authURL)
+	// A code for the leaving bank's service too, good until the day.
+	coopPKCE := NewPKCE()
+	coopCode := citizen.Approve(h.AuthorizeURL("coop.loan", redirect, "moi.household", "st2", coopPKCE, nil))
+	// The agency's contact hears its change is approved, for its day.
+	mail.wait(t, "it@moi.example.tw", "takes effect on "+effective.Format(time.DateOnly))
 	t.Run("pages", func(t *testing.T) {
 		viewAnnouncements(t, h, authURL, map[string][]string{
 			"zh-TW": {"「信用卡申辦」服務將自 " + effective.Format(time.DateOnly) + " 起終止", "「戶籍資料」資料將自 " + effective.Format(time.DateOnly) + " 起變更", "名稱改為「戶籍謄本」"},
@@ -176,7 +185,8 @@ func TestTerminationOnNotice(t *testing.T) {
 	t.Setenv("MYDATA_LIFECYCLE_CLOCK_OFFSET", time.Until(effective.Add(time.Minute)).Round(time.Second).String())
 	h.Start()
 	took := Eventually(t, 30*time.Second, "the DP's directory withdraws the service", func() error {
-		if w := withdrawn(moi); w != "service bank.card terminated" {
+		// The service ends, and so does the leaving organisation's.
+		if w := withdrawn(moi); w != "service bank.card terminated,service coop.loan terminated" {
 			return fmt.Errorf("withdrawn: %q", w)
 		}
 		return nil
@@ -207,9 +217,14 @@ func TestTerminationOnNotice(t *testing.T) {
 		}
 		return fmt.Errorf("coop/sp2 not revoked: %+v", doc.Connectors)
 	})
+	if _, status, body := coop.Exchange(coopCode, coopPKCE.Verifier, redirect); status == http.StatusOK {
+		t.Fatalf("the leaving organisation's connector exchanged a code after its day: %d %s", status, body)
+	}
 	if out := h.Admin("dataset", "list"); !strings.Contains(out, "Household transcript") {
 		t.Fatalf("the dataset's change did not take effect:\n%s", out)
 	}
+	// The mail saying it took effect is queued for the lifecycle job's (moved) time, days ahead of the
+	// outbox's clock: the fsm and outbox tests cover it (TestDatasetChange, TestApplicantToldOfDecisions).
 	if _, status, body := bank.Exchange(code, p.Verifier, redirect); status == http.StatusOK || !strings.Contains(body, "terminated") {
 		t.Fatalf("exchange for a terminated service: %d %s", status, body)
 	}
@@ -241,41 +256,54 @@ func viewAnnouncements(t *testing.T, h *Hub, authPath string, want map[string][]
 	browser := StartBrowser(t)
 	shot := screenshots(t)
 	for _, lang := range []string{"zh-TW", "en"} {
-		for _, phone := range []bool{false, true} {
-			screen := "desktop"
-			if phone {
-				screen = "phone"
+		t.Run(lang, func(t *testing.T) {
+			// One tab a language, logged in once: the catalogue on a desktop's screen and a phone's, then the
+			// consent page on a phone's and a desktop's.
+			tab := browser.NewTab().For(t)
+			tab.setLang(lang)
+			look := func(page, screen string) {
+				t.Helper()
+				shown := tab.Text(".announce-list")
+				for _, w := range want[lang] {
+					if !strings.Contains(shown, w) {
+						t.Errorf("%s (%s, %s) does not announce %q: %q", page, lang, screen, w, shown)
+					}
+				}
+				if screen == "phone" {
+					tab.checkPhonePage(page, lang)
+				}
+				shot(tab, "announce-"+page+"-"+lang+"-"+screen)
 			}
-			t.Run(lang+" "+screen, func(t *testing.T) {
-				tab := browser.NewTab().For(t)
-				tab.setLang(lang)
-				if phone {
-					tab.phone()
-				}
-				for _, page := range []string{"catalogue", "consent"} {
-					if page == "catalogue" {
-						tab.Navigate(h.PortalURL() + "/catalogue")
-					} else {
-						tab.Navigate(h.PortalURL() + "/login?next=" + url.QueryEscape(authPath))
-						tab.Type("subject", citizenA)
-						tab.Select("method", "nhi-card")
-						tab.clickNav("login")
-						if tab.Text("#approve") == "" {
-							t.Fatalf("no consent page: %s\n%s", tab.URL(), tab.Text("main"))
-						}
-					}
-					shown := tab.Text(".announce-list")
-					for _, w := range want[lang] {
-						if !strings.Contains(shown, w) {
-							t.Errorf("%s (%s, %s) does not announce %q: %q", page, lang, screen, w, shown)
-						}
-					}
-					if phone {
-						tab.checkPhonePage(page, lang)
-					}
-					shot(tab, "announce-"+page+"-"+lang+"-"+screen)
-				}
-			})
-		}
+			tab.Navigate(h.PortalURL() + "/catalogue")
+			look("catalogue", "desktop")
+			tab.phone()
+			tab.Navigate(h.PortalURL() + "/catalogue")
+			look("catalogue", "phone")
+			tab.Navigate(h.PortalURL() + "/login?next=" + url.QueryEscape(authPath))
+			tab.Type("subject", citizenA)
+			tab.Select("method", "nhi-card")
+			tab.clickNav("login")
+			if tab.Text("#approve") == "" {
+				t.Fatalf("no consent page: %s\n%s", tab.URL(), tab.Text("main"))
+			}
+			look("consent", "phone")
+			tab.Call("Emulation.clearDeviceMetricsOverride", nil, nil)
+			look("consent", "desktop")
+		})
 	}
+}
+
+// wait waits for a message to to whose body holds want.
+func (m *mailSink) wait(t testing.TB, to, want string) {
+	t.Helper()
+	Eventually(t, 30*time.Second, "a message to "+to+" saying "+want, func() error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, msg := range m.msgs {
+			if msg.to == to && strings.Contains(msg.body, want) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d messages so far", len(m.msgs))
+	})
 }

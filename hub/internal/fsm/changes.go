@@ -152,21 +152,8 @@ func orgEffect(tx *sql.Tx, a *Application, now time.Time) (Result, bool, error) 
 	if _, err := tx.Exec(`UPDATE orgs SET status = ? WHERE code = ?`, hubapi.StatusTerminated, a.Target); err != nil {
 		return Result{}, false, err
 	}
-	rows, err := tx.Query(`SELECT id FROM services WHERE sp_org = ? ORDER BY id`, a.Target)
+	services, err := queryIDs(tx, `SELECT id FROM services WHERE sp_org = ? ORDER BY id`, a.Target)
 	if err != nil {
-		return Result{}, false, err
-	}
-	var services []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return Result{}, false, err
-		}
-		services = append(services, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return Result{}, false, err
 	}
 	for _, id := range services {
@@ -187,22 +174,9 @@ func orgEffect(tx *sql.Tx, a *Application, now time.Time) (Result, bool, error) 
 // closeOpenApplications refuses the applications a leaving organisation still had open, each with the
 // hub's reason, in the operator log, and its applicant told.
 func closeOpenApplications(tx *sql.Tx, leaving *Application, now time.Time) error {
-	rows, err := tx.Query(`SELECT id FROM applications WHERE org = ? AND id != ? AND status IN (?, ?, ?) ORDER BY id`,
+	ids, err := queryIDs(tx, `SELECT id FROM applications WHERE org = ? AND id != ? AND status IN (?, ?, ?) ORDER BY id`,
 		leaving.Target, leaving.ID, AppAuthorityReview, AppAdminReview, AppScheduled)
 	if err != nil {
-		return err
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	reason := fmt.Sprintf("organisation %s left the federation on %s (application %s)", leaving.Target, leaving.EffectiveOn, leaving.ID)
@@ -226,6 +200,24 @@ func closeOpenApplications(tx *sql.Tx, leaving *Application, now time.Time) erro
 		}
 	}
 	return nil
+}
+
+// queryIDs reads the one text column a query selects, in its order.
+func queryIDs(tx *sql.Tx, query string, args ...any) ([]string, error) {
+	rows, err := tx.Query(query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // contactOf is where an application's news goes: the address on the application, else its

@@ -207,21 +207,8 @@ func (c *LifecycleTick) Validate() error {
 }
 
 func applyLifecycleTick(tx *sql.Tx, c *LifecycleTick) (Result, bool, error) {
-	rows, err := tx.Query(`SELECT id FROM applications WHERE status = ? AND effective_at <= ? ORDER BY effective_at, id`, AppScheduled, ms(c.Now))
+	ids, err := queryIDs(tx, `SELECT id FROM applications WHERE status = ? AND effective_at <= ? ORDER BY effective_at, id`, AppScheduled, ms(c.Now))
 	if err != nil {
-		return Result{}, false, err
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return Result{}, false, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return Result{}, false, err
 	}
 	changed := false

@@ -189,8 +189,8 @@ func (a *API) serveSpilled(w http.ResponseWriter, ex *Exchange, d *Dataset) {
 	ex.consumed(d.file)
 }
 
-// stream redeems a code and streams one dataset (?dataset=ID) to the caller as it arrives, without
-// buffering it; the other datasets are fetched as usual and read with GET. Success is in the trailers
+// stream redeems a code and streams one dataset (?dataset=ID) to the caller as it arrives, holding at most
+// streamBatch of it; the other datasets are fetched as usual and read with GET. Success is in the trailers
 // (X-Mydata-Status: delivered, X-Mydata-SHA256); a failure after the first byte aborts the response, so the
 // client never mistakes a cut stream for a whole one.
 func (a *API) stream(w http.ResponseWriter, r *http.Request) {

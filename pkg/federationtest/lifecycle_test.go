@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,8 @@ func TestTerminationOnNotice(t *testing.T) {
 		{"change", "dataset", "--effective-on", effective.Format(time.DateOnly), "--id", "moi.household", "--name-zh", "戶籍謄本", "--name-en", "Household transcript",
 			"--dp", "moi/dp1", "--min-aal", "2", "--contact-email", "it@moi.example.tw"},
 		{"terminate", "--org", "coop", "--effective-on", effective.Format(time.DateOnly)},
+		{"change", "org", "--effective-on", effective.Format(time.DateOnly), "--code", "moi", "--name-zh", "內政部戶政司", "--name-en", "Department of Household Registration",
+			"--type", "central-agency", "--contact-email", "hr@moi.example.tw"},
 	} {
 		out, err := h.AdminErr(append([]string{"application", "submit"}, args...)...)
 		if err != nil {
@@ -153,8 +156,10 @@ func TestTerminationOnNotice(t *testing.T) {
 	mail.wait(t, "it@moi.example.tw", "takes effect on "+effective.Format(time.DateOnly))
 	t.Run("pages", func(t *testing.T) {
 		viewAnnouncements(t, h, authURL, map[string][]string{
-			"zh-TW": {"「信用卡申辦」服務將自 " + effective.Format(time.DateOnly) + " 起終止", "「戶籍資料」資料將自 " + effective.Format(time.DateOnly) + " 起變更", "名稱改為「戶籍謄本」"},
-			"en":    {notice, "the data “Household registration” changes on " + effective.Format(time.DateOnly), "its name becomes “Household transcript”"},
+			"zh-TW": {"「信用卡申辦」服務將自 " + effective.Format(time.DateOnly) + " 起終止", "「戶籍資料」資料將自 " + effective.Format(time.DateOnly) + " 起變更", "名稱改為「戶籍謄本」",
+				"將自 " + effective.Format(time.DateOnly) + " 起更名為「內政部戶政司」"},
+			"en": {notice, "the data “Household registration” changes on " + effective.Format(time.DateOnly), "its name becomes “Household transcript”",
+				"Test agency moi: from " + effective.Format(time.DateOnly) + " its name is “Department of Household Registration”"},
 		})
 	})
 
@@ -222,6 +227,9 @@ func TestTerminationOnNotice(t *testing.T) {
 	}
 	if out := h.Admin("dataset", "list"); !strings.Contains(out, "Household transcript") {
 		t.Fatalf("the dataset's change did not take effect:\n%s", out)
+	}
+	if out := h.Admin("org", "list"); !strings.Contains(out, "Department of Household Registration") || !regexp.MustCompile(`(?m)^coop +central-agency +terminated `).MatchString(out) {
+		t.Fatalf("the organisations' change and termination did not take effect:\n%s", out)
 	}
 	// The mail saying it took effect is queued for the lifecycle job's (moved) time, days ahead of the
 	// outbox's clock: the fsm and outbox tests cover it (TestDatasetChange, TestApplicantToldOfDecisions).

@@ -17,8 +17,9 @@ import (
 // production, are lifecycle applications like a service's (介接作業要點 5(2)-(3), 6): filed at least
 // NoticeWorkdays working days ahead, reviewed by the supervising authority first where the organisation's
 // type has one, decided by the federation administrator, and put into effect on their day by the leader's
-// LifecycleTick. A terminated organisation's services and datasets are terminated and its connectors
-// revoked in the same entry, so every connector drops them with the next directory.
+// LifecycleTick. A terminated organisation's services and datasets are terminated, its connectors
+// revoked and its applicant operators' role withdrawn in the same entry, so every connector drops them
+// with the next directory and no operator acts for the organisation after its day.
 
 // OnOrg is a lifecycle application about the organisation itself.
 const OnOrg = "org"
@@ -138,8 +139,8 @@ func setDatasetDefinition(tx *sql.Tx, d *Dataset) error {
 
 // orgEffect makes an organisation's approved change or termination. A termination ends everything the
 // organisation has in the federation at once: its services and datasets are terminated (the directory
-// withdraws them), its connectors revoked (peers refuse them, the hub renews nothing), and its open
-// applications closed.
+// withdraws them), its connectors revoked (peers refuse them, the hub renews nothing), its applicants'
+// role withdrawn and its open applications closed.
 func orgEffect(tx *sql.Tx, a *Application, now time.Time) (Result, bool, error) {
 	if a.Kind == ApplyChange {
 		o := a.OrgInfo
@@ -168,7 +169,59 @@ func orgEffect(tx *sql.Tx, a *Application, now time.Time) (Result, bool, error) 
 		hubapi.StatusRevoked, ms(now), a.Target, hubapi.StatusRevoked); err != nil {
 		return Result{}, false, err
 	}
+	if err := withdrawApplicants(tx, a, now); err != nil {
+		return Result{}, false, err
+	}
 	return Result{}, true, closeOpenApplications(tx, a, now)
+}
+
+// withdrawApplicants takes the role applicant:<org> from the operators of a leaving organisation, so that
+// none of them acts for it any more: an operator with no other role is disabled (its roles kept, to show
+// whom it acted for; its join tokens dropped), one with other roles keeps those. Each change is in the
+// operator log as the hub's, with the row before and after.
+func withdrawApplicants(tx *sql.Tx, leaving *Application, now time.Time) error {
+	role := RoleApplicant + ":" + leaving.Target
+	// The roles column is comma-separated; the LIKE narrows, the exact match below decides.
+	names, err := queryIDs(tx, `SELECT name FROM operators WHERE ','||roles||',' LIKE ? ORDER BY name`, "%,"+role+",%")
+	if err != nil {
+		return err
+	}
+	reason := fmt.Sprintf("organisation %s left the federation on %s (application %s)", leaving.Target, leaving.EffectiveOn, leaving.ID)
+	for _, name := range names {
+		op, err := operator(tx, name)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(op.Roles, role) {
+			continue
+		}
+		before, err := rowJSON(tx, `SELECT * FROM operators WHERE name = ?`, name)
+		if err != nil {
+			return err
+		}
+		e := oplog.Entry{At: now, Actor: "hub", Roles: []string{}, Outcome: oplog.OutcomeOK, Detail: reason, Before: before}
+		if rest := slices.DeleteFunc(slices.Clone(op.Roles), func(r string) bool { return r == role }); len(rest) > 0 {
+			_, err = tx.Exec(`UPDATE operators SET roles = ?, acts_for = ?, updated_at = ? WHERE name = ?`, joinRoles(rest), ActsFor(rest), ms(now), name)
+			e.Op, e.Params = "operator roles", map[string]string{"name": name, "dropped": role, "roles": joinRoles(rest)}
+		} else if op.Status != OperatorDisabled {
+			if _, err = tx.Exec(`UPDATE operators SET status = ?, updated_at = ? WHERE name = ?`, OperatorDisabled, ms(now), name); err == nil {
+				_, err = tx.Exec(`DELETE FROM operator_tokens WHERE operator = ?`, name)
+			}
+			e.Op, e.Params = "operator status", map[string]string{"name": name, "status": OperatorDisabled}
+		} else {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if e.After, err = rowJSON(tx, `SELECT * FROM operators WHERE name = ?`, name); err != nil {
+			return err
+		}
+		if err := appendOplog(tx, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // closeOpenApplications refuses the applications a leaving organisation still had open, each with the

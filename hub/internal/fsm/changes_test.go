@@ -59,6 +59,15 @@ func TestOrgChangeAndTermination(t *testing.T) {
 		}
 	}
 	mustApply("the bank's DP connector", &ConnectorAdd{Org: "bank", Name: "dp1", Roles: []string{"dp"}, Address: "a:3", Now: now})
+	// The bank's operators: one that acts for the bank alone, one that also audits, and the ministry's.
+	for _, op := range []*OperatorAdd{
+		{Name: "bank-it", Roles: []string{"applicant:bank"}, Now: now},
+		{Name: "bank-audit", Roles: []string{"auditor", "applicant:bank"}, Now: now},
+		{Name: "moi-it", Roles: []string{"applicant:moi"}, Now: now},
+	} {
+		mustApply("operator "+op.Name, op)
+	}
+	mustApply("bank-it's join token", &OperatorTokenCreate{Hash: "h-bank-it", Name: "bank-it", ExpiresAt: now.Add(time.Hour), Now: now})
 	mustApply("the bank's dataset", &DatasetAdd{Dataset: Dataset{ID: "bank.accounts", NameZh: "帳戶", NameEn: "Accounts", DPOrg: "bank", DPConnector: "dp1", MinAAL: 2, ContentType: "application/json"}, Now: now})
 	submit := func(id, kind string, o *OrgAdd, effective, contact string) Command {
 		return &ApplicationSubmit{Application: Application{ID: id, Kind: kind, On: OnOrg, Target: "bank", OrgInfo: o, EffectiveOn: effective, ContactEmail: contact}, Actor: bank, Now: now}
@@ -139,6 +148,36 @@ func TestOrgChangeAndTermination(t *testing.T) {
 	}
 	if c, _ := a.f.Connector("moi", "dp1"); c.Status != hubapi.StatusActive {
 		t.Fatalf("another org's connector: %+v", c)
+	}
+	// Its applicants act for it no more: the one with no other role is disabled, its token gone; the
+	// auditor keeps auditing; the ministry's is untouched. The operator log says so, as the hub's.
+	if op, _ := a.f.Operator("bank-it"); op.Status != OperatorDisabled {
+		t.Errorf("bank-it: %+v", op)
+	}
+	if tok, _ := operatorToken(a.f.db, "h-bank-it"); tok != nil {
+		t.Errorf("bank-it's join token outlived its organisation: %+v", tok)
+	}
+	if op, _ := a.f.Operator("bank-audit"); op.Status != OperatorActive || !slices.Equal(op.Roles, []string{"auditor"}) || op.ActsFor != "" {
+		t.Errorf("bank-audit: %+v", op)
+	}
+	if op, _ := a.f.Operator("moi-it"); op.Status != OperatorActive || !slices.Equal(op.Roles, []string{"applicant:moi"}) {
+		t.Errorf("moi-it: %+v", op)
+	}
+	entries, err := a.f.OperatorLog(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged []string
+	for _, e := range entries {
+		if e.Actor == "hub" && strings.HasPrefix(e.Op, "operator ") {
+			if !strings.Contains(e.Detail, "app-o9") || e.Before == "" || e.After == "" || e.Before == e.After {
+				t.Errorf("log entry %+v", e)
+			}
+			logged = append(logged, e.Op+" "+e.Params["name"])
+		}
+	}
+	if want := []string{"operator roles bank-audit", "operator status bank-it"}; !slices.Equal(logged, want) {
+		t.Errorf("operator log: %v, want %v", logged, want)
 	}
 	if app, _ := a.f.Application("app-o8"); app.Status != AppRefused || !strings.Contains(app.Decisions[len(app.Decisions)-1].Reason, "left the federation") {
 		t.Fatalf("the open application: %+v", app)

@@ -78,6 +78,9 @@ type Org struct {
 	Type      string    `json:"type"`
 	Status    string    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
+	// ContactEmail is where the hub e-mails the organisation what became of its applications; empty if
+	// it has none. The hub checks its form (fsm.ValidContactEmail), as it does an application's.
+	ContactEmail string `json:"contact_email,omitempty"`
 }
 
 // Validate checks an org as an operator submits it.

@@ -31,7 +31,8 @@ import (
 const adminUsage = `Usage: mydata-hub admin [--config FILE] [--credentials DIR] [--hub URL] [--cert F --key F --bundle F] [--json] COMMAND
 
 Commands:
-  org add --code C --name-zh N --name-en N --type T    register an organisation
+  org add --code C --name-zh N --name-en N --type T [--contact-email E]
+                                                       register an organisation; E gets its applications' news
       types: central-agency, local-government, university, state-owned-enterprise, financial-institution, other
   org list
   connector add --org O --name N --roles dp,sp --address HOST:PORT [--tcp-address HOST:PORT]
@@ -275,6 +276,7 @@ func (a *adminCtx) orgAdd(ctx context.Context, args []string) error {
 	fs.StringVar(&o.NameZh, "name-zh", "", "name in Chinese")
 	fs.StringVar(&o.NameEn, "name-en", "", "name in English")
 	fs.StringVar(&o.Type, "type", "", "organisation type")
+	fs.StringVar(&o.ContactEmail, "contact-email", "", "where the hub e-mails the organisation what became of its applications (optional)")
 	if err := parseFlags(fs, args, "code", "name-zh", "name-en", "type"); err != nil {
 		return err
 	}
@@ -293,9 +295,9 @@ func (a *adminCtx) orgList(ctx context.Context) error {
 		return err
 	}
 	return a.print(orgs, func(w *table) {
-		fmt.Fprintln(w, "CODE\tTYPE\tSTATUS\tNAME (ZH)\tNAME (EN)")
+		fmt.Fprintln(w, "CODE\tTYPE\tSTATUS\tNAME (ZH)\tNAME (EN)\tCONTACT")
 		for _, o := range orgs {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", o.Code, o.Type, o.Status, o.NameZh, o.NameEn)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Code, o.Type, o.Status, o.NameZh, o.NameEn, pick(o.ContactEmail, "-"))
 		}
 	})
 }

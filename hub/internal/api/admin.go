@@ -32,11 +32,12 @@ func (s *Server) addOrg(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := o.Validate(); err != nil {
+	cmd := &fsm.OrgAdd{Code: o.Code, NameZh: o.NameZh, NameEn: o.NameEn, Type: o.Type, ContactEmail: o.ContactEmail, Now: s.now()}
+	if err := cmd.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.act(r, "org add", map[string]string{"code": o.Code, "type": o.Type}, &fsm.OrgAdd{Code: o.Code, NameZh: o.NameZh, NameEn: o.NameEn, Type: o.Type, Now: s.now()}); err != nil {
+	if err := s.act(r, "org add", map[string]string{"code": o.Code, "type": o.Type}, cmd); err != nil {
 		s.fail(w, r, err)
 		return
 	}

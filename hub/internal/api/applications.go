@@ -89,6 +89,11 @@ func (s *Server) submitApplication(w http.ResponseWriter, r *http.Request) {
 	app := fsm.Application{ID: newApplicationID(), Kind: req.Kind, Stage: req.Stage, Authority: req.Authority, Note: req.Note,
 		On: req.On, Target: req.Target, EffectiveOn: req.EffectiveOn, ContactEmail: req.ContactEmail}
 	if req.Org != nil {
+		if req.Org.ContactEmail != "" {
+			// Not dropped in silence: the application's address is the one the organisation gets.
+			writeError(w, http.StatusBadRequest, "org.contact_email: give the application's contact_email; it becomes the organisation's")
+			return
+		}
 		app.OrgInfo = &fsm.OrgAdd{Code: req.Org.Code, NameZh: req.Org.NameZh, NameEn: req.Org.NameEn, Type: req.Org.Type}
 	}
 	if req.Service != nil {

@@ -33,7 +33,7 @@ func testServer(t *testing.T) *Server {
 	t.Cleanup(func() { f.Close() })
 	now := time.Now()
 	cmds := []fsm.Command{
-		&fsm.OrgAdd{Code: "nccu", NameZh: "國立政治大學", NameEn: "National Chengchi University", Type: "university", Now: now},
+		&fsm.OrgAdd{Code: "nccu", NameZh: "國立政治大學", NameEn: "National Chengchi University", Type: "university", ContactEmail: "it@nccu.edu.tw", Now: now},
 		&fsm.OperatorAdd{Name: "fa", Roles: []string{fsm.RoleFederationAdmin}, Now: now},
 		&fsm.OperatorAdd{Name: "aud", Roles: []string{fsm.RoleAuditor}, Now: now},
 		&fsm.OperatorAdd{Name: "rev", Roles: []string{"reviewer:education"}, Now: now},

@@ -85,11 +85,14 @@ const payloadV1 = 1
 
 // OrgAdd registers an organisation.
 type OrgAdd struct {
-	Code   string    `json:"code"`
-	NameZh string    `json:"name_zh"`
-	NameEn string    `json:"name_en"`
-	Type   string    `json:"type"`
-	Now    time.Time `json:"now"`
+	Code   string `json:"code"`
+	NameZh string `json:"name_zh"`
+	NameEn string `json:"name_en"`
+	Type   string `json:"type"`
+	// ContactEmail is omitted by releases before it and by an application's org (whose address is the
+	// application's); both decode to "", no address.
+	ContactEmail string    `json:"contact_email,omitempty"`
+	Now          time.Time `json:"now"`
 }
 
 // ConnectorAdd registers a connector of an organisation.

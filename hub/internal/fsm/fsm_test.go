@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -247,5 +248,44 @@ func TestRegistry(t *testing.T) {
 		t.Error("an invalid command validated")
 	} else if fe, ok := err.(*Error); !ok || fe.Code != Invalid {
 		t.Errorf("Validate = %#v, want an *Error with code Invalid", err)
+	}
+}
+
+// TestOrgAddContactEmail: an organisation registered with a contact address shows it; one from a log
+// written before the address existed (no contact_email in the payload) has none; an address with a
+// display name is refused as an application's is.
+func TestOrgAddContactEmail(t *testing.T) {
+	a := &applier{t: t, f: open(t, filepath.Join(t.TempDir(), "state.db"))}
+	now := time.Now().UTC()
+	if r := a.apply(&OrgAdd{Code: "moi", NameZh: "內政部", NameEn: "Ministry of the Interior", Type: "central-agency", ContactEmail: "it@moi.gov.tw", Now: now}); r.Code != OK {
+		t.Fatal(r)
+	}
+	if r := a.apply(&OrgAdd{Code: "fia", NameZh: "財政資訊中心", NameEn: "FIA", Type: "central-agency", ContactEmail: "FIA <it@fia.gov.tw>", Now: now}); r.Code != Invalid || !strings.Contains(r.Message, "contact_email") {
+		t.Fatalf("a display name: %+v", r)
+	}
+	old := append([]byte{byte(TypeOrgAdd), payloadV1}, `{"code":"old","name_zh":"舊","name_en":"Old","type":"other","now":"2026-01-01T00:00:00Z"}`...)
+	a.index++
+	if r := a.f.Apply(&raft.Log{Index: a.index, Type: raft.LogCommand, Data: old}).(Result); r.Code != OK {
+		t.Fatalf("an old payload: %+v", r)
+	}
+	if data, _ := Encode(&OrgAdd{Code: "x", NameZh: "x", NameEn: "x", Type: "other"}); strings.Contains(string(data), "contact_email") {
+		t.Errorf("no address, yet the payload names one: %s", data)
+	}
+	orgs, err := a.f.Orgs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, o := range orgs {
+		got[o.Code] = o.ContactEmail
+	}
+	if want := map[string]string{"moi": "it@moi.gov.tw", "old": ""}; !maps.Equal(got, want) {
+		t.Fatalf("orgs' contacts %v, want %v", got, want)
+	}
+	if o, _ := a.f.Org("moi"); o.ContactEmail != "it@moi.gov.tw" {
+		t.Fatalf("org: %+v", o)
+	}
+	if c, _ := a.f.OrgContact("moi"); c != "it@moi.gov.tw" {
+		t.Fatalf("the applicant's e-mails go to %q", c)
 	}
 }

@@ -23,8 +23,8 @@ func applyOrgAdd(tx *sql.Tx, c *OrgAdd) (Result, bool, error) {
 	if n > 0 {
 		return refuse(Conflict, "organisation %q already exists", c.Code), false, nil
 	}
-	_, err := tx.Exec(`INSERT INTO orgs(code, name_zh, name_en, type, status, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		c.Code, c.NameZh, c.NameEn, c.Type, hubapi.StatusActive, ms(c.Now))
+	_, err := tx.Exec(`INSERT INTO orgs(code, name_zh, name_en, type, status, created_at, contact_email) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		c.Code, c.NameZh, c.NameEn, c.Type, hubapi.StatusActive, ms(c.Now), c.ContactEmail)
 	return Result{}, false, err
 }
 
@@ -206,7 +206,7 @@ func (f *FSM) Token(hash string) (*Token, error) { return token(f.db, hash) }
 
 // Orgs lists the organisations.
 func (f *FSM) Orgs() ([]hubapi.Org, error) {
-	rows, err := f.db.Query(`SELECT code, name_zh, name_en, type, status, created_at FROM orgs ORDER BY code`)
+	rows, err := f.db.Query(`SELECT code, name_zh, name_en, type, status, created_at, contact_email FROM orgs ORDER BY code`)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +215,7 @@ func (f *FSM) Orgs() ([]hubapi.Org, error) {
 	for rows.Next() {
 		var o hubapi.Org
 		var created int64
-		if err := rows.Scan(&o.Code, &o.NameZh, &o.NameEn, &o.Type, &o.Status, &created); err != nil {
+		if err := rows.Scan(&o.Code, &o.NameZh, &o.NameEn, &o.Type, &o.Status, &created, &o.ContactEmail); err != nil {
 			return nil, err
 		}
 		o.CreatedAt = fromMS(created)
@@ -229,8 +229,8 @@ func (f *FSM) Org(code string) (*hubapi.Org, error) {
 	return cached(&f.lookups, "org\x00"+code, func() (*hubapi.Org, error) {
 		var o hubapi.Org
 		var created int64
-		err := f.db.QueryRow(`SELECT code, name_zh, name_en, type, status, created_at FROM orgs WHERE code = ?`, code).
-			Scan(&o.Code, &o.NameZh, &o.NameEn, &o.Type, &o.Status, &created)
+		err := f.db.QueryRow(`SELECT code, name_zh, name_en, type, status, created_at, contact_email FROM orgs WHERE code = ?`, code).
+			Scan(&o.Code, &o.NameZh, &o.NameEn, &o.Type, &o.Status, &created, &o.ContactEmail)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, nil
 		}

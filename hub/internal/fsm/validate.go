@@ -85,7 +85,10 @@ func HubKeyFrom(k hubapi.HubKey) HubKeyRecord {
 
 func (c *OrgAdd) Validate() error {
 	o := hubapi.Org{Code: c.Code, NameZh: c.NameZh, NameEn: c.NameEn, Type: c.Type}
-	return o.Validate()
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	return ValidContactEmail(c.ContactEmail)
 }
 
 func (c *ConnectorAdd) Validate() error {

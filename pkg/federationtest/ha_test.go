@@ -35,6 +35,14 @@ func TestConnectorHA(t *testing.T) {
 		dps[name] = h.AddConnector("moi", name, ConnectorOptions{Roles: "dp", Extra: DatasetsYAML(entry)})
 	}
 	sp := h.AddConnector("bank", "sp1", ConnectorOptions{Roles: "sp"})
+	// A connection to a killed DP looks alive until the idle timeout: a shorter one keeps the test short.
+	cfg, err := os.ReadFile(sp.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sp.ConfigPath, []byte(strings.Replace(string(cfg), "quic:\n", "quic:\n  idle_timeout: 4s\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []*Connector{dps["dp1"], dps["dp2"], sp} {
 		if _, err := c.Enroll(h.Token(c.Org, c.Name)); err != nil {
 			t.Fatal(err)
@@ -151,7 +159,7 @@ func TestConnectorHA(t *testing.T) {
 	if by := servedBy(code, p); by != "dp2" {
 		t.Fatalf("with dp1 killed, served by %s", by)
 	}
-	// The SP held a QUIC connection to dp1, which looks alive until quic.idle_timeout (10 s) passes.
+	// The SP held a QUIC connection to dp1, which looks alive until quic.idle_timeout (4 s here) passes.
 	t.Logf("with dp1 killed, the exchange went to dp2 in %s", time.Since(start).Round(time.Millisecond))
 	if failovers() != before+1 {
 		t.Fatalf("failovers %d → %d, want one more", before, failovers())

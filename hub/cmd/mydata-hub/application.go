@@ -110,26 +110,12 @@ func (a *adminCtx) applicationSubmit(ctx context.Context, args []string) error {
 		}
 		req.On = of
 		switch of {
-		case fsm.OnService:
-			service := serviceFlags(fs)
-			if err := parseFlags(fs, rest, "effective-on", "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
-				return err
-			}
-			s, err := service()
+		case fsm.OnService, fsm.OnDataset:
+			id, err := definitionFlags(fs, rest, of, &req, "effective-on")
 			if err != nil {
 				return err
 			}
-			req.Service, req.Target = &s, s.ID
-		case fsm.OnDataset:
-			dataset := datasetFlags(fs)
-			if err := parseFlags(fs, rest, "effective-on", "id", "name-zh", "name-en", "dp"); err != nil {
-				return err
-			}
-			d, err := dataset()
-			if err != nil {
-				return err
-			}
-			req.Dataset, req.Target = &d, d.ID
+			req.Target = id
 		case fsm.OnOrg:
 			o, err := orgFlags(fs, rest, "effective-on")
 			if err != nil {
@@ -143,26 +129,9 @@ func (a *adminCtx) applicationSubmit(ctx context.Context, args []string) error {
 		fs.StringVar(&req.Stage, "stage", "", "the stage applied for: sandbox, pilot or production")
 		fs.Var(&subjects, "test-subject", "a pilot's test subject, by national ID (repeat for several)")
 		fs.StringVar(&subjectsFile, "test-subjects-file", "", "a pilot's test subjects, one national ID a line")
-		if kind == fsm.ApplyService {
-			service := serviceFlags(fs)
-			if err := parseFlags(fs, args[1:], "stage", "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
-				return err
-			}
-			s, err := service()
-			if err != nil {
-				return err
-			}
-			req.Service = &s
-		} else {
-			dataset := datasetFlags(fs)
-			if err := parseFlags(fs, args[1:], "stage", "id", "name-zh", "name-en", "dp"); err != nil {
-				return err
-			}
-			d, err := dataset()
-			if err != nil {
-				return err
-			}
-			req.Dataset = &d
+		on := map[string]string{fsm.ApplyService: fsm.OnService, fsm.ApplyDataset: fsm.OnDataset}[kind]
+		if _, err := definitionFlags(fs, args[1:], on, &req, "stage"); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("application submit: %q is not org, service, dataset, change, suspend, terminate or resume", kind)
@@ -216,6 +185,20 @@ func onTarget(service, dataset, org string) (on, target string) {
 
 // orgFlags reads an organisation as it applies to join or will be after a change; required names the
 // other flags that must be given.
+// definitionFlags reads into req the service (on is fsm.OnService) or the dataset an application
+// defines, by the flags of service add or dataset add and the required ones fs defines besides; it
+// returns the service's or dataset's id.
+func definitionFlags(fs *flag.FlagSet, args []string, on string, req *api.ApplicationRequest, required ...string) (string, error) {
+	if on == fsm.OnService {
+		s, err := serviceFlags(fs, args, required...)
+		req.Service = &s
+		return s.ID, err
+	}
+	d, err := datasetFlags(fs, args, required...)
+	req.Dataset = &d
+	return d.ID, err
+}
+
 func orgFlags(fs *flag.FlagSet, args []string, required ...string) (hubapi.Org, error) {
 	var o hubapi.Org
 	fs.StringVar(&o.Code, "code", "", "organisation code (a-z, 0-9, '-')")

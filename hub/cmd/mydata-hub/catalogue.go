@@ -28,11 +28,7 @@ func splitPair(flagName, v string) (string, string, error) {
 
 func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dataset add", flag.ContinueOnError)
-	dataset := datasetFlags(fs)
-	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "dp"); err != nil {
-		return err
-	}
-	d, err := dataset()
+	d, err := datasetFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -45,8 +41,9 @@ func (a *adminCtx) datasetAdd(ctx context.Context, args []string) error {
 	})
 }
 
-// datasetFlags defines a dataset's flags on fs; the function it returns reads them once fs is parsed.
-func datasetFlags(fs *flag.FlagSet) func() (hubapi.Dataset, error) {
+// datasetFlags reads a dataset from args by the flags of dataset add; required names the flags that fs
+// defines besides and must be given (an application's --stage, a change's --effective-on).
+func datasetFlags(fs *flag.FlagSet, args []string, required ...string) (hubapi.Dataset, error) {
 	var d hubapi.Dataset
 	var dp string
 	fs.StringVar(&d.ID, "id", "", "dataset id, <org>.<name> (e.g. moi.household)")
@@ -60,17 +57,18 @@ func datasetFlags(fs *flag.FlagSet) func() (hubapi.Dataset, error) {
 	fs.BoolVar(&d.Download, "download", false, "citizens may download it themselves on the portal")
 	var methods string
 	fs.StringVar(&methods, "methods", "", "comma-separated login method ids, the only ones the agency accepts for this dataset (default: any of --min-aal or higher)")
-	return func() (hubapi.Dataset, error) {
-		if methods != "" {
-			d.Methods = strings.Split(methods, ",")
-		}
-		org, names, err := splitDPs(dp)
-		if err != nil {
-			return d, err
-		}
-		d.DPOrg, d.DPConnector, d.MoreDPConnectors = org, names[0], names[1:]
-		return d, nil
+	if err := parseFlags(fs, args, append(required, "id", "name-zh", "name-en", "dp")...); err != nil {
+		return d, err
 	}
+	if methods != "" {
+		d.Methods = strings.Split(methods, ",")
+	}
+	org, names, err := splitDPs(dp)
+	if err != nil {
+		return d, err
+	}
+	d.DPOrg, d.DPConnector, d.MoreDPConnectors = org, names[0], names[1:]
+	return d, nil
 }
 
 // splitDPs reads ORG/C1[,C2...]: a dataset's connectors, all of its agency.
@@ -146,11 +144,7 @@ func (a *adminCtx) datasetStatus(ctx context.Context, verb string, args []string
 
 func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("service add", flag.ContinueOnError)
-	service := serviceFlags(fs)
-	if err := parseFlags(fs, args, "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version"); err != nil {
-		return err
-	}
-	s, err := service()
+	s, err := serviceFlags(fs, args)
 	if err != nil {
 		return err
 	}
@@ -163,8 +157,9 @@ func (a *adminCtx) serviceAdd(ctx context.Context, args []string) error {
 	})
 }
 
-// serviceFlags defines a service's flags on fs; the function it returns reads them once fs is parsed.
-func serviceFlags(fs *flag.FlagSet) func() (hubapi.Service, error) {
+// serviceFlags reads a service from args by the flags of service add; required names the flags that fs
+// defines besides and must be given (an application's --stage, a change's --effective-on).
+func serviceFlags(fs *flag.FlagSet, args []string, required ...string) (hubapi.Service, error) {
 	var s hubapi.Service
 	var sp, modes, datasets, termsFile string
 	var redirects stringList
@@ -182,26 +177,27 @@ func serviceFlags(fs *flag.FlagSet) func() (hubapi.Service, error) {
 	fs.StringVar(&s.LegalBasis, "legal-basis", "", "the law that allows more than 5 datasets")
 	fs.BoolVar(&s.RequirePAR, "require-par", false, "accept authorization requests only when pushed by the SP connector (RFC 9126, FAPI 2.0)")
 	fs.BoolVar(&s.CounterOTP, "counter-otp", false, "counter mode: send the citizen a one-time code at redemption, which they read to counter staff")
-	return func() (hubapi.Service, error) {
-		if termsFile != "" {
-			b, err := os.ReadFile(termsFile)
-			if err != nil {
-				return s, err
-			}
-			s.Terms = string(b)
-		}
-		if s.Terms == "" {
-			return s, fmt.Errorf("%s: --terms or --terms-file is required", fs.Name())
-		}
-		var err error
-		if s.SPOrg, s.SPConnector, err = splitPair("sp", sp); err != nil {
+	if err := parseFlags(fs, args, append(required, "id", "name-zh", "name-en", "sp", "datasets", "purpose", "terms-version")...); err != nil {
+		return s, err
+	}
+	if termsFile != "" {
+		b, err := os.ReadFile(termsFile)
+		if err != nil {
 			return s, err
 		}
-		s.Modes = strings.Split(modes, ",")
-		s.Datasets = strings.Split(datasets, ",")
-		s.RedirectURIs = redirects
-		return s, nil
+		s.Terms = string(b)
 	}
+	if s.Terms == "" {
+		return s, fmt.Errorf("%s: --terms or --terms-file is required", fs.Name())
+	}
+	var err error
+	if s.SPOrg, s.SPConnector, err = splitPair("sp", sp); err != nil {
+		return s, err
+	}
+	s.Modes = strings.Split(modes, ",")
+	s.Datasets = strings.Split(datasets, ",")
+	s.RedirectURIs = redirects
+	return s, nil
 }
 
 func (a *adminCtx) serviceList(ctx context.Context) error {

@@ -35,17 +35,7 @@ func TestOpenFallsBackToTCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	tok, err := signer.Sign(&ticket.Claims{ID: "t1", ConsentID: "c1", Dataset: "moi.household", DP: "spiffe://mydata.test/org/moi/connector/dp1",
-		Redeemer: "spiffe://mydata.test/hub/hub-1", SealedSubject: []byte("s"), RecipientKEM: 0x20, RecipientKey: []byte("k"),
-		Issuer: "spiffe://mydata.test/hub/hub-1", IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix(), Mode: ticket.ModeDownload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	claims, err := r.Check(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, claims := downloadTicket(t, r, signer, "spiffe://mydata.test/org/moi/connector/dp1")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -143,18 +133,7 @@ func TestOpenTriesTheNextConnector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	tok, err := signer.Sign(&ticket.Claims{ID: "t1", ConsentID: "c1", Dataset: "moi.household", DP: id("dp1"),
-		Alternates: []ticket.Alternate{{DP: id("dp2"), SealedSubject: []byte("s")}, {DP: id("dp3"), SealedSubject: []byte("s")}},
-		Redeemer:   "spiffe://mydata.test/hub/hub-1", SealedSubject: []byte("s"), RecipientKEM: 0x20, RecipientKey: []byte("k"),
-		Issuer: "spiffe://mydata.test/hub/hub-1", IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix(), Mode: ticket.ModeDownload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	claims, err := r.Check(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, claims := downloadTicket(t, r, signer, id("dp1"), id("dp2"), id("dp3"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a, err := r.Open(ctx, tok, claims)
@@ -174,4 +153,26 @@ func TestOpenTriesTheNextConnector(t *testing.T) {
 	if err != nil || a2.DP != id("dp1") || a2.Header.Status != transfer.Failed {
 		t.Fatalf("dp2 suspended: %v %+v", err, a2)
 	}
+}
+
+// downloadTicket signs a download ticket for the connectors dps (the first its dp, the others alternates)
+// and checks it as the portal does before relaying.
+func downloadTicket(t *testing.T, r *Relay, signer *ticket.Signer, dps ...string) (string, *ticket.Claims) {
+	t.Helper()
+	now := time.Now()
+	c := &ticket.Claims{ID: "t1", ConsentID: "c1", Dataset: "moi.household", DP: dps[0],
+		Redeemer: "spiffe://mydata.test/hub/hub-1", SealedSubject: []byte("s"), RecipientKEM: 0x20, RecipientKey: []byte("k"),
+		Issuer: "spiffe://mydata.test/hub/hub-1", IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Minute).Unix(), Mode: ticket.ModeDownload}
+	for _, dp := range dps[1:] {
+		c.Alternates = append(c.Alternates, ticket.Alternate{DP: dp, SealedSubject: []byte("s")})
+	}
+	tok, err := signer.Sign(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := r.Check(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok, claims
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,22 +12,10 @@ import (
 	"github.com/mydatafed/mydata/pkg/ticket"
 )
 
-// stateKeys verifies tickets against the hub keys in the state: a ticket any node signed verifies on
-// every node.
-type stateKeys struct{ s *Server }
-
-func (k stateKeys) TicketKey(kid string) (*ecdsa.PublicKey, bool) {
-	keys, err := k.s.cfg.State.HubKeys()
-	if err != nil {
-		return nil, false
-	}
-	return hubapi.TicketKey(keys, kid)
-}
-
 // claimable checks a ticket a DP connector claims or releases: it verifies, names several connectors (a
 // ticket for one is that connector's alone to keep single use), and names the caller.
 func (s *Server) claimable(r *http.Request, token string) (*ticket.Claims, string, int, string) {
-	c, err := ticket.Verify(token, stateKeys{s}, s.now())
+	c, err := ticket.Verify(token, s.cfg.State, s.now())
 	if err != nil {
 		return nil, "", http.StatusBadRequest, "ticket: " + err.Error()
 	}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"crypto/ecdsa"
 	"database/sql"
 
 	"github.com/mydatafed/mydata/pkg/hubapi"
@@ -44,6 +45,16 @@ func applyHubKey(tx *sql.Tx, c *HubKey) (Result, bool, error) {
 }
 
 // HubKeys lists the hub nodes' published keys, oldest first.
+// TicketKey implements ticket.KeySet over the hub keys in the state: a ticket any node signed verifies on
+// every node (the portal's relay and the API's ticket claims check tickets with it).
+func (f *FSM) TicketKey(kid string) (*ecdsa.PublicKey, bool) {
+	keys, err := f.HubKeys()
+	if err != nil {
+		return nil, false
+	}
+	return hubapi.TicketKey(keys, kid)
+}
+
 func (f *FSM) HubKeys() ([]hubapi.HubKey, error) {
 	rows, err := f.db.Query(`SELECT kid, node, kind, kem, public, created_at FROM hub_keys ORDER BY created_at, kid`)
 	if err != nil {

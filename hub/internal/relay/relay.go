@@ -6,7 +6,6 @@ package relay
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -31,7 +30,7 @@ import (
 
 // State is what the relay reads of the replicated state: the ticket keys, and the connectors' addresses.
 type State interface {
-	HubKeys() ([]hubapi.HubKey, error)
+	ticket.KeySet // the hub keys any node signed tickets with
 	Connector(org, name string) (*hubapi.Connector, error)
 }
 
@@ -98,19 +97,9 @@ var (
 	ErrUnreachable = errors.New("relay: the data provider's connector cannot be reached")
 )
 
-// TicketKey implements ticket.KeySet over the hub keys in the state: a ticket any node issued verifies
-// on every node.
-func (r *Relay) TicketKey(kid string) (*ecdsa.PublicKey, bool) {
-	keys, err := r.cfg.State.HubKeys()
-	if err != nil {
-		return nil, false
-	}
-	return hubapi.TicketKey(keys, kid)
-}
-
 // Check verifies a download ticket as the DP will: signature, time, mode and that the hub redeems it.
 func (r *Relay) Check(token string) (*ticket.Claims, error) {
-	c, err := ticket.Verify(token, r, r.nowFunc())
+	c, err := ticket.Verify(token, r.cfg.State, r.nowFunc())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrTicket, err)
 	}

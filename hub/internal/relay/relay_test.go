@@ -21,7 +21,7 @@ type state struct {
 	connectors map[string]*hubapi.Connector
 }
 
-func (s *state) HubKeys() ([]hubapi.HubKey, error) { return s.keys, nil }
+func (s *state) TicketKey(kid string) (*ecdsa.PublicKey, bool) { return hubapi.TicketKey(s.keys, kid) }
 func (s *state) Connector(org, name string) (*hubapi.Connector, error) {
 	return s.connectors[org+"/"+name], nil
 }

@@ -65,7 +65,7 @@ bench: build ## run the benchmarks (product rounds: BENCH_COUNT) into BENCH_OUT;
 	@cd pkg/federationtest; run() { $(BIN)/federationtest.test -test.run '^$$' -test.timeout 15m "$$@" | tee -a "$(BENCH_OUT)"; }; \
 	for round in $$(seq 1 $(BENCH_COUNT)); do \
 		echo "== product benchmarks, round $$round of $(BENCH_COUNT)"; \
-		run -test.bench '^Benchmark(BulkTransfer|BulkTransferTCP|BareQUIC|TLSTCP|BareQUICSameWork|TLSTCPSameWork)$$' -test.benchtime 3x; \
+		run -test.bench '^Benchmark(BulkTransfer|BulkTransferTCP|BareQUIC|TLSTCP|BareQUICSameWork|TLSTCPSameWork|BareQUICSameWorkHop|TLSTCPSameWorkHop)$$' -test.benchtime 3x; \
 		run -test.bench '^BenchmarkSmallExchanges$$' -test.benchtime $(BENCH_SMALL)x; \
 		run -test.bench '^BenchmarkSmallExchangesCluster$$' -test.benchtime $(BENCH_SMALL)x; \
 	done; \
@@ -149,12 +149,16 @@ function show(label, v, fmt, target) {
 BEGIN {
 	cpuUnits["BulkTransfer"] = cpuUnits["BulkTransferTCP"] = "dp-cpu-ms/op sp-cpu-ms/op app-cpu-ms/op"
 	cpuUnits["BareQUICSameWork"] = cpuUnits["TLSTCPSameWork"] = "server-cpu-ms/op client-cpu-ms/op"
+	cpuUnits["BareQUICSameWorkHop"] = cpuUnits["TLSTCPSameWorkHop"] = "server-cpu-ms/op client-cpu-ms/op app-cpu-ms/op"
 }
 END {
 	bulk = med("BulkTransfer", "MB/s"); quic = med("BareQUIC", "MB/s"); tls = med("TLSTCP", "MB/s")
 	rq = ratio("BulkTransfer", "BareQUIC"); rt = ratio("BulkTransfer", "TLSTCP")
 	qw = med("BareQUICSameWork", "MB/s"); tw = med("TLSTCPSameWork", "MB/s")
 	rqw = ratio("BulkTransfer", "BareQUICSameWork"); rtw = ratio("BulkTransfer", "TLSTCPSameWork")
+	qh = med("BareQUICSameWorkHop", "MB/s"); th = med("TLSTCPSameWorkHop", "MB/s")
+	lqh = ratio("BareQUICSameWorkHop", "BareQUICSameWork"); lth = ratio("TLSTCPSameWorkHop", "TLSTCPSameWork")
+	rqh = ratio("BulkTransfer", "BareQUICSameWorkHop"); rth = ratio("BulkTransferTCP", "TLSTCPSameWorkHop")
 	btcp = med("BulkTransferTCP", "MB/s"); rtcp = ratio("BulkTransferTCP", "TLSTCPSameWork"); rtcpb = ratio("BulkTransferTCP", "TLSTCP")
 	lx = med("LargeExchangeRSS", "sp-peak-RSS-MiB"); dk = med("DeadPeer", "kill-to-failed-ms")
 	xs = med("SmallExchanges", "exchanges/s"); p50 = med("SmallExchanges", "p50-ms"); p99 = med("SmallExchanges", "p99-ms")
@@ -167,15 +171,21 @@ END {
 	show("TLS 1.3 over TCP", tls, "%7.1f MB/s", sprintf("   (CPU per copy: server %.2f s, client %.2f s)", med("TLSTCP", "server-cpu-ms/op")/1000, med("TLSTCP", "client-cpu-ms/op")/1000))
 	show("bare quic-go + same work", qw, "%7.1f MB/s", sprintf("   (CPU per copy: server %.2f s, client %.2f s; SHA-256 and AES-256-GCM both ends)", med("BareQUICSameWork", "server-cpu-ms/op")/1000, med("BareQUICSameWork", "client-cpu-ms/op")/1000))
 	show("TLS over TCP + same work", tw, "%7.1f MB/s", sprintf("   (CPU per copy: server %.2f s, client %.2f s)", med("TLSTCPSameWork", "server-cpu-ms/op")/1000, med("TLSTCPSameWork", "client-cpu-ms/op")/1000))
+	show("quic-go same work + hop to an app", qh, "%7.1f MB/s", sprintf("   (CPU per copy: server %.2f s, middle %.2f s, app %.2f s; the product's HTTP hop, nothing else)", med("BareQUICSameWorkHop", "server-cpu-ms/op")/1000, med("BareQUICSameWorkHop", "client-cpu-ms/op")/1000, med("BareQUICSameWorkHop", "app-cpu-ms/op")/1000))
+	show("TLS same work + hop to an app", th, "%7.1f MB/s", sprintf("   (CPU per copy: server %.2f s, middle %.2f s, app %.2f s)", med("TLSTCPSameWorkHop", "server-cpu-ms/op")/1000, med("TLSTCPSameWorkHop", "client-cpu-ms/op")/1000, med("TLSTCPSameWorkHop", "app-cpu-ms/op")/1000))
 	show("product / bare quic-go", rq, "%7.2f", rq < 0 ? "" : "        target >= 0.80: " verdict(rq >= 0.8))
 	show("product / TLS over TCP", rt, "%7.2f", "")
 	show("product / quic-go same work", rqw, "%7.3f", rqw < 0 ? "" : "        target >= 0.90: " verdict(rqw >= 0.9))
 	show("  same work / product, CPU per byte", cpuRatio("BulkTransfer", "BareQUICSameWork"), "%7.3f", "        (1 = no CPU beyond the same work)")
+	show("  limit: same work + hop / same work", lqh, "%7.3f", lqh < 0 ? "" : "        (the most any product with the streaming hop can reach here)")
+	show("  product / same work + hop", rqh, "%7.3f", rqh < 0 ? "" : sprintf("        (the product's own overhead; CPU per byte %.3f)", cpuRatio("BulkTransfer", "BareQUICSameWorkHop")))
 	show("product (QUIC) / TLS same work", rtw, "%7.2f", "")
 	show("bulk 256 MiB DP->SP, product over TCP", btcp, "%7.1f MB/s", sprintf("   (QUIC off at the SP; CPU per transfer: DP %.2f s, SP %.2f s, SP app %.2f s)", med("BulkTransferTCP", "dp-cpu-ms/op")/1000, med("BulkTransferTCP", "sp-cpu-ms/op")/1000, med("BulkTransferTCP", "app-cpu-ms/op")/1000))
 	show("product over TCP / TLS over TCP", rtcpb, "%7.2f", "")
 	show("product over TCP / TLS same work", rtcp, "%7.3f", rtcp < 0 ? "" : "        target >= 0.90: " verdict(rtcp >= 0.9))
 	show("  same work / product, CPU per byte", cpuRatio("BulkTransferTCP", "TLSTCPSameWork"), "%7.3f", "")
+	show("  limit: same work + hop / same work", lth, "%7.3f", "")
+	show("  product / same work + hop", rth, "%7.3f", rth < 0 ? "" : sprintf("        (CPU per byte %.3f)", cpuRatio("BulkTransferTCP", "TLSTCPSameWorkHop")))
 	show("small exchanges, 32 clients", xs, "%7.1f /s", xs < 0 ? "" : sprintf("   target >= 500/s: %s   (CPU per exchange: hub %.2f, DP %.2f, SP %.2f, clients %.2f ms)", verdict(xs >= 500), med("SmallExchanges", "hub-cpu-ms/op"), med("SmallExchanges", "dp-cpu-ms/op"), med("SmallExchanges", "sp-cpu-ms/op"), med("SmallExchanges", "app-cpu-ms/op")))
 	show("  latency p50", p50, "%7.1f ms", "")
 	show("  latency p99", p99, "%7.1f ms", p99 < 0 ? "" : "     target < 100 ms: " verdict(p99 < 100))

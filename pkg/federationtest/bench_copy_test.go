@@ -37,9 +37,10 @@ const copyBuf = 64 << 10
 
 // Environment of the serving process of a baseline.
 const (
-	envPeerRole = "MYDATA_BENCH_PEER" // quic or tls, with -work: the same-work baselines
-	envPeerFile = "MYDATA_BENCH_FILE" // what to serve
-	benchALPN   = "mydata-bench"
+	envPeerRole     = "MYDATA_BENCH_PEER"     // quic or tls, with -work: the same-work baselines; hop-quic, hop-tls: the hop's middle
+	envPeerUpstream = "MYDATA_BENCH_UPSTREAM" // the hop's middle: the same-work server's address
+	envPeerFile     = "MYDATA_BENCH_FILE"     // what to serve
+	benchALPN       = "mydata-bench"
 )
 
 // writeBulkFile writes size deterministic pseudo-random bytes (incompressible, the same in every run) to
@@ -87,6 +88,9 @@ func TestBenchCopyPeer(t *testing.T) {
 }
 
 func servePeer(role, path string) error {
+	if transport, ok := strings.CutPrefix(role, "hop-"); ok {
+		return serveHop(transport, os.Getenv(envPeerUpstream))
+	}
 	serveOne := serveCopy
 	if r, ok := strings.CutSuffix(role, "-work"); ok {
 		role, serveOne = r, serveWork
@@ -221,14 +225,14 @@ func benchCert() (tls.Certificate, error) {
 
 // startCopyPeer starts this test binary as the serving process of a baseline and returns its address and
 // process id.
-func startCopyPeer(b *testing.B, role, path string) (string, int) {
+func startCopyPeer(b *testing.B, role, path string, env ...string) (string, int) {
 	b.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^TestBenchCopyPeer$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envPeerRole+"="+role, envPeerFile+"="+path)
+	cmd.Env = append(append(os.Environ(), envPeerRole+"="+role, envPeerFile+"="+path), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -298,15 +302,25 @@ func benchCopy(b *testing.B, role string, read func(r io.Reader, buf []byte) (in
 // and returns the answer to read, and how to close it once read.
 func copyOpener(b *testing.B, transport, addr string) (open func() (io.Reader, func(), error)) {
 	b.Helper()
+	open, closeConn, err := dialCopy(transport, addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(closeConn)
+	return open
+}
+
+// dialCopy is copyOpener outside a benchmark (the hop baselines' middle process uses it too); closeConn
+// closes what it keeps open.
+func dialCopy(transport, addr string) (open func() (io.Reader, func(), error), closeConn func(), err error) {
 	switch transport {
 	case "quic":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		conn, err := quic.DialAddr(ctx, addr, benchClientTLS(), &quic.Config{MaxIdleTimeout: time.Minute})
 		if err != nil {
-			b.Fatal(err)
+			return nil, nil, err
 		}
-		b.Cleanup(func() { conn.CloseWithError(0, "") })
 		return func() (io.Reader, func(), error) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -320,7 +334,7 @@ func copyOpener(b *testing.B, transport, addr string) (open func() (io.Reader, f
 			}
 			st.Close()
 			return st, func() { st.CancelRead(0) }, nil
-		}
+		}, func() { conn.CloseWithError(0, "") }, nil
 	case "tls":
 		return func() (io.Reader, func(), error) {
 			c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, benchClientTLS())
@@ -332,10 +346,9 @@ func copyOpener(b *testing.B, transport, addr string) (open func() (io.Reader, f
 				return nil, nil, err
 			}
 			return c, func() { c.Close() }, nil
-		}
+		}, func() {}, nil
 	}
-	b.Fatalf("unknown transport %q", transport)
-	return nil
+	return nil, nil, fmt.Errorf("unknown transport %q", transport)
 }
 
 // fetchCopy fetches the file once and reads it with read.

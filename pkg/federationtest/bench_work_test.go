@@ -88,6 +88,13 @@ func serveWork(r io.Reader, w io.Writer, path string) error {
 // receiveWork reads what serveWork sends, opening and hashing every chunk, and checks the digest. It
 // returns the content's size.
 func receiveWork(r io.Reader, buf []byte) (int64, error) {
+	n, _, err := receiveWorkTo(r, buf, nil)
+	return n, err
+}
+
+// receiveWorkTo is receiveWork that also writes the plaintext to w, if not nil, as the SP connector hands
+// it to the application, and returns the checked digest.
+func receiveWorkTo(r io.Reader, buf []byte, w io.Writer) (int64, []byte, error) {
 	aead := workAEAD()
 	h := sha256.New()
 	nonce := make([]byte, aead.NonceSize())
@@ -95,30 +102,35 @@ func receiveWork(r io.Reader, buf []byte) (int64, error) {
 	var size int64
 	for i := uint64(0); ; i++ {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return size, fmt.Errorf("frame %d: %w", i, err)
+			return size, nil, fmt.Errorf("frame %d: %w", i, err)
 		}
 		n := binary.BigEndian.Uint32(hdr[:])
 		final := n&workFinal != 0
 		n &^= workFinal
 		if int(n) > len(buf) {
-			return size, fmt.Errorf("frame %d: %d bytes", i, n)
+			return size, nil, fmt.Errorf("frame %d: %d bytes", i, n)
 		}
 		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return size, fmt.Errorf("frame %d: %w", i, err)
+			return size, nil, fmt.Errorf("frame %d: %w", i, err)
 		}
 		workNonce(nonce, i)
 		plain, err := aead.Open(buf[:0], nonce, buf[:n], nil)
 		if err != nil {
-			return size, fmt.Errorf("frame %d: %w", i, err)
+			return size, nil, fmt.Errorf("frame %d: %w", i, err)
 		}
 		if final {
 			if !bytes.Equal(plain, h.Sum(nil)) {
-				return size, errors.New("digest mismatch")
+				return size, nil, errors.New("digest mismatch")
 			}
-			return size, nil
+			return size, plain, nil
 		}
 		h.Write(plain)
 		size += int64(len(plain))
+		if w != nil {
+			if _, err := w.Write(plain); err != nil {
+				return size, nil, err
+			}
+		}
 	}
 }
 

@@ -4,7 +4,7 @@ package federationtest
 // makes, and nothing else. BenchmarkBulkTransfer's bytes go DP connector -> SP connector -> application,
 // the last leg over loopback HTTP/1.1 (chunked, a trailer with the digest). Here a middle process (this
 // test binary again) receives the same-work copy exactly as receiveWork does and writes the plaintext to
-// the benchmark's HTTP request the way the SP connector writes a stream (256 KiB per response Write, the
+// the benchmark's HTTP request the way the SP connector writes a stream (1 MiB per response Write, the
 // digest in a trailer); the benchmark reads the body in 64 KiB reads, as bulkTransfer does. So the hop
 // baseline is the least any implementation of the product's API can cost on this machine: the product's
 // ratio to it is what is left of its own overhead.
@@ -23,7 +23,7 @@ import (
 )
 
 // hopBatch is what the middle process holds before a response Write, as the SP connector's streamBatch.
-const hopBatch = 256 << 10
+const hopBatch = 1 << 20
 
 // hopTrailer carries the digest, as X-MyData-SHA256 does in the product.
 const hopTrailer = "X-Bench-Sha256"

@@ -234,16 +234,17 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Trailer", "X-Mydata-Status, X-Mydata-SHA256, X-Mydata-Size")
 	w.Header().Set("X-Mydata-Exchange", ex.ID)
 	w.Header().Set("Content-Type", target.ContentType)
-	sink := &headerOnFirstWrite{w: w}
+	sink := newStreamWriter(w, streamHold)
 	// The request's context: a client that goes away stops the stream.
 	a.m.fetch(r.Context(), ex, target, key, sink)
+	sink.stop()
 	snap := ex.Snapshot()
 	for _, d := range snap.Datasets {
 		if d.Dataset != want {
 			continue
 		}
 		if d.Status != StatusDelivered {
-			if sink.started {
+			if sink.sent() {
 				panic(http.ErrAbortHandler)
 			}
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("dataset %s is %s: %s", want, d.Status, d.Reason))
@@ -252,7 +253,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		if err := sink.flush(); err != nil {
 			panic(http.ErrAbortHandler) // the application went away
 		}
-		if !sink.started {
+		if !sink.sent() {
 			w.WriteHeader(http.StatusOK)
 		}
 		w.Header().Set("X-Mydata-Status", StatusDelivered)
@@ -360,52 +361,4 @@ func (a *API) par(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, resp)
-}
-
-// headerOnFirstWrite is where a streamed dataset goes: the status line goes with its first bytes, and the
-// chunks (64 KiB each) go to the application streamBatch at a time. A response Write is a chunk of HTTP/1.1
-// chunked encoding and two socket writes (net/http's 4 KiB buffer, then the rest), whatever its size; per
-// 64 KiB they were a seventh of the SP connector's CPU in BulkTransferTCP. What is held when the transfer
-// fails is never sent.
-type headerOnFirstWrite struct {
-	w       http.ResponseWriter
-	started bool
-	buf     []byte
-}
-
-// streamBatch is the most of a stream the SP holds before the application gets it.
-const streamBatch = 256 << 10
-
-func (h *headerOnFirstWrite) Write(p []byte) (int, error) {
-	if len(h.buf)+len(p) > streamBatch {
-		if err := h.flush(); err != nil {
-			return 0, err
-		}
-	}
-	if len(p) >= streamBatch {
-		return h.write(p)
-	}
-	if h.buf == nil {
-		h.buf = make([]byte, 0, streamBatch)
-	}
-	h.buf = append(h.buf, p...)
-	return len(p), nil
-}
-
-// flush sends what is held.
-func (h *headerOnFirstWrite) flush() error {
-	if len(h.buf) == 0 {
-		return nil
-	}
-	_, err := h.write(h.buf)
-	h.buf = h.buf[:0]
-	return err
-}
-
-func (h *headerOnFirstWrite) write(p []byte) (int, error) {
-	if !h.started {
-		h.started = true
-		h.w.WriteHeader(http.StatusOK)
-	}
-	return h.w.Write(p)
 }

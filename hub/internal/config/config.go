@@ -282,7 +282,6 @@ func (c *Config) Validate() error {
 		{Key: "tokens.max_ttl", Value: c.Tokens.MaxTTL, Least: time.Second},
 		{Key: "directory.ttl", Value: c.Directory.TTL, Least: time.Minute},
 		{Key: "directory.max_long_poll", Value: c.Directory.MaxLongPoll, Least: time.Second},
-		{Key: "directory.down_after", Value: c.Directory.DownAfter, Least: 3 * time.Second},
 		{Key: "raft.snapshot_interval", Value: c.Raft.Snapshot, Least: time.Second},
 		{Key: "raft.hold_timeout", Value: c.Raft.HoldTimeout, Least: 100 * time.Millisecond},
 		{Key: "identity.session_ttl", Value: c.Identity.SessionTTL, Least: time.Minute},
@@ -292,6 +291,9 @@ func (c *Config) Validate() error {
 		{Key: "consent.counter_ttl", Value: c.Consent.CounterTTL, Least: time.Minute},
 	}); err != nil {
 		return err
+	}
+	if c.Directory.DownAfter != 0 && c.Directory.DownAfter < 3*time.Second {
+		return fmt.Errorf("directory.down_after: %s is shorter than 3s (0 turns connector liveness off)", c.Directory.DownAfter)
 	}
 	if c.Raft.DeadServerThreshold != 0 && c.Raft.DeadServerThreshold < 10*time.Second {
 		return fmt.Errorf("raft.dead_server_threshold: %s is shorter than 10s (0 turns cleanup off)", c.Raft.DeadServerThreshold)

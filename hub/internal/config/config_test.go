@@ -36,6 +36,8 @@ func TestLoad(t *testing.T) {
 		{"bad log", "log:\n  format: xml\n", "log.format"},
 		{"unspecified advertise", "raft:\n  listen: 0.0.0.0:8300\n", "raft.advertise"},
 		{"bad url", "api:\n  public_url: http://x\n", "api.public_url"},
+		{"liveness off", "directory:\n  down_after: 0s\n", ""},
+		{"short down_after", "directory:\n  down_after: 1s\n", "directory.down_after: 1s is shorter than 3s (0 turns connector liveness off)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

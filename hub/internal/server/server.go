@@ -337,8 +337,12 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "notices", s.notices.Run) })
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "lifecycle", s.lifecycle) })
 	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "records purge", s.purgeRecords) })
-	g.Go(func() error { s.api.RunLiveness(gctx, s.cfg.Directory.DownAfter); return nil })
-	g.Go(func() error { return s.cluster.RunAsLeader(gctx, "connector liveness", s.checkLiveness) })
+	if s.cfg.Directory.DownAfter > 0 {
+		// Off (0) while a cluster is upgraded to the release that has it: a node of an earlier release
+		// cannot apply these entries (docs/operations.md, section 6).
+		g.Go(func() error { s.api.RunLiveness(gctx, s.cfg.Directory.DownAfter); return nil })
+		g.Go(func() error { return s.cluster.RunAsLeader(gctx, "connector liveness", s.checkLiveness) })
+	}
 	for _, run := range s.loginRunners {
 		g.Go(func() error { return run(gctx) })
 	}

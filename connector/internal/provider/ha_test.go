@@ -37,7 +37,8 @@ func (h *hubCalls) Release(_ context.Context, token string, spent bool) error {
 }
 
 // TestServeSharedTicket: a ticket that names several connectors is served by this one when it is among
-// them, after the hub grants the claim; the claim is released before the answer when nothing was sent.
+// them, after the hub grants the claim; the claim is released before the answer when nothing was sent,
+// also when the claim's outcome is unknown (the hub failed to answer it).
 func TestServeSharedTicket(t *testing.T) {
 	f := newFixture(t)
 	good := map[string][]byte{dataKey: household}
@@ -59,7 +60,7 @@ func TestServeSharedTicket(t *testing.T) {
 		{name: "another connector has it", files: good, dps: []string{otherID, dpID}, hub: fmt.Errorf("%w: being served", provider.ErrTaken),
 			status: transfer.Refused, msg: "another connector serves or served this ticket", calls: []string{"claim"}},
 		{name: "the hub cannot be reached", files: good, dps: []string{otherID, dpID}, hub: errors.New("dial tcp: connection refused"),
-			status: transfer.Failed, msg: "cannot serve right now", calls: []string{"claim"}, receipts: 1},
+			status: transfer.Failed, msg: "cannot serve right now", calls: []string{"claim", "release spent=false answered=false"}, receipts: 1},
 		{name: "the agency fails: released before the answer", files: map[string][]byte{dataKey + "/": nil}, dps: []string{dpID, otherID},
 			status: transfer.Failed, msg: "could not produce the data", calls: []string{"claim", "release spent=false answered=false"}, receipts: 1},
 		{name: "the agency is not ready: released before the answer", files: map[string][]byte{dataKey + ".retry": []byte("30")}, dps: []string{dpID, otherID},

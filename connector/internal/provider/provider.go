@@ -279,6 +279,12 @@ func (p *Provider) claimAtHub(ctx context.Context, st io.Writer, o *outcome, tok
 	case err != nil:
 		*spent = false
 		p.cfg.Log.Warn("claim the ticket at the hub", "ticket", o.claims.ID, "err", err)
+		// The claim may still be applied (a leader change, a lost answer): give it back, or the ticket
+		// would stay held by a connector that sent nothing until it expires. A release of no claim is
+		// refused by the hub and harmless.
+		if rerr := p.cfg.HubClaims.Release(ctx, token, false); rerr != nil {
+			p.cfg.Log.Debug("release after a failed claim", "ticket", o.claims.ID, "err", rerr)
+		}
 		o.status, o.detail = audit.OutcomeFailed, "the hub could not be asked to claim the ticket"
 		_ = transfer.WriteStatus(st, transfer.Failed, "the data provider cannot serve right now", 0)
 		return o

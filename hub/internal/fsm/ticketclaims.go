@@ -50,9 +50,15 @@ func (c *TicketRelease) Validate() error {
 	return nil
 }
 
+// claimRetention is how long a claim outlives its ticket. Now is the proposing node's clock, and a
+// connector accepts a ticket a little past its expiry by its own: a claim dropped at the very expiry, by a
+// node whose clock runs ahead, could let another connector serve the ticket again. Connectors keep their
+// own records of served tickets an hour past expiry too.
+const claimRetention = time.Hour
+
 func applyTicketClaim(tx *sql.Tx, c *TicketClaim) (Result, bool, error) {
 	// Claims of expired tickets go as new ones come: a ticket lives at most 90 minutes.
-	if _, err := tx.Exec(`DELETE FROM ticket_claims WHERE expires < ?`, ms(c.Now)); err != nil {
+	if _, err := tx.Exec(`DELETE FROM ticket_claims WHERE expires < ?`, ms(c.Now.Add(-claimRetention))); err != nil {
 		return Result{}, false, err
 	}
 	var dp string

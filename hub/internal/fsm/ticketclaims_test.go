@@ -102,9 +102,18 @@ func TestTicketClaims(t *testing.T) {
 			t.Fatalf("%s: got %+v, want code %d with %q", s.name, r, s.want, s.msg)
 		}
 	}
-	// Once the ticket has expired its claim goes with the next claim, and takes no room.
-	later := exp.Add(time.Minute)
-	if r := a.apply(&TicketClaim{TicketID: "t3", DP: dp1, Expires: later.Add(time.Minute), Now: later}); r.Code != OK {
+	// Just past the ticket's expiry, by a node whose clock runs ahead, its claim is kept: the connector
+	// may still accept the ticket by its own clock, and it must stay used.
+	soon := exp.Add(time.Minute)
+	if r := a.apply(&TicketClaim{TicketID: "t3", DP: dp1, Expires: soon.Add(time.Minute), Now: soon}); r.Code != OK {
+		t.Fatal(r)
+	}
+	if r := a.apply(&TicketClaim{TicketID: "t1", DP: dp1, Expires: soon.Add(time.Minute), Now: soon}); r.Code != Gone {
+		t.Fatalf("a used ticket claimed a minute after its expiry: %+v, want gone", r)
+	}
+	// An hour after, its claim goes with the next claim, and takes no room.
+	later := exp.Add(claimRetention + 5*time.Minute)
+	if r := a.apply(&TicketClaim{TicketID: "t4", DP: dp1, Expires: later.Add(time.Minute), Now: later}); r.Code != OK {
 		t.Fatal(r)
 	}
 	var n int

@@ -256,6 +256,17 @@ func TestConnectorHA(t *testing.T) {
 	if res, err := present(t, dps["dp2"], sp, resp.Tickets[0].Ticket, resp.Tickets[0].TicketID, "moi.household", key); err != nil || res.Header.Status != transfer.OK {
 		t.Fatalf("a one-connector ticket: %v %+v", err, res)
 	}
+	// A ticket issued before the move may still be served by dp1, whose receipt must count; the bank's
+	// SP connector may not report a DP's side.
+	var out hubapi.ReceiptBatchResult
+	dpReceipt := hubapi.ReceiptBatch{Receipts: []hubapi.ReceiptRequest{{TicketID: "before-the-move", ConsentID: resp.ConsentID,
+		Dataset: "moi.household", Role: hubapi.RoleSender, Outcome: "delivered", At: time.Now()}}}
+	if err := hubClientAs(t, h, dps["dp1"]).Do(context.Background(), http.MethodPost, hubapi.PathReceipts, dpReceipt, &out); err != nil || out.Results[0].Status != http.StatusNoContent {
+		t.Fatalf("a receipt of dp1, which no longer serves the dataset: %v %+v", err, out.Results)
+	}
+	if err := hubClientAs(t, h, sp).Do(context.Background(), http.MethodPost, hubapi.PathReceipts, dpReceipt, &out); err != nil || out.Results[0].Status != http.StatusForbidden {
+		t.Fatalf("a DP receipt from the SP's connector: %v %+v, want 403", err, out.Results)
+	}
 	if m := h.Metrics(); !strings.Contains(m, `mydata_hub_ticket_claims_total{result="claimed"}`) || !strings.Contains(m, `mydata_hub_ticket_claims_total{result="taken"}`) {
 		t.Errorf("the hub's claim metrics:\n%s", grepLines(m, "ticket_claims"))
 	}

@@ -112,9 +112,20 @@ func (s *Server) checkReceipt(ctx context.Context, p fedid.Parsed, rec fsm.Recei
 	if err != nil || d == nil {
 		return 0, "", fmt.Errorf("dataset %s: %v", rec.Dataset, err)
 	}
-	// Any of the dataset's connectors may have served it (connector HA).
-	if p.Org != d.DPOrg || !slices.Contains(d.Connectors(), p.Name) {
+	// Any of the dataset's connectors may have served it (connector HA), and so may a DP connector of its
+	// organisation that no longer serves it: tickets issued before `dataset connectors` moved the dataset
+	// name the connectors of then, and their receipts come after.
+	if p.Org != d.DPOrg {
 		return http.StatusForbidden, fmt.Sprintf("only %s/%s reports as %s for this consent and dataset", d.DPOrg, strings.Join(d.Connectors(), ", "), rec.Role), nil
+	}
+	if !slices.Contains(d.Connectors(), p.Name) {
+		c, err := s.cfg.State.Connector(p.Org, p.Name)
+		if err != nil {
+			return 0, "", err
+		}
+		if c == nil || !slices.Contains(c.Roles, hubapi.RoleDP) {
+			return http.StatusForbidden, fmt.Sprintf("only %s/%s, or another DP connector of %s, reports as %s for this consent and dataset", d.DPOrg, strings.Join(d.Connectors(), ", "), d.DPOrg, rec.Role), nil
+		}
 	}
 	return http.StatusNoContent, "", nil
 }

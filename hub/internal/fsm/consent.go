@@ -323,11 +323,15 @@ func addReceipt(tx *sql.Tx, r Receipt) (Result, bool, error) {
 	// (pending, then delivered) may arrive out of order: a later report replaces an earlier one, a final
 	// outcome is never replaced by "pending", and a transfer that happened (delivered, no record) is never
 	// replaced by a refusal (connectors do not report replays; this keeps an older one honest too). With
-	// several connectors per dataset the report that stays names the one that served.
+	// several connectors per dataset the report that stays names the one that served: a DP connector whose
+	// agency failed reports "failed" and the SP's next connector "delivered", in either order and by clocks
+	// that may differ, so a DP's failure never replaces a DP's delivery (one connector alone cannot report
+	// both of one ticket).
 	_, err = tx.Exec(`INSERT INTO receipts(ticket_id, role, consent_id, dataset, reporter, counterpart, outcome, bytes, at, recorded_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(ticket_id, role) DO UPDATE SET outcome = excluded.outcome, bytes = excluded.bytes, at = excluded.at, reporter = excluded.reporter
 		WHERE excluded.outcome != 'pending' AND (receipts.outcome = 'pending' OR excluded.at >= receipts.at)
-		AND NOT (excluded.outcome = 'refused' AND receipts.outcome IN ('delivered', 'no_record'))`,
+		AND NOT (excluded.outcome = 'refused' AND receipts.outcome IN ('delivered', 'no_record'))
+		AND NOT (excluded.role = 'dp' AND excluded.outcome = 'failed' AND receipts.outcome IN ('delivered', 'no_record'))`,
 		r.TicketID, r.Role, r.ConsentID, r.Dataset, r.Reporter, r.Counterpart, r.Outcome, r.Bytes, ms(r.At), ms(r.RecordedAt))
 	return Result{}, false, err
 }

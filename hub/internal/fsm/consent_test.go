@@ -45,6 +45,8 @@ func TestConsentLifecycle(t *testing.T) {
 		{"receipt", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Outcome: "delivered", Bytes: 10, At: now}}, OK, ""},
 		{"receipt retried", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Outcome: "delivered", Bytes: 10, At: now}}, OK, ""},
 		{"late pending after delivered", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Outcome: "pending", At: now.Add(-time.Second)}}, OK, ""},
+		// Another of the dataset's connectors failed before this one served, by a clock ahead of its.
+		{"a failure after the delivery", &ReceiptAdd{Receipt: Receipt{TicketID: "t1", Role: "dp", ConsentID: "c1", Dataset: "moi.household", Reporter: "moi/dp2", Outcome: "failed", At: now.Add(20 * time.Second)}}, OK, ""},
 		{"receipt of nothing", &ReceiptAdd{Receipt: Receipt{TicketID: "t2", Role: "sp", ConsentID: "nope", Dataset: "d", Outcome: "delivered"}}, NotFound, "nope"},
 	}
 	for _, s := range steps {

@@ -63,6 +63,8 @@ func TestServeSharedTicket(t *testing.T) {
 			status: transfer.Failed, msg: "cannot serve right now", calls: []string{"claim", "release spent=false answered=false"}, receipts: 1},
 		{name: "the agency fails: released before the answer", files: map[string][]byte{dataKey + "/": nil}, dps: []string{dpID, otherID},
 			status: transfer.Failed, msg: "could not produce the data", calls: []string{"claim", "release spent=false answered=false"}, receipts: 1},
+		{name: "larger than max_bytes: released before the answer", files: map[string][]byte{dataKey: make([]byte, 2<<20)}, dps: []string{dpID, otherID},
+			status: transfer.Failed, msg: "larger than this provider delivers", calls: []string{"claim", "release spent=false answered=false"}, receipts: 1},
 		{name: "the agency is not ready: released before the answer", files: map[string][]byte{dataKey + ".retry": []byte("30")}, dps: []string{dpID, otherID},
 			status: transfer.NotReady, calls: []string{"claim", "release spent=false answered=false"}, receipts: 1},
 		{name: "no record is an answer", files: map[string][]byte{}, dps: []string{dpID, otherID},

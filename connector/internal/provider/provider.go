@@ -245,6 +245,9 @@ func (p *Provider) serve(ctx context.Context, st io.ReadWriter, peer spiffeid.ID
 	defer res.Body.Close()
 	if res.Size > ds.MaxBytes {
 		o.status, o.detail = audit.OutcomeFailed, "dataset larger than max_bytes"
+		// Nothing was sent: another of the ticket's connectors, with a larger max_bytes, may serve it.
+		spent = !shared
+		release()
 		_ = transfer.WriteStatus(st, transfer.Failed, "the data is larger than this provider delivers", 0)
 		return o
 	}

@@ -122,6 +122,14 @@ func WriteStatus(w io.Writer, st Status, msg string, retryAfter int) error {
 // MaxRetryAfter bounds a not-ready answer's retry_after.
 const MaxRetryAfter = 24 * time.Hour
 
+// Taken begins the message of a refusal of a ticket that another of its connectors serves or served
+// (connector HA). An SP or relay that moved on from a connector that failed keeps that failure as the
+// answer when the next one says this: it is the first connector's failure that left the ticket taken.
+const Taken = "another connector serves or served this ticket"
+
+// IsTaken says whether h refuses a ticket because another of its connectors serves or served it.
+func IsTaken(h Header) bool { return h.Status == Refused && strings.HasPrefix(h.Message, Taken) }
+
 // clip cuts s to at most n bytes without splitting a UTF-8 sequence.
 func clip(s string, n int) string {
 	if len(s) > n {

@@ -66,7 +66,7 @@ type HubClaims interface {
 }
 
 // ErrTaken is a ticket another of its connectors serves or served.
-var ErrTaken = errors.New("another connector serves or served this ticket")
+var ErrTaken = errors.New(transfer.Taken)
 
 // Provider serves transfers.
 type Provider struct {

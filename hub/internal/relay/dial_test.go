@@ -128,6 +128,8 @@ func TestOpenTriesTheNextConnector(t *testing.T) {
 		"moi/dp1": {Org: "moi", Name: "dp1", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp1"), transfer.Failed, "agency down")},
 		"moi/dp2": {Org: "moi", Name: "dp2", Status: hubapi.StatusActive, Down: true, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp2"), transfer.NoRecord, "from dp2")},
 		"moi/dp3": {Org: "moi", Name: "dp3", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: closedAddr},
+		// dp4 is told the ticket is taken: by dp1, which failed and could not give it back.
+		"moi/dp4": {Org: "moi", Name: "dp4", Status: hubapi.StatusActive, Address: blackHole(t), TCPAddress: tcpDP(t, src("dp4"), transfer.Refused, transfer.Taken+": ticket t1 is being served by "+id("dp1"))},
 	})
 	r, err := New(Config{TD: spiffeid.RequireTrustDomainFromString("mydata.test"), SVID: hubSrc, Bundles: hubSrc, State: st, DialTimeout: 1500 * time.Millisecond})
 	if err != nil {
@@ -152,6 +154,15 @@ func TestOpenTriesTheNextConnector(t *testing.T) {
 	}
 	if err != nil || a2.DP != id("dp1") || a2.Header.Status != transfer.Failed {
 		t.Fatalf("dp2 suspended: %v %+v", err, a2)
+	}
+	// dp1 fails and dp4 says the ticket is taken (dp1 kept it): dp1's failure is the answer.
+	tok, claims = downloadTicket(t, r, signer, id("dp1"), id("dp4"))
+	a3, err := r.Open(ctx, tok, claims)
+	if err == nil {
+		defer a3.Close()
+	}
+	if err != nil || a3.DP != id("dp1") || a3.Header.Status != transfer.Failed || a3.Header.Message != "agency down" {
+		t.Fatalf("dp1 failed, dp4 taken: %v %+v", err, a3)
 	}
 }
 

@@ -168,6 +168,10 @@ func (r *Relay) Open(ctx context.Context, token string, c *ticket.Claims) (*Answ
 			} else {
 				_ = a.Close()
 			}
+		case failed != nil && transfer.IsTaken(a.Header):
+			// The connector that failed kept the ticket (it could not give it back): its failure is
+			// the answer, not this refusal.
+			_ = a.Close()
 		default:
 			if failed != nil {
 				_ = failed.Close()

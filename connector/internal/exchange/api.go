@@ -235,6 +235,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Mydata-Exchange", ex.ID)
 	w.Header().Set("Content-Type", target.ContentType)
 	sink := newStreamWriter(w, streamHold)
+	defer sink.stop() // also if fetch panics: the timer must not write once the handler has returned
 	// The request's context: a client that goes away stops the stream.
 	a.m.fetch(r.Context(), ex, target, key, sink)
 	sink.stop()
